@@ -1,0 +1,79 @@
+"""The `forgeway` command: serve one service, run the local stack, build the demo model."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+
+def _serve(name: str, argv: list[str]) -> int:
+    from forgeway.services.runtime import registry
+    from forgeway.services.runtime.logs import configure_logging
+    from forgeway.services.runtime.server import serve
+    from forgeway.services.runtime.settings import SettingsError, build_settings
+
+    try:
+        cls = registry.load(name)
+    except registry.UnknownService as exc:
+        print(f"forgeway serve: {exc}", file=sys.stderr)
+        return 2
+    try:
+        settings = build_settings(cls.Settings, argv, prog=f"forgeway serve {name}")
+    except SettingsError as exc:
+        print(f"forgeway serve {name}: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, settings.log_format)
+    asyncio.run(serve(cls(settings)))
+    return 0
+
+
+def _demo_model(out: Path | None, max_seconds: float) -> int:
+    from forgeway.services.runtime.settings import default_home
+    from forgeway.testing import build_demo_model
+
+    path = build_demo_model(out or default_home() / "models" / "demo", max_seconds=max_seconds)
+    print(path)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="forgeway", description="Train and serve language models over one gRPC contract.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run one service (gateway, hf, llamacpp, openai, trl, unsloth, echo)",
+                                add_help=False)
+    serve.add_argument("service")
+    commands.add_parser("up", help="run the local stack, each service its own supervised process", add_help=False)
+    demo = commands.add_parser("demo-model", help="build (once) the demo model that `make up` serves")
+    demo.add_argument("--out", type=Path, help="where to write it (default FORGEWAY_HOME/models/demo)")
+    demo.add_argument("--max-seconds", type=float, default=180.0, help="training time budget")
+    commands.add_parser("services", help="list the service names `serve` accepts")
+
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "serve":
+        return _serve(args.service, rest)
+    if args.command == "up":
+        from forgeway.up import main as up_main
+
+        return up_main(rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.command == "demo-model":
+        return _demo_model(args.out, args.max_seconds)
+    if args.command == "services":
+        from forgeway.services.runtime import registry
+
+        for name, target in sorted(registry.available().items()):
+            print(f"{name}\t{target}")
+        return 0
+    return 2
+
+
+def entrypoint() -> None:
+    raise SystemExit(main())
+
+
+if __name__ == "__main__":
+    entrypoint()

@@ -1,0 +1,1 @@
+"""Generated forgeway.v1 protobuf and gRPC stubs (make protos)."""

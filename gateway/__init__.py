@@ -1,0 +1,1 @@
+"""The gateway: routing, health watching, breakers, admission and the OpenAI HTTP shim."""

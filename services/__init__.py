@@ -1,0 +1,1 @@
+"""Forgeway services: the shared runtime and one package per backend."""

@@ -1,0 +1,1 @@
+"""The runtime every Forgeway service shares: serve(), errors, settings, metrics, logs, registry."""

@@ -1,0 +1,339 @@
+"""Generation domain types, validated on the way in (from_proto) and converted on the way out (to_proto)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from enum import Enum
+
+from forgeway.v1 import common_pb2, generate_pb2
+
+from .errors import InvalidArgument
+
+MAX_N = 16
+MAX_TOP_LOGPROBS = 20
+MAX_STOP_SEQUENCES = 8
+
+
+class Task(str, Enum):
+    TEXT_GENERATION = "text-generation"
+    SUMMARIZATION = "summarization"
+    EXTRACTIVE_QA = "extractive-question-answering"
+
+    @classmethod
+    def from_proto(cls, value: int) -> Task | None:
+        return _TASK_FROM_PROTO.get(value)
+
+    def to_proto(self) -> int:
+        return _TASK_TO_PROTO[self]
+
+
+_TASK_TO_PROTO = {
+    Task.TEXT_GENERATION: common_pb2.TASK_TEXT_GENERATION,
+    Task.SUMMARIZATION: common_pb2.TASK_SUMMARIZATION,
+    Task.EXTRACTIVE_QA: common_pb2.TASK_EXTRACTIVE_QUESTION_ANSWERING,
+}
+_TASK_FROM_PROTO = {v: k for k, v in _TASK_TO_PROTO.items()}
+
+
+class FinishReason(str, Enum):
+    STOP = "stop"
+    LENGTH = "length"
+    STOP_SEQUENCE = "stop_sequence"
+    CANCELLED = "cancelled"
+    ERROR = "error"
+
+    def to_proto(self) -> int:
+        return generate_pb2.FinishReason.Value(f"FINISH_REASON_{self.name}")
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    role: str
+    content: str
+
+
+@dataclass(frozen=True)
+class Sampling:
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    min_p: float | None = None
+    repetition_penalty: float | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+
+    @property
+    def greedy(self) -> bool:
+        return not self.temperature
+
+    def set_params(self) -> set[str]:
+        """Names of the sampling parameters the request set (beyond max_tokens, stop and seed)."""
+        names = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty", "presence_penalty", "frequency_penalty")
+        return {n for n in names if getattr(self, n) is not None}
+
+    @classmethod
+    def from_proto(cls, msg: generate_pb2.SamplingParams) -> Sampling:
+        def opt(name: str):
+            return getattr(msg, name) if msg.HasField(name) else None
+
+        s = cls(
+            max_tokens=opt("max_tokens"),
+            temperature=opt("temperature"),
+            top_p=opt("top_p"),
+            top_k=opt("top_k"),
+            min_p=opt("min_p"),
+            repetition_penalty=opt("repetition_penalty"),
+            presence_penalty=opt("presence_penalty"),
+            frequency_penalty=opt("frequency_penalty"),
+            seed=opt("seed"),
+            stop=tuple(msg.stop),
+        )
+        s.validate()
+        return s
+
+    def validate(self) -> None:
+        checks = [
+            ("max_tokens", self.max_tokens is not None and self.max_tokens < 1, "must be at least 1"),
+            ("temperature", self.temperature is not None and not 0 <= self.temperature <= 2, "must be in [0, 2]"),
+            ("top_p", self.top_p is not None and not 0 < self.top_p <= 1, "must be in (0, 1]"),
+            ("min_p", self.min_p is not None and not 0 <= self.min_p <= 1, "must be in [0, 1]"),
+            ("repetition_penalty", self.repetition_penalty is not None and self.repetition_penalty <= 0, "must be > 0"),
+            ("presence_penalty", self.presence_penalty is not None and not -2 <= self.presence_penalty <= 2, "must be in [-2, 2]"),
+            ("frequency_penalty", self.frequency_penalty is not None and not -2 <= self.frequency_penalty <= 2, "must be in [-2, 2]"),
+            ("stop", len(self.stop) > MAX_STOP_SEQUENCES, f"at most {MAX_STOP_SEQUENCES} stop sequences"),
+            ("stop", any(not s for s in self.stop), "stop sequences must not be empty"),
+        ]
+        for name, bad, why in checks:
+            if bad:
+                raise InvalidArgument(f"sampling.{name}", why)
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One validated generation request, independent of transport."""
+
+    model: str
+    prompt: str | None = None
+    messages: tuple[ChatMessage, ...] = ()
+    document: str | None = None
+    question: str | None = None
+    context: str | None = None
+    task: Task | None = None
+    n: int = 1
+    sampling: Sampling = field(default_factory=Sampling)
+    json_schema: dict | None = None
+    json_object: bool = False
+    grammar: str | None = None
+    logprobs: bool = False
+    top_logprobs: int = 0
+    adapter: str = ""
+    backend: str = ""
+    priority: int = 0
+
+    @property
+    def input_task(self) -> Task:
+        """The task the input implies."""
+        if self.document is not None:
+            return Task.SUMMARIZATION
+        if self.question is not None:
+            return Task.EXTRACTIVE_QA
+        return Task.TEXT_GENERATION
+
+    def features(self) -> set[str]:
+        """Feature names this request needs, as GenerationFeatures names them."""
+        wanted = set(self.sampling.set_params())
+        if self.logprobs:
+            wanted.add("logprobs")
+        if self.json_schema is not None or self.json_object:
+            wanted.add("json_schema")
+        if self.grammar is not None:
+            wanted.add("grammar")
+        if self.sampling.stop:
+            wanted.add("stop")
+        if self.sampling.seed is not None:
+            wanted.add("seed")
+        if self.n > 1:
+            wanted.add("multiple_choices")
+        if self.adapter:
+            wanted.add("adapters")
+        return wanted
+
+    @classmethod
+    def from_proto(cls, msg: generate_pb2.GenerateRequest) -> GenerationRequest:
+        if not msg.model:
+            raise InvalidArgument("model", "required")
+        inputs = [
+            name
+            for name, present in (
+                ("prompt", msg.HasField("prompt")),
+                ("messages", len(msg.messages) > 0),
+                ("summarize", msg.HasField("summarize")),
+                ("question_answer", msg.HasField("question_answer")),
+            )
+            if present
+        ]
+        if len(inputs) != 1:
+            what = "none is set" if not inputs else f"got {', '.join(inputs)}"
+            raise InvalidArgument("prompt", f"exactly one of prompt, messages, summarize, question_answer is required; {what}")
+        for i, m in enumerate(msg.messages):
+            if not m.role:
+                raise InvalidArgument(f"messages[{i}].role", "required")
+        if msg.HasField("question_answer"):
+            if not msg.question_answer.question:
+                raise InvalidArgument("question_answer.question", "required")
+            if not msg.question_answer.context:
+                raise InvalidArgument("question_answer.context", "required")
+        if msg.HasField("summarize") and not msg.summarize.document:
+            raise InvalidArgument("summarize.document", "required")
+        n = msg.n or 1
+        if n > MAX_N:
+            raise InvalidArgument("n", f"must be at most {MAX_N}")
+        if msg.top_logprobs > MAX_TOP_LOGPROBS:
+            raise InvalidArgument("top_logprobs", f"must be at most {MAX_TOP_LOGPROBS}")
+        if msg.top_logprobs and not msg.logprobs:
+            raise InvalidArgument("top_logprobs", "requires logprobs")
+        json_schema = None
+        structured = msg.structured_output.WhichOneof("format") if msg.HasField("structured_output") else None
+        if structured == "json_schema":
+            try:
+                json_schema = json.loads(msg.structured_output.json_schema)
+            except json.JSONDecodeError as exc:
+                raise InvalidArgument("structured_output.json_schema", f"not valid JSON: {exc}") from None
+            if not isinstance(json_schema, dict):
+                raise InvalidArgument("structured_output.json_schema", "must be a JSON object")
+        grammar = msg.structured_output.grammar if structured == "grammar" else None
+        if structured == "grammar" and not grammar:
+            raise InvalidArgument("structured_output.grammar", "must not be empty")
+        return cls(
+            model=msg.model,
+            prompt=msg.prompt if msg.HasField("prompt") else None,
+            messages=tuple(ChatMessage(m.role, m.content) for m in msg.messages),
+            document=msg.summarize.document if msg.HasField("summarize") else None,
+            question=msg.question_answer.question if msg.HasField("question_answer") else None,
+            context=msg.question_answer.context if msg.HasField("question_answer") else None,
+            task=Task.from_proto(msg.task),
+            n=n,
+            sampling=Sampling.from_proto(msg.sampling),
+            json_schema=json_schema,
+            json_object=structured == "json_object" and msg.structured_output.json_object,
+            grammar=grammar,
+            logprobs=msg.logprobs,
+            top_logprobs=msg.top_logprobs,
+            adapter=msg.adapter,
+            backend=msg.backend,
+            priority=msg.priority,
+        )
+
+
+@dataclass
+class TokenLogprob:
+    token: str
+    token_bytes: bytes
+    logprob: float
+    top: list[tuple[str, bytes, float]] = field(default_factory=list)
+
+    def to_proto(self) -> generate_pb2.TokenLogprob:
+        return generate_pb2.TokenLogprob(
+            token=self.token,
+            token_bytes=self.token_bytes,
+            logprob=self.logprob,
+            top_logprobs=[generate_pb2.TopLogprob(token=t, token_bytes=b, logprob=lp) for t, b, lp in self.top],
+        )
+
+
+@dataclass
+class Delta:
+    """New text of one choice, whole UTF-8 characters only."""
+
+    index: int
+    text: str
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+
+    def to_proto(self) -> generate_pb2.GenerateStreamResponse:
+        return generate_pb2.GenerateStreamResponse(
+            delta=generate_pb2.GenerateDelta(
+                index=self.index, text=self.text, logprobs=[lp.to_proto() for lp in self.logprobs]
+            )
+        )
+
+
+@dataclass
+class AnswerSpan:
+    start: int
+    end: int
+    score: float
+
+
+@dataclass
+class Completion:
+    index: int
+    text: str
+    finish_reason: FinishReason
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+    answer_span: AnswerSpan | None = None
+    completion_tokens: int = 0
+
+    def to_proto(self) -> generate_pb2.Choice:
+        choice = generate_pb2.Choice(
+            index=self.index,
+            text=self.text,
+            finish_reason=self.finish_reason.to_proto(),
+            logprobs=[lp.to_proto() for lp in self.logprobs],
+        )
+        if self.answer_span is not None:
+            span = self.answer_span
+            choice.answer_span.CopyFrom(generate_pb2.AnswerSpan(start=span.start, end=span.end, score=span.score))
+        return choice
+
+
+@dataclass
+class GenerationResult:
+    """The final outcome of a generation: every choice, usage and timings."""
+
+    model: str
+    choices: list[Completion]
+    prompt_tokens: int
+    queue_ms: float = 0.0
+    time_to_first_token_ms: float = 0.0
+    total_ms: float = 0.0
+    served_by: str = ""
+
+    @property
+    def completion_tokens(self) -> int:
+        return sum(c.completion_tokens for c in self.choices)
+
+    def to_proto(self) -> generate_pb2.GenerateResponse:
+        return generate_pb2.GenerateResponse(
+            model=self.model,
+            choices=[c.to_proto() for c in self.choices],
+            usage=generate_pb2.Usage(
+                prompt_tokens=self.prompt_tokens,
+                completion_tokens=self.completion_tokens,
+                total_tokens=self.prompt_tokens + self.completion_tokens,
+            ),
+            timings=generate_pb2.Timings(
+                queue_ms=self.queue_ms, time_to_first_token_ms=self.time_to_first_token_ms, total_ms=self.total_ms
+            ),
+            served_by=self.served_by,
+        )
+
+
+def apply_stop(text: str, stops: tuple[str, ...]) -> tuple[str, bool]:
+    """Cut text before the earliest stop sequence. Returns (text, whether a stop was found)."""
+    cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)
+
+
+def held_back(text: str, stops: tuple[str, ...]) -> int:
+    """How many trailing characters could start a stop sequence, and so must not be streamed yet."""
+    longest = 0
+    for stop in stops:
+        for k in range(min(len(stop) - 1, len(text)), 0, -1):
+            if text.endswith(stop[:k]):
+                longest = max(longest, k)
+                break
+    return longest

@@ -1,0 +1,86 @@
+"""Thin gRPC adapters over an inference engine: proto -> domain -> engine -> proto."""
+
+from __future__ import annotations
+
+
+from forgeway.v1 import backend_pb2_grpc, generate_pb2, models_pb2, models_pb2_grpc
+
+from .capabilities import QUANTIZATION_FROM_PROTO, engine_capabilities, model_to_proto
+from .engine import InferenceEngine
+from .errors import InvalidArgument, Unimplemented
+from .generation import GenerationRequest, GenerationResult, Task
+
+
+class BackendServicer(backend_pb2_grpc.BackendServiceServicer):
+    """forgeway.v1.BackendService over an InferenceEngine."""
+
+    def __init__(self, engine: InferenceEngine, rpcs: list[str]):
+        self.engine = engine
+        self.rpcs = rpcs
+
+    async def Capabilities(self, request, context):
+        return engine_capabilities(self.engine, self.rpcs)
+
+    async def Generate(self, request, context) -> generate_pb2.GenerateResponse:
+        generation = GenerationRequest.from_proto(request)
+        self.engine.admit(generation)
+        result = None
+        async for event in self.engine.generate(generation):
+            if isinstance(event, GenerationResult):
+                result = event
+        return result.to_proto()
+
+    async def GenerateStream(self, request, context):
+        generation = GenerationRequest.from_proto(request)
+        self.engine.admit(generation)
+        async for event in self.engine.generate(generation):
+            if isinstance(event, GenerationResult):
+                yield generate_pb2.GenerateStreamResponse(final=event.to_proto())
+            else:
+                yield event.to_proto()
+
+    async def Train(self, request, context):
+        raise Unimplemented(f"the {self.engine.kind} backend does not train; use a trainer (trl, unsloth)")
+        yield  # an async generator, as the streaming RPC expects
+
+
+class ModelServicer(models_pb2_grpc.ModelServiceServicer):
+    """forgeway.v1.ModelService over an InferenceEngine."""
+
+    def __init__(self, engine: InferenceEngine):
+        self.engine = engine
+
+    async def ListModels(self, request, context):
+        return models_pb2.ListModelsResponse(models=[model_to_proto(m, self.engine.kind) for m in self.engine.models()])
+
+    async def LoadModel(self, request, context):
+        if not request.name:
+            raise InvalidArgument("name", "required")
+        model = await self.engine.load_model(
+            request.name,
+            request.source,
+            Task.from_proto(request.task),
+            QUANTIZATION_FROM_PROTO.get(request.quantization, "none"),
+            request.base_model,
+            dict(request.options),
+        )
+        return models_pb2.LoadModelResponse(model=model_to_proto(model, self.engine.kind))
+
+    async def UnloadModel(self, request, context):
+        if not request.name:
+            raise InvalidArgument("name", "required")
+        await self.engine.unload_model(request.name)
+        return models_pb2.UnloadModelResponse()
+
+
+def inference_servicers(engine: InferenceEngine) -> list[tuple[object, object, str]]:
+    """(add_to_server function, servicer, full service name) for an inference engine."""
+    backend_rpcs = [f"forgeway.v1.BackendService/{m}" for m in ("Capabilities", "Generate", "GenerateStream")]
+    model_rpcs = [f"forgeway.v1.ModelService/{m}" for m in ("ListModels", "LoadModel", "UnloadModel")]
+    return [
+        (backend_pb2_grpc.add_BackendServiceServicer_to_server, BackendServicer(engine, backend_rpcs + model_rpcs),
+         "forgeway.v1.BackendService"),
+        (models_pb2_grpc.add_ModelServiceServicer_to_server, ModelServicer(engine), "forgeway.v1.ModelService"),
+    ]
+
+
