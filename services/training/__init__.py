@@ -1,0 +1,1 @@
+"""What every trainer service shares: durable jobs in SQLite, dataset uploads, the job runner and its gRPC services."""

@@ -1,0 +1,138 @@
+"""JobStore: training jobs and their event histories, durable in SQLite under FORGEWAY_HOME."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from google.protobuf import timestamp_pb2
+
+from forgeway.v1 import jobs_pb2, train_pb2
+
+from .errors import job_not_found
+
+TERMINAL = {jobs_pb2.JOB_STATE_SUCCEEDED, jobs_pb2.JOB_STATE_FAILED, jobs_pb2.JOB_STATE_CANCELLED}
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    created REAL NOT NULL,
+    request BLOB NOT NULL,
+    record BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    job_id TEXT NOT NULL REFERENCES jobs(id),
+    sequence INTEGER NOT NULL,
+    event BLOB NOT NULL,
+    PRIMARY KEY (job_id, sequence)
+);
+"""
+
+
+def _now() -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.FromNanoseconds(time.time_ns())
+    return ts
+
+
+class JobStore:
+    """Jobs and events in one SQLite file. Thread-safe: trainers append from worker threads."""
+
+    def __init__(self, path: Path, on_event: Callable[[jobs_pb2.JobEvent], None] | None = None):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(SCHEMA)
+        self._lock = threading.Lock()
+        self.on_event = on_event
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def create(self, request: train_pb2.TrainRequest, backend: str, method: str) -> jobs_pb2.Job:
+        now = _now()
+        job = jobs_pb2.Job(
+            id=f"job-{uuid.uuid4().hex[:16]}",
+            state=jobs_pb2.JOB_STATE_QUEUED,
+            backend=backend,
+            base_model=request.base_model,
+            method=method,
+            created=now,
+            updated=now,
+        )
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO jobs (id, created, request, record) VALUES (?, ?, ?, ?)",
+                (job.id, time.time(), request.SerializeToString(), job.SerializeToString()),
+            )
+        self.append(job.id, state=jobs_pb2.StateChange(state=jobs_pb2.JOB_STATE_QUEUED, message="queued"))
+        return self.get(job.id)
+
+    def append(self, job_id: str, **kind) -> jobs_pb2.JobEvent:
+        """Record one event (state=, progress=, log=, checkpoint=, fallback= or artifact=) and update the job."""
+        with self._lock:
+            job = self._get(job_id)
+            event = jobs_pb2.JobEvent(job_id=job_id, sequence=job.last_sequence + 1, time=_now(), **kind)
+            job.last_sequence = event.sequence
+            job.updated.CopyFrom(event.time)
+            which = event.WhichOneof("kind")
+            if which == "state":
+                job.state = event.state.state
+                if event.state.state == jobs_pb2.JOB_STATE_FAILED:
+                    job.error = event.state.message
+            elif which == "progress":
+                job.progress.CopyFrom(event.progress)
+            elif which == "artifact":
+                job.artifact.CopyFrom(event.artifact)
+            elif which == "fallback":
+                job.backend = event.fallback.used
+            self._db.execute("BEGIN")
+            self._db.execute(
+                "INSERT INTO events (job_id, sequence, event) VALUES (?, ?, ?)",
+                (job_id, event.sequence, event.SerializeToString()),
+            )
+            self._db.execute("UPDATE jobs SET record = ? WHERE id = ?", (job.SerializeToString(), job_id))
+            self._db.execute("COMMIT")
+        if self.on_event:
+            self.on_event(event)
+        return event
+
+    def _get(self, job_id: str) -> jobs_pb2.Job:
+        row = self._db.execute("SELECT record FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise job_not_found(job_id)
+        return jobs_pb2.Job.FromString(row[0])
+
+    def get(self, job_id: str) -> jobs_pb2.Job:
+        with self._lock:
+            return self._get(job_id)
+
+    def request(self, job_id: str) -> train_pb2.TrainRequest:
+        with self._lock:
+            row = self._db.execute("SELECT request FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise job_not_found(job_id)
+        return train_pb2.TrainRequest.FromString(row[0])
+
+    def list(self, state: int = 0, limit: int = 100) -> list[jobs_pb2.Job]:
+        with self._lock:
+            rows = self._db.execute("SELECT record FROM jobs ORDER BY created DESC").fetchall()
+        jobs = [jobs_pb2.Job.FromString(r[0]) for r in rows]
+        return [j for j in jobs if not state or j.state == state][: limit or 100]
+
+    def events(self, job_id: str, after: int = 0) -> list[jobs_pb2.JobEvent]:
+        with self._lock:
+            self._get(job_id)
+            rows = self._db.execute(
+                "SELECT event FROM events WHERE job_id = ? AND sequence > ? ORDER BY sequence", (job_id, after)
+            ).fetchall()
+        return [jobs_pb2.JobEvent.FromString(r[0]) for r in rows]
+
+    def unfinished(self) -> list[jobs_pb2.Job]:
+        """Jobs a previous process left queued or running, oldest first."""
+        return [j for j in reversed(self.list(limit=10**9)) if j.state not in TERMINAL]

@@ -1,0 +1,215 @@
+"""TrainSpec: a validated training request, independent of transport; every violation is listed at once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from google.protobuf import json_format
+
+from forgeway.services.runtime.errors import InvalidArgument
+from forgeway.services.runtime.generation import Task
+from forgeway.v1 import common_pb2, train_pb2
+
+METHODS: dict[int, str] = {
+    train_pb2.TRAINING_METHOD_SFT: "sft",
+    train_pb2.TRAINING_METHOD_DPO: "dpo",
+    train_pb2.TRAINING_METHOD_GRPO: "grpo",
+    train_pb2.TRAINING_METHOD_KTO: "kto",
+    train_pb2.TRAINING_METHOD_ORPO: "orpo",
+    train_pb2.TRAINING_METHOD_CPO: "cpo",
+    train_pb2.TRAINING_METHOD_RLOO: "rloo",
+    train_pb2.TRAINING_METHOD_ONLINE_DPO: "online_dpo",
+    train_pb2.TRAINING_METHOD_REWARD: "reward",
+}
+METHOD_BY_NAME = {name: value for value, name in METHODS.items()}
+REMOVED_METHODS = {"ppo": "TRL removed PPO; the nearest methods are grpo and rloo (online RL) or dpo (offline preferences)"}
+BACKENDS = {train_pb2.TRAINING_BACKEND_UNSPECIFIED: "auto", train_pb2.TRAINING_BACKEND_TRL: "trl",
+            train_pb2.TRAINING_BACKEND_UNSLOTH: "unsloth"}
+PRECISIONS = {train_pb2.PRECISION_UNSPECIFIED: "auto", train_pb2.PRECISION_FP32: "fp32",
+              train_pb2.PRECISION_FP16: "fp16", train_pb2.PRECISION_BF16: "bf16"}
+EXPORTS = {train_pb2.EXPORT_FORMAT_ADAPTER: "adapter", train_pb2.EXPORT_FORMAT_MERGED: "merged",
+           train_pb2.EXPORT_FORMAT_GGUF: "gguf"}
+QUANTIZATIONS = {common_pb2.QUANTIZATION_UNSPECIFIED: "none", common_pb2.QUANTIZATION_NONE: "none",
+                 common_pb2.QUANTIZATION_4BIT_NF4: "nf4", common_pb2.QUANTIZATION_4BIT_FP4: "fp4",
+                 common_pb2.QUANTIZATION_8BIT: "int8"}
+
+
+def parse_method(name: str) -> int:
+    """A method name as users type it ("sft", "DPO", "online-dpo") -> the enum; unknown or removed ones are rejected."""
+    key = name.strip().lower().replace("-", "_")
+    if key in REMOVED_METHODS:
+        raise InvalidArgument("method", f"{name!r}: {REMOVED_METHODS[key]}")
+    if key not in METHOD_BY_NAME:
+        raise InvalidArgument("method", f"unknown method {name!r}; allowed: {', '.join(METHOD_BY_NAME)}")
+    return METHOD_BY_NAME[key]
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    kind: str  # path, hub, upload, inline
+    value: str = ""
+    rows: tuple[dict, ...] = ()
+    column_mapping: dict[str, str] = field(default_factory=dict)
+    split: str = "train"
+    percent: float | None = None
+    max_samples: int | None = None
+
+    @classmethod
+    def from_proto(cls, msg: train_pb2.DatasetSource, where: str, errors: list[tuple[str, str]]) -> DatasetSpec | None:
+        kind = msg.WhichOneof("source")
+        if kind is None:
+            errors.append((f"{where}.source", "one of path, hub_name, dataset_id, inline is required"))
+            return None
+        if msg.HasField("percent") and not 0 < msg.percent <= 100:
+            errors.append((f"{where}.percent", "must be in (0, 100]"))
+        if msg.HasField("max_samples") and msg.max_samples < 1:
+            errors.append((f"{where}.max_samples", "must be at least 1"))
+        rows = tuple(json_format.MessageToDict(r) for r in msg.inline.rows) if kind == "inline" else ()
+        if kind == "inline" and not rows:
+            errors.append((f"{where}.inline.rows", "at least one row is required"))
+        value = {"path": msg.path, "hub_name": msg.hub_name, "dataset_id": msg.dataset_id}.get(kind, "")
+        if kind != "inline" and not value:
+            errors.append((f"{where}.{kind}", "must not be empty"))
+        return cls(
+            kind={"hub_name": "hub", "dataset_id": "upload"}.get(kind, kind),
+            value=value,
+            rows=rows,
+            column_mapping=dict(msg.column_mapping),
+            split=msg.split or "train",
+            percent=msg.percent if msg.HasField("percent") else None,
+            max_samples=msg.max_samples if msg.HasField("max_samples") else None,
+        )
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.05
+    target_modules: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    base_model: str
+    method: str
+    task: Task
+    dataset: DatasetSpec
+    eval_dataset: DatasetSpec | None = None
+    epochs: float | None = None
+    max_steps: int | None = None
+    batch_size: int | None = None
+    gradient_accumulation_steps: int | None = None
+    learning_rate: float | None = None
+    lr_scheduler: str = ""
+    warmup_ratio: float | None = None
+    max_seq_length: int | None = None
+    seed: int | None = None
+    precision: str = "auto"
+    save_steps: int | None = None
+    lora: LoraSpec | None = None
+    quantization: str = "none"
+    double_quant: bool = False
+    beta: float | None = None
+    loss_type: str = ""
+    num_generations: int | None = None
+    max_prompt_length: int | None = None
+    max_completion_length: int | None = None
+    reward_functions: tuple[tuple[str, float], ...] = ()
+    reward_model: str = ""
+    output_name: str = ""
+    export_formats: tuple[str, ...] = ()
+    backend: str = "auto"
+    allow_fallback: bool = True
+
+    @classmethod
+    def from_proto(cls, msg: train_pb2.TrainRequest) -> TrainSpec:
+        errors: list[tuple[str, str]] = []
+        if not msg.base_model:
+            errors.append(("base_model", "required"))
+        if msg.method not in METHODS:
+            errors.append(("method", f"unknown method {msg.method}; allowed: {', '.join(METHOD_BY_NAME)}"))
+        task = Task.from_proto(msg.task) if msg.task else Task.TEXT_GENERATION
+        if task is None:
+            errors.append(("task", f"unknown task {msg.task}; allowed: {', '.join(t.value for t in Task)}"))
+        dataset = DatasetSpec.from_proto(msg.dataset, "dataset", errors)
+        eval_dataset = DatasetSpec.from_proto(msg.eval_dataset, "eval_dataset", errors) if msg.HasField("eval_dataset") else None
+        hp = msg.hyperparameters
+
+        def opt(message, name: str):
+            return getattr(message, name) if message.HasField(name) else None
+
+        checks = [
+            ("hyperparameters.epochs", opt(hp, "epochs") is not None and hp.epochs <= 0, "must be > 0"),
+            ("hyperparameters.max_steps", opt(hp, "max_steps") is not None and hp.max_steps < 1, "must be at least 1"),
+            ("hyperparameters.batch_size", opt(hp, "batch_size") is not None and hp.batch_size < 1, "must be at least 1"),
+            ("hyperparameters.gradient_accumulation_steps",
+             opt(hp, "gradient_accumulation_steps") is not None and hp.gradient_accumulation_steps < 1, "must be at least 1"),
+            ("hyperparameters.learning_rate", opt(hp, "learning_rate") is not None and not 0 < hp.learning_rate < 1,
+             "must be in (0, 1)"),
+            ("hyperparameters.warmup_ratio", opt(hp, "warmup_ratio") is not None and not 0 <= hp.warmup_ratio < 1,
+             "must be in [0, 1)"),
+            ("hyperparameters.max_seq_length", opt(hp, "max_seq_length") is not None and hp.max_seq_length < 8,
+             "must be at least 8"),
+            ("hyperparameters.precision", hp.precision not in PRECISIONS, f"allowed: {', '.join(PRECISIONS.values())}"),
+        ]
+        lora = None
+        if msg.HasField("lora"):
+            checks += [
+                ("lora.r", not 1 <= msg.lora.r <= 256, "must be in [1, 256]"),
+                ("lora.alpha", msg.lora.alpha > 1024, "must be at most 1024"),
+                ("lora.dropout", not 0 <= msg.lora.dropout < 1, "must be in [0, 1)"),
+            ]
+            lora = LoraSpec(msg.lora.r, msg.lora.alpha or 2 * msg.lora.r, msg.lora.dropout, tuple(msg.lora.target_modules))
+        quant = msg.quantization.quantization if msg.HasField("quantization") else 0
+        checks.append(("quantization.quantization", quant not in QUANTIZATIONS,
+                       f"allowed for training: {', '.join(sorted(set(QUANTIZATIONS.values())))}"))
+        if QUANTIZATIONS.get(quant, "none") != "none" and lora is None:
+            errors.append(("lora", "quantized training (QLoRA) needs LoRA settings"))
+        mp = msg.method_params
+        checks += [
+            ("method_params.beta", opt(mp, "beta") is not None and mp.beta <= 0, "must be > 0"),
+            ("method_params.num_generations", opt(mp, "num_generations") is not None and mp.num_generations < 2,
+             "must be at least 2"),
+        ]
+        for i, rf in enumerate(mp.reward_functions):
+            checks.append((f"method_params.reward_functions[{i}].name", not rf.name, "required"))
+        checks.append(("output.formats", any(f not in EXPORTS for f in msg.output.formats),
+                       f"allowed: {', '.join(EXPORTS.values())}"))
+        checks.append(("backend", msg.backend not in BACKENDS, f"allowed: {', '.join(BACKENDS.values())}"))
+        errors += [(name, why) for name, bad, why in checks if bad]
+        if errors:
+            (first_field, first_why), *more = errors
+            raise InvalidArgument(first_field, first_why, more=more)
+        return cls(
+            base_model=msg.base_model,
+            method=METHODS[msg.method],
+            task=task,
+            dataset=dataset,
+            eval_dataset=eval_dataset,
+            epochs=opt(hp, "epochs"),
+            max_steps=opt(hp, "max_steps"),
+            batch_size=opt(hp, "batch_size"),
+            gradient_accumulation_steps=opt(hp, "gradient_accumulation_steps"),
+            learning_rate=opt(hp, "learning_rate"),
+            lr_scheduler=hp.lr_scheduler,
+            warmup_ratio=opt(hp, "warmup_ratio"),
+            max_seq_length=opt(hp, "max_seq_length"),
+            seed=opt(hp, "seed"),
+            precision=PRECISIONS[hp.precision],
+            save_steps=opt(hp, "save_steps"),
+            lora=lora,
+            quantization=QUANTIZATIONS[quant],
+            double_quant=msg.quantization.double_quant,
+            beta=opt(mp, "beta"),
+            loss_type=mp.loss_type,
+            num_generations=opt(mp, "num_generations"),
+            max_prompt_length=opt(mp, "max_prompt_length"),
+            max_completion_length=opt(mp, "max_completion_length"),
+            reward_functions=tuple((rf.name, rf.weight or 1.0) for rf in mp.reward_functions),
+            reward_model=mp.reward_model,
+            output_name=msg.output.model_name,
+            export_formats=tuple(EXPORTS[f] for f in msg.output.formats),
+            backend=BACKENDS[msg.backend],
+            allow_fallback=msg.allow_fallback if msg.HasField("allow_fallback") else True,
+        )
