@@ -30,18 +30,21 @@ def request_id_of(context: grpc.aio.ServicerContext) -> str:
 class _Call:
     """Bookkeeping of one RPC: request id, timing, metrics and error mapping."""
 
-    def __init__(self, service: str, method: str, context: grpc.aio.ServicerContext):
-        self.service, self.method, self.context = service, method, context
+    def __init__(self, interceptor: RuntimeInterceptor, method: str, context: grpc.aio.ServicerContext):
+        self.interceptor, self.method, self.context = interceptor, method, context
+        self.service = interceptor.service
         self.request_id = request_id_of(context)
         self.code = grpc.StatusCode.OK
         self.start = time.perf_counter()
 
     def __enter__(self) -> _Call:
         self.token = REQUEST_ID.set(self.request_id)
+        self.interceptor.active += 1
         metrics.IN_FLIGHT.labels(self.service, self.method).inc()
         return self
 
     def __exit__(self, *exc) -> None:
+        self.interceptor.active -= 1
         metrics.IN_FLIGHT.labels(self.service, self.method).dec()
         metrics.REQUESTS.labels(self.service, self.method, self.code.name).inc()
         metrics.LATENCY.labels(self.service, self.method).observe(time.perf_counter() - self.start)
@@ -69,6 +72,7 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
 
     def __init__(self, service: str):
         self.service = service
+        self.active = 0  # calls being served (health and reflection aside): what a graceful drain waits for
 
     async def intercept_service(
         self,
@@ -79,12 +83,12 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
         if handler is None or details.method.startswith(("/grpc.health", "/grpc.reflection")):
             return handler
         method = details.method.rsplit("/", 1)[-1]
-        service = self.service
+        interceptor = self
         if handler.unary_unary or handler.stream_unary:
             inner = handler.unary_unary or handler.stream_unary
 
             async def unary(request, context):
-                with _Call(service, method, context) as call:
+                with _Call(interceptor, method, context) as call:
                     try:
                         return await inner(request, context)
                     except BaseException as exc:
@@ -96,7 +100,7 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
         inner_stream = handler.unary_stream or handler.stream_stream
 
         async def streaming(request, context) -> AsyncIterator:
-            with _Call(service, method, context) as call:
+            with _Call(interceptor, method, context) as call:
                 try:
                     result = inner_stream(request, context)
                     if inspect.isasyncgen(result):

@@ -17,6 +17,8 @@ from .settings import ServiceSettings
 
 log = logging.getLogger("forgeway.server")
 
+# After the last call finishes in a drain: time for its status to go out before open health watches are cut.
+FLUSH_SECONDS = 0.5
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
@@ -53,8 +55,11 @@ def server_options(settings: ServiceSettings) -> list[tuple[str, int]]:
 class RunningServer:
     """A started server: its bound port, health servicer and the service behind it."""
 
-    def __init__(self, service: Service, server: grpc.aio.Server, port: int, health_servicer, metrics_port: int):
-        self.service, self.server, self.port = service, server, port
+    def __init__(
+        self, service: Service, server: grpc.aio.Server, port: int, health_servicer, metrics_port: int,
+        interceptor: RuntimeInterceptor,
+    ):
+        self.service, self.server, self.port, self.interceptor = service, server, port, interceptor
         self.health = health_servicer
         self.metrics_port = metrics_port
         self.names = [name for _, _, name in service.servicers()]
@@ -78,9 +83,16 @@ class RunningServer:
 
     async def drain(self, grace: float | None = None) -> None:
         """Stop taking calls (health NOT_SERVING, new calls UNAVAILABLE), let in-flight ones finish, stop."""
+        grace = self.service.settings.grace_seconds if grace is None else grace
         await self.health.enter_graceful_shutdown()
         self.service.ready = False
-        await self.server.stop(self.service.settings.grace_seconds if grace is None else grace)
+        stopping = asyncio.create_task(self.server.stop(grace))  # refuses new calls from now on
+        # Wait for the calls doing work, not for health watches (the gateway keeps one open on every backend),
+        # which would otherwise hold every drain for the whole grace period.
+        while self.interceptor.active and not stopping.done():
+            await asyncio.sleep(0.05)
+        await self.server.stop(min(grace, FLUSH_SECONDS))
+        await stopping
         if self.startup and not self.startup.done():
             self.startup.cancel()
         await self.service.stop()
@@ -89,7 +101,8 @@ class RunningServer:
 async def start_server(service: Service) -> RunningServer:
     """Bind and start; the service loads in the background while health says NOT_SERVING."""
     settings = service.settings
-    server = grpc.aio.server(interceptors=[RuntimeInterceptor(service.kind)], options=server_options(settings))
+    interceptor = RuntimeInterceptor(service.kind)
+    server = grpc.aio.server(interceptors=[interceptor], options=server_options(settings))
     names = []
     for add, servicer, name in service.servicers():
         add(servicer, server)
@@ -106,7 +119,7 @@ async def start_server(service: Service) -> RunningServer:
         raise OSError(f"cannot bind {settings.host}:{settings.port}")
     await server.start()
     metrics_port = start_metrics_server(settings.host, settings.metrics_port)
-    running = RunningServer(service, server, port, health_servicer, metrics_port)
+    running = RunningServer(service, server, port, health_servicer, metrics_port, interceptor)
     running.startup = asyncio.create_task(running._start_service())
     log.info(
         "%s listening", service.kind,

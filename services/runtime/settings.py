@@ -7,8 +7,9 @@ import json
 import os
 import uuid
 from pathlib import Path
-from typing import Any, TypeVar, get_origin
+from typing import Any, NoReturn, TypeVar, get_origin
 
+import yaml
 from pydantic import Field, ValidationError
 from pydantic_settings import (
     BaseSettings,
@@ -65,9 +66,16 @@ def _is_scalar(annotation: Any) -> bool:
     return get_origin(annotation) not in (list, dict, tuple, set) and annotation not in (list, dict)
 
 
+class _FlagParser(argparse.ArgumentParser):
+    """Reports a bad flag as a one-line SettingsError instead of printing usage and exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise SettingsError(message)
+
+
 def settings_parser(cls: type[ServiceSettings], prog: str) -> argparse.ArgumentParser:
     """An argument parser with one --flag per setting, its description as help."""
-    parser = argparse.ArgumentParser(prog=prog, description=cls.__doc__)
+    parser = _FlagParser(prog=prog, description=cls.__doc__)
     parser.add_argument("--config", type=Path, help="YAML file of settings (keys as the flags, with underscores).")
     for name, field in cls.model_fields.items():
         kind = "" if _is_scalar(field.annotation) else " (JSON)"
@@ -99,5 +107,5 @@ def build_settings(cls: type[S], argv: list[str], prog: str = "forgeway") -> S:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"]) or "settings"
         raise SettingsError(f"invalid setting {where}: {err['msg']}") from None
-    except (OSError, ValueError) as exc:  # unreadable or malformed YAML
-        raise SettingsError(f"--config {config}: {exc}".splitlines()[0]) from None
+    except (OSError, ValueError, yaml.YAMLError) as exc:  # unreadable or malformed YAML
+        raise SettingsError(f"--config {config}: {' '.join(str(exc).split())}") from None

@@ -1,0 +1,47 @@
+"""Shared by every test: offline hub settings and a free loopback port."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+
+# No model hub here: anything that would download fails fast instead of hanging (subprocesses inherit this).
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+
+def pick_free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for processes that must be told their port up front)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def free_port() -> int:
+    return pick_free_port()
+
+
+@pytest.fixture
+async def serve_in_process():
+    """An async function that serves a service on grpc.aio (port 0) in this process; all are drained after the test.
+
+    `await serve_in_process(service)` returns the RunningServer once the service's start() has finished
+    (ready or failed); pass wait=False to get it while start() is still running.
+    """
+    from forgeway.services.runtime.server import start_server
+
+    started = []
+
+    async def serve(service, wait: bool = True):
+        running = await start_server(service)
+        started.append(running)
+        if wait:
+            await running.startup
+        return running
+
+    yield serve
+    for running in reversed(started):
+        await running.drain(0)
