@@ -1,0 +1,60 @@
+"""A tiny BERT-architecture extractive question-answering model, seeded random weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from tokenizers import processors
+from transformers import BertConfig, BertForQuestionAnswering, PreTrainedTokenizerFast
+
+from forgeway.testing.chat_template import ENDOFTEXT
+from forgeway.testing.tokenizer import train_tokenizer
+
+
+def build_tiny_qa(out_dir: str | Path, seed: int = 0) -> Path:
+    """Build a 2-layer BertForQuestionAnswering and its tokenizer into ``out_dir``; returns ``out_dir``.
+
+    Feed it ``tokenizer(question, context)``: the pair is joined by <|endoftext|> with
+    token_type_ids 0 then 1, and the start/end logits index tokens of the pair.
+    """
+    tokenizer = qa_tokenizer()
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=128,
+        max_position_embeddings=512,
+        type_vocab_size=2,
+        pad_token_id=tokenizer.convert_tokens_to_ids(ENDOFTEXT),
+        dtype="float32",
+    )
+    state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(seed)
+        model = BertForQuestionAnswering(config).eval()
+    finally:
+        torch.random.set_rng_state(state)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def qa_tokenizer() -> PreTrainedTokenizerFast:
+    """The shared tokenizer, with a separator and segment ids for (question, context) pairs."""
+    tokenizer = train_tokenizer()
+    sep_id = tokenizer.convert_tokens_to_ids(ENDOFTEXT)
+    tokenizer.backend_tokenizer.post_processor = processors.Sequence(
+        [
+            processors.ByteLevel(trim_offsets=False),
+            processors.TemplateProcessing(
+                single="$A:0", pair=f"$A:0 {ENDOFTEXT}:0 $B:1", special_tokens=[(ENDOFTEXT, sep_id)]
+            ),
+        ]
+    )
+    tokenizer.model_input_names = ["input_ids", "token_type_ids", "attention_mask"]
+    tokenizer.init_kwargs["model_input_names"] = tokenizer.model_input_names
+    return tokenizer

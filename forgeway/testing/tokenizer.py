@@ -1,0 +1,55 @@
+"""A small byte-level BPE tokenizer trained on the shipped corpus, with a ChatML template."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from transformers import PreTrainedTokenizerFast
+
+from forgeway.testing.chat_template import CHAT_TEMPLATE, ENDOFTEXT, IM_END, SPECIAL_TOKENS
+
+VOCAB_SIZE = 1024
+
+
+def corpus_text() -> str:
+    """The English corpus shipped with the package."""
+    return resources.files("forgeway.testing").joinpath("data/corpus.txt").read_text(encoding="utf-8")
+
+
+def train_tokenizer(vocab_size: int = VOCAB_SIZE) -> PreTrainedTokenizerFast:
+    """Train the byte-level BPE tokenizer in memory (BPE training is deterministic: no seed)."""
+    paragraphs = [p for p in corpus_text().split("\n\n") if p.strip()]
+    model = Tokenizer(models.BPE())
+    model.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    model.decoder = decoders.ByteLevel()
+    model.post_processor = processors.ByteLevel(trim_offsets=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=2,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    model.train_from_iterator(paragraphs, trainer=trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=model,
+        bos_token=ENDOFTEXT,
+        eos_token=IM_END,
+        pad_token=ENDOFTEXT,
+        unk_token=None,
+        chat_template=CHAT_TEMPLATE,
+        model_input_names=["input_ids", "attention_mask"],
+        model_max_length=512,
+        clean_up_tokenization_spaces=False,
+    )
+    return tokenizer
+
+
+def build_tokenizer(out_dir: str | Path, vocab_size: int = VOCAB_SIZE) -> Path:
+    """Train the tokenizer and save it with ``save_pretrained``; returns ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    train_tokenizer(vocab_size=vocab_size).save_pretrained(out)
+    return out
