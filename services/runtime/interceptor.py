@@ -12,7 +12,7 @@ import grpc
 from grpc_status import rpc_status
 
 from . import metrics
-from .errors import ForgewayError, Internal
+from .errors import ForgewayError, Internal, Unavailable
 from .logs import REQUEST_ID
 
 log = logging.getLogger("forgeway.rpc")
@@ -38,7 +38,7 @@ class _Call:
         self.start = time.perf_counter()
 
     def __enter__(self) -> _Call:
-        self.token = REQUEST_ID.set(self.request_id)
+        REQUEST_ID.set(self.request_id)  # each RPC runs in its own task and context: no reset needed
         self.interceptor.active += 1
         metrics.IN_FLIGHT.labels(self.service, self.method).inc()
         return self
@@ -48,7 +48,6 @@ class _Call:
         metrics.IN_FLIGHT.labels(self.service, self.method).dec()
         metrics.REQUESTS.labels(self.service, self.method, self.code.name).inc()
         metrics.LATENCY.labels(self.service, self.method).observe(time.perf_counter() - self.start)
-        REQUEST_ID.reset(self.token)
 
     async def fail(self, exc: BaseException) -> None:
         """Map an exception to a status and abort the call with it. Always raises."""
@@ -73,6 +72,11 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, service: str):
         self.service = service
         self.active = 0  # calls being served (health and reflection aside): what a graceful drain waits for
+        self.draining = False  # set by drain(): new calls are refused with UNAVAILABLE
+
+    def refuse_if_draining(self) -> None:
+        if self.draining:
+            raise Unavailable("server is shutting down", retry_after=0.5)
 
     async def intercept_service(
         self,
@@ -90,6 +94,7 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
             async def unary(request, context):
                 with _Call(interceptor, method, context) as call:
                     try:
+                        interceptor.refuse_if_draining()
                         return await inner(request, context)
                     except BaseException as exc:
                         await call.fail(exc)
@@ -102,10 +107,14 @@ class RuntimeInterceptor(grpc.aio.ServerInterceptor):
         async def streaming(request, context) -> AsyncIterator:
             with _Call(interceptor, method, context) as call:
                 try:
+                    interceptor.refuse_if_draining()
                     result = inner_stream(request, context)
                     if inspect.isasyncgen(result):
-                        async for item in result:
-                            yield item
+                        try:
+                            async for item in result:
+                                yield item
+                        finally:  # a caller that left closes the handler now, so backends stop generating
+                            await result.aclose()
                     else:
                         await result
                 except BaseException as exc:

@@ -10,6 +10,11 @@ ENTRY_POINT_GROUP = "forgeway.backends"
 # name -> "module:Class"; nothing is imported until a name is asked for, so `serve llamacpp` never imports torch.
 BUILTIN: dict[str, str] = {
     "echo": "forgeway.services.echo.engine:EchoEngine",
+    "hf": "forgeway.services.hf.engine:HFEngine",
+    "gateway": "forgeway.gateway.service:GatewayService",
+    "llamacpp": "forgeway.services.llamacpp.engine:LlamaCppEngine",
+    "openai": "forgeway.services.openai_proxy.engine:OpenAIProxyEngine",
+    "trl": "forgeway.services.trl.engine:TRLEngine",
 }
 
 

@@ -86,13 +86,14 @@ class RunningServer:
         grace = self.service.settings.grace_seconds if grace is None else grace
         await self.health.enter_graceful_shutdown()
         self.service.ready = False
-        stopping = asyncio.create_task(self.server.stop(grace))  # refuses new calls from now on
+        self.interceptor.draining = True  # new calls get UNAVAILABLE from here on
         # Wait for the calls doing work, not for health watches (the gateway keeps one open on every backend),
-        # which would otherwise hold every drain for the whole grace period.
-        while self.interceptor.active and not stopping.done():
+        # which would otherwise hold every drain for the whole grace period. One stop() call only: concurrent
+        # stops crash grpcio.
+        deadline = asyncio.get_running_loop().time() + grace
+        while self.interceptor.active and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.05)
         await self.server.stop(min(grace, FLUSH_SECONDS))
-        await stopping
         if self.startup and not self.startup.done():
             self.startup.cancel()
         await self.service.stop()
@@ -120,6 +121,7 @@ async def start_server(service: Service) -> RunningServer:
     await server.start()
     metrics_port = start_metrics_server(settings.host, settings.metrics_port)
     running = RunningServer(service, server, port, health_servicer, metrics_port, interceptor)
+    service.bound_port = port  # the gateway needs it to point its HTTP shim at itself when port is 0
     running.startup = asyncio.create_task(running._start_service())
     log.info(
         "%s listening", service.kind,

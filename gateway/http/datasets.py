@@ -1,0 +1,125 @@
+"""Validation of fine-tuning files: JSON Lines whose every line is an example of one known format."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from .errors import ApiError
+
+# Known example formats (TRL's dataset types), by the keys that identify them, most specific first.
+FORMATS: list[tuple[str, frozenset[str]]] = [
+    ("openai_preference", frozenset({"input", "preferred_output", "non_preferred_output"})),
+    ("preference", frozenset({"prompt", "chosen", "rejected"})),
+    ("unpaired_preference", frozenset({"prompt", "completion", "label"})),
+    ("prompt_completion", frozenset({"prompt", "completion"})),
+    ("implicit_preference", frozenset({"chosen", "rejected"})),
+    ("chat", frozenset({"messages"})),
+    ("language_modeling", frozenset({"text"})),
+    ("prompt_only", frozenset({"prompt"})),
+]
+FORMAT_HELP = (
+    'each line must be a JSON object of one known format: {"messages": [...]} (chat), {"prompt", "completion"}, '
+    '{"prompt", "chosen", "rejected"} (dpo), {"prompt", "completion", "label"} (kto), {"prompt"} (grpo/rloo), '
+    '{"text"}, or OpenAI\'s {"input": {"messages"}, "preferred_output", "non_preferred_output"}'
+)
+ROLES = {"system", "developer", "user", "assistant", "tool"}
+
+
+@dataclass(frozen=True)
+class TrainingFile:
+    """A validated file: the bytes to store (OpenAI preference rows rewritten as prompt/chosen/rejected)."""
+
+    content: bytes
+    rows: int
+    format: str
+
+
+def _bad(line: int, why: str) -> ApiError:
+    return ApiError(400, f"invalid training file: line {line}: {why}", param="file", code="invalid_file_format")
+
+
+def _check_messages(value, line: int, where: str, *, allow_empty: bool = False) -> None:
+    if not isinstance(value, list) or (not value and not allow_empty):
+        raise _bad(line, f"{where} must be a non-empty list of messages")
+    for i, message in enumerate(value):
+        if not isinstance(message, dict):
+            raise _bad(line, f"{where}[{i}] must be an object with role and content")
+        if message.get("role") not in ROLES:
+            raise _bad(line, f"{where}[{i}].role must be one of {', '.join(sorted(ROLES))}")
+        content = message.get("content")
+        if not isinstance(content, str) and not (content is None and message.get("role") == "assistant"):
+            raise _bad(line, f"{where}[{i}].content must be a string")
+
+
+def _check_text_or_messages(value, line: int, where: str) -> None:
+    if isinstance(value, str):
+        return
+    _check_messages(value, line, where)
+
+
+def _check(kind: str, row: dict, line: int) -> dict:
+    """Checks one example; returns it as stored."""
+    if kind == "openai_preference":
+        source = row["input"]
+        if not isinstance(source, dict):
+            raise _bad(line, "input must be an object with messages")
+        _check_messages(source.get("messages"), line, "input.messages")
+        _check_messages(row["preferred_output"], line, "preferred_output")
+        _check_messages(row["non_preferred_output"], line, "non_preferred_output")
+        return {"prompt": source["messages"], "chosen": row["preferred_output"],
+                "rejected": row["non_preferred_output"]}
+    if kind == "chat":
+        _check_messages(row["messages"], line, "messages")
+        return row
+    if kind == "language_modeling":
+        if not isinstance(row["text"], str) or not row["text"]:
+            raise _bad(line, "text must be a non-empty string")
+        return row
+    if kind == "unpaired_preference" and not isinstance(row["label"], bool):
+        raise _bad(line, "label must be true or false")
+    for key in ("prompt", "completion", "chosen", "rejected"):
+        if key in row and key in dict(FORMATS)[kind]:
+            _check_text_or_messages(row[key], line, key)
+    return row
+
+
+def identify(row: dict) -> str | None:
+    keys = set(row)
+    return next((name for name, needed in FORMATS if needed <= keys), None)
+
+
+def validate_jsonl(data: bytes) -> TrainingFile:
+    """Checks every line of a JSON Lines training file; the error names the first bad line (1-based)."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _bad(data.count(b"\n", 0, exc.start) + 1, "not valid UTF-8") from None
+    kind: str | None = None
+    first_line = 0
+    rewritten: list[str] = []
+    rows = 0
+    for number, raw in enumerate(text.split("\n"), start=1):
+        raw = raw.removesuffix("\r")
+        if not raw.strip():
+            continue
+        try:
+            row = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise _bad(number, f"not valid JSON ({exc.msg} at column {exc.colno})") from None
+        if not isinstance(row, dict):
+            raise _bad(number, f"{FORMAT_HELP}; got {type(row).__name__}")
+        found = identify(row)
+        if found is None:
+            raise _bad(number, f"{FORMAT_HELP}; got keys {sorted(row)}")
+        if kind is not None and found != kind:
+            raise _bad(number, f"format {found} differs from the format {kind} of line {first_line}")
+        if kind is None:
+            kind, first_line = found, number
+        stored = _check(found, row, number)
+        rewritten.append(json.dumps(stored, ensure_ascii=False) if stored is not row else raw)
+        rows += 1
+    if not rows:
+        raise ApiError(400, "invalid training file: no examples", param="file", code="invalid_file_format")
+    content = data if kind != "openai_preference" else ("\n".join(rewritten) + "\n").encode()
+    return TrainingFile(content=content, rows=rows, format="preference" if kind == "openai_preference" else kind)

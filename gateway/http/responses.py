@@ -1,0 +1,163 @@
+"""Response shapes as OpenAI defines them; they document /openapi.json (bodies are built as plain dicts)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+FinishReason = Literal["stop", "length", "cancelled", "error"]
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorResponse(BaseModel):
+    """Every error: {"error": {"message", "type", "param", "code"}}."""
+
+    error: ErrorDetail
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class TopLogprob(BaseModel):
+    token: str
+    logprob: float
+    bytes: list[int] | None
+
+
+class TokenLogprob(TopLogprob):
+    top_logprobs: list[TopLogprob]
+
+
+class ChoiceLogprobs(BaseModel):
+    content: list[TokenLogprob] | None
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"]
+    content: str | None
+    refusal: str | None = None
+
+
+class ChatChoice(BaseModel):
+    index: int
+    message: AssistantMessage
+    finish_reason: FinishReason
+    logprobs: ChoiceLogprobs | None
+
+
+class ChatCompletion(BaseModel):
+    """A chat completion (stream: false)."""
+
+    id: str
+    object: Literal["chat.completion"]
+    created: int
+    model: str
+    system_fingerprint: str | None = Field(None, description="The backend instance that answered (served_by).")
+    choices: list[ChatChoice]
+    usage: Usage
+
+
+class ChunkDelta(BaseModel):
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+
+class ChunkChoice(BaseModel):
+    index: int
+    delta: ChunkDelta
+    finish_reason: FinishReason | None
+    logprobs: ChoiceLogprobs | None
+
+
+class ChatCompletionChunk(BaseModel):
+    """One server-sent event of a streamed chat completion (stream: true); the stream ends with `data: [DONE]`."""
+
+    id: str
+    object: Literal["chat.completion.chunk"]
+    created: int
+    model: str
+    system_fingerprint: str | None = None
+    choices: list[ChunkChoice]
+    usage: Usage | None = None
+
+
+class CompletionLogprobs(BaseModel):
+    tokens: list[str]
+    token_logprobs: list[float]
+    top_logprobs: list[dict[str, float]] | None
+    text_offset: list[int]
+
+
+class CompletionChoice(BaseModel):
+    index: int
+    text: str
+    finish_reason: FinishReason | None
+    logprobs: CompletionLogprobs | None
+
+
+class TextCompletion(BaseModel):
+    """A text completion; streamed as events of the same shape (with per-event text), ending with [DONE]."""
+
+    id: str
+    object: Literal["text_completion"]
+    created: int
+    model: str
+    system_fingerprint: str | None = None
+    choices: list[CompletionChoice]
+    usage: Usage | None = None
+
+
+class Model(BaseModel):
+    """A model or an alias of one; Forgeway adds backend, task, context_length, loaded and alias_of."""
+
+    id: str
+    object: Literal["model"]
+    created: int
+    owned_by: str
+    backend: str
+    task: str
+    context_length: int
+    loaded: bool
+    chat: bool
+    alias_of: str | None
+    adapters: list[str]
+
+
+class ModelList(BaseModel):
+    object: Literal["list"]
+    data: list[Model]
+
+
+class Health(BaseModel):
+    status: str
+    reason: str | None = None
+    details: dict[str, Any] | None = None
+
+
+STREAM_EVENTS = (ChatCompletionChunk, TextCompletion)
+
+ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 409, 413, 415, 429, 500, 501, 503, 504)}
+
+
+def documented(model: type[BaseModel] | None = None, *, stream: type[BaseModel] | None = None,
+               statuses: tuple[int, ...] = (400, 401, 403, 404, 413, 415, 429, 500, 501, 503, 504)) -> dict:
+    """The `responses=` of a route: its 200 body (and event stream), and the error statuses it can answer."""
+    ok: dict[str, Any] = {}
+    if model is not None:
+        ok["model"] = model
+    if stream is not None:
+        ok["content"] = {"text/event-stream": {
+            "schema": {"type": "string", "description": stream.__doc__ or ""},
+            "x-forgeway-event": {"$ref": f"#/components/schemas/{stream.__name__}"},
+        }}
+    return {200: ok, **{s: ERRORS[s] for s in statuses}}

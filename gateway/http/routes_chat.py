@@ -1,0 +1,139 @@
+"""POST /v1/chat/completions and POST /v1/completions, whole or streamed as server-sent events."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import grpc
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from . import convert
+from .errors import ParamOf, from_grpc
+from .responses import ChatCompletion, ChatCompletionChunk, TextCompletion, documented
+from .schemas import ChatCompletionRequest, CompletionRequest
+from .sse import DONE, HEADERS, GenerationStream, event
+from .upstream import Upstream, answers, call_metadata, upstream
+
+log = logging.getLogger("forgeway.http")
+router = APIRouter(tags=["generation"])
+
+
+@router.post("/v1/chat/completions", response_model=None,
+             responses=documented(ChatCompletion, stream=ChatCompletionChunk))
+async def chat_completions(body: ChatCompletionRequest, request: Request,
+                           target: Upstream = Depends(upstream)) -> JSONResponse | StreamingResponse:
+    """Chat completion over the model's chat template; `stream: true` answers server-sent chunks."""
+    param_of = convert.param_mapper(body)
+    proto = convert.chat_request(body)
+    completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+    metadata, timeout = call_metadata(request), target.settings.generation_timeout_seconds
+    if body.stream:
+        stream = await GenerationStream.open(target.backend, [proto], metadata, timeout, param_of)
+        return StreamingResponse(chat_events(stream, body, param_of, completion_id, created),
+                                 media_type="text/event-stream", headers=HEADERS)
+    call = target.backend.Generate(proto, metadata=metadata, timeout=timeout)
+    (response,) = await answers(request, [call], param_of)
+    return JSONResponse(convert.chat_completion(response, completion_id, created))
+
+
+@router.post("/v1/completions", response_model=None, responses=documented(TextCompletion, stream=TextCompletion))
+async def completions(body: CompletionRequest, request: Request,
+                      target: Upstream = Depends(upstream)) -> JSONResponse | StreamingResponse:
+    """Text completion of a prompt (or of each prompt in a list); `stream: true` answers server-sent events."""
+    param_of = convert.param_mapper(body)
+    protos = convert.completion_requests(body)
+    completion_id, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
+    metadata, timeout = call_metadata(request), target.settings.generation_timeout_seconds
+    if body.stream:
+        stream = await GenerationStream.open(target.backend, protos, metadata, timeout, param_of)
+        return StreamingResponse(completion_events(stream, body, param_of, completion_id, created),
+                                 media_type="text/event-stream", headers=HEADERS)
+    calls = [target.backend.Generate(p, metadata=metadata, timeout=timeout) for p in protos]
+    responses = await answers(request, calls, param_of)
+    return JSONResponse(convert.text_completion(responses, body.n or 1, completion_id, created))
+
+
+async def chat_events(stream: GenerationStream, body: ChatCompletionRequest, param_of: ParamOf,
+                      completion_id: str, created: int) -> AsyncIterator[bytes]:
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    head = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": body.model,
+            "system_fingerprint": None}
+
+    def chunk(index: int, delta: dict, finish_reason: str | None = None, logprobs=None) -> bytes:
+        choice = {"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason}
+        return event({**head, "choices": [choice], **({"usage": None} if include_usage else {})})
+
+    sent: dict[int, str] = {}
+    try:
+        for index in range(body.n or 1):
+            yield chunk(index, {"role": "assistant", "content": ""})
+        async for _, message in stream.messages():
+            if message.HasField("delta"):
+                delta = message.delta
+                sent[delta.index] = sent.get(delta.index, "") + delta.text
+                yield chunk(delta.index, {"content": delta.text}, logprobs=convert.chat_logprobs(delta.logprobs))
+                continue
+            final = message.final
+            head["system_fingerprint"] = final.served_by or None
+            for choice in final.choices:
+                rest = _unsent(choice.text, sent.get(choice.index, ""))
+                yield chunk(choice.index, {"content": rest} if rest else {},
+                            convert.FINISH_REASON.get(choice.finish_reason, "stop"))
+            if include_usage:
+                usage = convert.usage(final.usage.prompt_tokens, final.usage.completion_tokens)
+                yield event({**head, "choices": [], "usage": usage})
+        yield DONE
+    except grpc.RpcError as error:
+        log.info("stream failed after it began: %s", error.code().name)
+        yield event(from_grpc(error, param_of).body())
+        yield DONE
+    finally:
+        stream.cancel()
+
+
+async def completion_events(stream: GenerationStream, body: CompletionRequest, param_of: ParamOf,
+                            completion_id: str, created: int) -> AsyncIterator[bytes]:
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    n = body.n or 1
+    head = {"id": completion_id, "object": "text_completion", "created": created, "model": body.model,
+            "system_fingerprint": None}
+
+    def chunk(index: int, text: str, finish_reason: str | None = None, logprobs=None) -> bytes:
+        choice = {"index": index, "text": text, "logprobs": logprobs, "finish_reason": finish_reason}
+        return event({**head, "choices": [choice], **({"usage": None} if include_usage else {})})
+
+    sent: dict[int, str] = {}
+    finals = []
+    try:
+        async for prompt, message in stream.messages():
+            if message.HasField("delta"):
+                index = prompt * n + message.delta.index
+                before = sent.get(index, "")
+                sent[index] = before + message.delta.text
+                yield chunk(index, message.delta.text,
+                            logprobs=convert.completion_logprobs(message.delta.logprobs, len(before)))
+                continue
+            finals.append(message.final)
+            head["system_fingerprint"] = message.final.served_by or None
+            for choice in message.final.choices:
+                index = prompt * n + choice.index
+                yield chunk(index, _unsent(choice.text, sent.get(index, "")),
+                            convert.FINISH_REASON.get(choice.finish_reason, "stop"))
+        if include_usage and finals:
+            yield event({**head, "choices": [], "usage": convert.sum_usage(finals)})
+        yield DONE
+    except grpc.RpcError as error:
+        log.info("stream failed after it began: %s", error.code().name)
+        yield event(from_grpc(error, param_of).body())
+        yield DONE
+    finally:
+        stream.cancel()
+
+
+def _unsent(full: str, sent: str) -> str:
+    """What the final text holds beyond the streamed deltas (nothing, when the backend streamed it all)."""
+    return full[len(sent):] if full.startswith(sent) else ""

@@ -1,0 +1,182 @@
+"""JobService, DatasetService and ModelService at the gateway: each call reaches the endpoint that owns its subject."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+import grpc
+
+from forgeway.services.runtime.errors import InvalidArgument, NotFound, Unavailable
+from forgeway.v1 import (
+    datasets_pb2,
+    datasets_pb2_grpc,
+    jobs_pb2,
+    jobs_pb2_grpc,
+    models_pb2,
+    models_pb2_grpc,
+)
+
+from .endpoint import Endpoint
+from .forward import call_metadata, remaining, translate
+from .owners import ask_owner, stream_from_owner
+from .router import Route
+from .state import GatewayState
+from .status import merged_models
+
+log = logging.getLogger("forgeway.gateway.management")
+
+
+def _rpc(service: str, method: str) -> str:
+    return f"forgeway.v1.{service}/{method}"
+
+
+def _newest_first(item) -> tuple[int, int]:
+    return (-item.created.seconds, -item.created.nanos)
+
+
+class _Owned:
+    """Shared plumbing: which endpoints to ask, and fan-out to all of them."""
+
+    def __init__(self, state: GatewayState):
+        self.state = state
+
+    def _auth(self, context, what: str | None = None) -> None:
+        principal = self.state.keys.authenticate(context.invocation_metadata())
+        if what:
+            principal.check_train(what)
+
+    def _candidates(self, rpc: str, cache: dict[str, str], item: str) -> tuple[list[Endpoint], list[str]]:
+        """Reachable endpoints serving rpc (the cached owner first) and the ones that cannot be reached now."""
+        up, down = self.state.router.reachable(rpc)
+        if not up:
+            raise Unavailable(f"no endpoint serving {rpc} can be reached ({', '.join(down)})", retry_after=1.0)
+        return self.state.owners.ordered(cache, item, up), down
+
+    async def _fan_out(self, rpc: str, context, call: Callable[[Endpoint, float | None, tuple], Awaitable]) -> list:
+        endpoints, down = self.state.router.reachable(rpc)
+        if not endpoints:
+            raise Unavailable(f"no endpoint serving {rpc} can be reached ({', '.join(down)})", retry_after=1.0)
+        timeout = remaining(context)
+        answers = await asyncio.gather(*(call(e, timeout, call_metadata()) for e in endpoints), return_exceptions=True)
+        good = [a for a in answers if not isinstance(a, BaseException)]
+        for endpoint, answer in zip(endpoints, answers, strict=True):
+            if isinstance(answer, grpc.aio.AioRpcError):
+                if not good:
+                    raise translate(answer, endpoint) from None
+                log.warning("%s on %s failed: %s", rpc, endpoint.key, answer.code().name)
+            elif isinstance(answer, BaseException):
+                raise answer
+        if down:
+            log.warning("%s answered without %s (unreachable)", rpc, ", ".join(down))
+        return good
+
+
+class GatewayJobs(_Owned, jobs_pb2_grpc.JobServiceServicer):
+    async def GetJob(self, request, context):
+        self._auth(context, "read jobs")
+        endpoints, down = self._candidates(_rpc("JobService", "GetJob"), self.state.owners.jobs, request.job_id)
+        response, owner = await ask_owner(endpoints, down, "job", request.job_id, context,
+                                          lambda e, t, m: e.jobs.GetJob(request, timeout=t, metadata=m))
+        self.state.owners.remember(self.state.owners.jobs, request.job_id, owner)
+        return response
+
+    async def CancelJob(self, request, context):
+        self._auth(context, "cancel jobs")
+        endpoints, down = self._candidates(_rpc("JobService", "CancelJob"), self.state.owners.jobs, request.job_id)
+        response, _ = await ask_owner(endpoints, down, "job", request.job_id, context,
+                                      lambda e, t, m: e.jobs.CancelJob(request, timeout=t, metadata=m))
+        return response
+
+    async def WatchJob(self, request, context):
+        self._auth(context, "read jobs")
+        endpoints, down = self._candidates(_rpc("JobService", "WatchJob"), self.state.owners.jobs, request.job_id)
+        async for message, _ in stream_from_owner(endpoints, down, "job", request.job_id, context,
+                                                  lambda e, t, m: e.jobs.WatchJob(request, timeout=t, metadata=m)):
+            yield message
+
+    async def ListJobs(self, request, context):
+        self._auth(context, "read jobs")
+        answers = await self._fan_out(_rpc("JobService", "ListJobs"), context,
+                                      lambda e, t, m: e.jobs.ListJobs(request, timeout=t, metadata=m))
+        jobs = sorted((job for answer in answers for job in answer.jobs), key=_newest_first)
+        return jobs_pb2.ListJobsResponse(jobs=jobs[: request.limit or 100])
+
+
+class GatewayDatasets(_Owned, datasets_pb2_grpc.DatasetServiceServicer):
+    async def UploadDataset(self, request_iterator, context):
+        self._auth(context, "upload datasets")
+        endpoints = self.state.router.serving_or_raise(_rpc("DatasetService", "UploadDataset"))
+        # The upload stream cannot be replayed, so it goes to one endpoint: the least loaded.
+        response, route, _ = await self.state.forwarder.unary(
+            [Route(endpoints[0], "-")],
+            lambda r, t, m: r.endpoint.datasets.UploadDataset(request_iterator, timeout=t, metadata=m),
+            context, "UploadDataset",
+        )
+        self.state.owners.remember(self.state.owners.datasets, response.dataset.id, route.endpoint)
+        return response
+
+    async def GetDataset(self, request, context):
+        self._auth(context, "read datasets")
+        rpc = _rpc("DatasetService", "GetDataset")
+        endpoints, down = self._candidates(rpc, self.state.owners.datasets, request.dataset_id)
+        response, owner = await ask_owner(endpoints, down, "dataset", request.dataset_id, context,
+                                          lambda e, t, m: e.datasets.GetDataset(request, timeout=t, metadata=m))
+        self.state.owners.remember(self.state.owners.datasets, request.dataset_id, owner)
+        return response
+
+    async def ListDatasets(self, request, context):
+        self._auth(context, "read datasets")
+        answers = await self._fan_out(_rpc("DatasetService", "ListDatasets"), context,
+                                      lambda e, t, m: e.datasets.ListDatasets(request, timeout=t, metadata=m))
+        unique = {d.id: d for answer in answers for d in answer.datasets}
+        return datasets_pb2.ListDatasetsResponse(datasets=sorted(unique.values(), key=_newest_first))
+
+
+class GatewayModels(_Owned, models_pb2_grpc.ModelServiceServicer):
+    async def ListModels(self, request, context):
+        self._auth(context)
+        answers = await self._fan_out(_rpc("ModelService", "ListModels"), context,
+                                      lambda e, t, m: e.models.ListModels(request, timeout=t, metadata=m))
+        return models_pb2.ListModelsResponse(models=merged_models((a.models for a in answers), self.state.settings))
+
+    async def LoadModel(self, request, context):
+        """To the least loaded endpoint of options["backend"] (if given) that has the base model (for adapters)."""
+        self._auth(context, "load models")
+        if not request.name:
+            raise InvalidArgument("name", "required")
+        endpoints = self.state.router.serving_or_raise(_rpc("ModelService", "LoadModel"))
+        forwarded = models_pb2.LoadModelRequest()
+        forwarded.CopyFrom(request)
+        kind = forwarded.options.pop("backend", "")
+        if kind:
+            endpoints = [e for e in endpoints if e.kind == kind]
+            if not endpoints:
+                raise InvalidArgument("options.backend", f"no usable {kind!r} endpoint loads models")
+        if request.base_model:
+            endpoints = [e for e in endpoints if request.base_model in e.model_index]
+            if not endpoints:
+                raise NotFound("model", request.base_model)
+        response, route, _ = await self.state.forwarder.unary(
+            [Route(e, request.name) for e in endpoints],
+            lambda r, t, m: r.endpoint.models.LoadModel(forwarded, timeout=t, metadata=m), context, "LoadModel",
+        )
+        await route.endpoint.refresh()
+        return response
+
+    async def UnloadModel(self, request, context):
+        """On every endpoint that has the model."""
+        self._auth(context, "unload models")
+        rpc = _rpc("ModelService", "UnloadModel")
+        holders = [e for e in self.state.router.serving(rpc) if request.name in e.model_index]
+        if not holders:
+            raise NotFound("model", request.name, sorted({n for e in self.state.pool for n in e.model_index}))
+        for endpoint in holders:
+            try:
+                await endpoint.models.UnloadModel(request, timeout=remaining(context), metadata=call_metadata())
+            except grpc.aio.AioRpcError as error:
+                raise translate(error, endpoint) from None
+            finally:
+                await endpoint.refresh()
+        return models_pb2.UnloadModelResponse()

@@ -1,0 +1,96 @@
+"""Finding the endpoint that holds a job or dataset: ask each trainer until one does not say NOT_FOUND."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from forgeway.services.runtime.errors import NotFound, Unavailable
+from forgeway.v1 import datasets_pb2
+
+from .endpoint import Endpoint
+from .forward import call_metadata, cancel_with, remaining, translate
+
+SKIP = frozenset({grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNIMPLEMENTED})
+
+
+class Owners:
+    """A cache of who holds what. It only orders the search: any replica of the gateway finds the owner by asking."""
+
+    def __init__(self, limit: int = 10_000):
+        self.jobs: dict[str, str] = {}
+        self.datasets: dict[str, str] = {}
+        self.limit = limit
+
+    def remember(self, cache: dict[str, str], item: str, endpoint: Endpoint) -> None:
+        if len(cache) >= self.limit:
+            cache.pop(next(iter(cache)))
+        cache[item] = endpoint.key
+
+    @staticmethod
+    def ordered(cache: dict[str, str], item: str, endpoints: list[Endpoint]) -> list[Endpoint]:
+        owner = cache.get(item)
+        return sorted(endpoints, key=lambda e: e.key != owner)
+
+    async def find_dataset(self, endpoints: list[Endpoint], dataset_id: str, timeout: float = 5.0) -> set[str]:
+        """Keys of the endpoints that know a dataset (asked all at once)."""
+        request = datasets_pb2.GetDatasetRequest(dataset_id=dataset_id)
+        answers = await asyncio.gather(
+            *(e.datasets.GetDataset(request, timeout=timeout, metadata=call_metadata()) for e in endpoints),
+            return_exceptions=True,
+        )
+        found = {e.key for e, answer in zip(endpoints, answers, strict=True) if not isinstance(answer, BaseException)}
+        for key in found:
+            self.datasets.setdefault(dataset_id, key)
+        return found
+
+
+def _missing(kind: str, item: str, unreachable: list[str]) -> Exception:
+    if unreachable:
+        return Unavailable(f"{kind} {item!r} is not on any reachable endpoint; unreachable: {', '.join(unreachable)}",
+                           retry_after=1.0)
+    return NotFound(kind, item)
+
+
+async def ask_owner(endpoints: list[Endpoint], unreachable: list[str], kind: str, item: str, context,
+                    call: Callable[[Endpoint, float | None, tuple], Awaitable[Any]]) -> tuple[Any, Endpoint]:
+    """The first answer other than NOT_FOUND/UNAVAILABLE/UNIMPLEMENTED, with the endpoint that gave it."""
+    unreachable = list(unreachable)
+    for endpoint in endpoints:
+        try:
+            return await call(endpoint, remaining(context), call_metadata()), endpoint
+        except grpc.aio.AioRpcError as error:
+            if error.code() not in SKIP:
+                raise translate(error, endpoint) from None
+            if error.code() == grpc.StatusCode.UNAVAILABLE:
+                unreachable.append(endpoint.key)
+    raise _missing(kind, item, unreachable)
+
+
+async def stream_from_owner(
+    endpoints: list[Endpoint], unreachable: list[str], kind: str, item: str, context,
+    call: Callable[[Endpoint, float | None, tuple], Any],
+) -> AsyncIterator[tuple[Any, Endpoint]]:
+    """Like ask_owner for a server stream: an endpoint is skipped only if it fails before its first message."""
+    unreachable = list(unreachable)
+    for endpoint in endpoints:
+        stream = call(endpoint, remaining(context), call_metadata())
+        cancel_with(context, stream)
+        started = False
+        try:
+            async for message in stream:
+                started = True
+                yield message, endpoint
+            return
+        except grpc.aio.AioRpcError as error:
+            if started or error.code() not in SKIP:
+                raise translate(error, endpoint, started) from None
+            if error.code() == grpc.StatusCode.UNAVAILABLE:
+                unreachable.append(endpoint.key)
+        except BaseException:
+            stream.cancel()
+            raise
+    raise _missing(kind, item, unreachable)

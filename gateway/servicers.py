@@ -1,0 +1,165 @@
+"""forgeway.v1.BackendService at the gateway: authenticate, validate, admit, route, forward, post-process."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+from forgeway.services.runtime.generation import GenerationRequest
+from forgeway.v1 import backend_pb2_grpc, generate_pb2
+
+from . import metrics
+from .auth import Principal
+from .plugins import Pipeline
+from .relay import coalesce, read_ahead
+from .router import GENERATE, GENERATE_STREAM, Route
+from .state import GatewayState
+from .status import aggregate
+from .training import plan_training, validate
+
+
+def _for_route(request: generate_pb2.GenerateRequest, route: Route) -> generate_pb2.GenerateRequest:
+    if route.model == request.model:
+        return request
+    copy = generate_pb2.GenerateRequest()
+    copy.CopyFrom(request)
+    copy.model = route.model
+    return copy
+
+
+def _count_tokens(route: Route, usage: generate_pb2.Usage) -> None:
+    metrics.TOKENS.labels(route.endpoint.key, route.model, "prompt").inc(usage.prompt_tokens)
+    metrics.TOKENS.labels(route.endpoint.key, route.model, "completion").inc(usage.completion_tokens)
+
+
+class GatewayBackend(backend_pb2_grpc.BackendServiceServicer):
+    """Every BackendService RPC, served by forwarding to the endpoints behind the gateway."""
+
+    def __init__(self, state: GatewayState):
+        self.state = state
+
+    async def Capabilities(self, request, context):
+        state = self.state
+        if not state.settings.public_capabilities:
+            state.keys.authenticate(context.invocation_metadata())
+        return aggregate(list(state.pool), state.settings)
+
+    def _prepare(self, request: generate_pb2.GenerateRequest, context, rpc: str):
+        """Auth, validation, admission, plugins and routing; nothing reaches a backend until all pass."""
+        state = self.state
+        principal: Principal = state.keys.authenticate(context.invocation_metadata())
+        generation = GenerationRequest.from_proto(request)
+        resolved = state.settings.resolve_alias(request.model)
+        principal.check_model(request.model, resolved)
+        ticket = state.admission.admit(principal)
+        try:
+            pipeline: Pipeline = state.plugins.for_model(request.model, resolved)
+            if pipeline.pre:
+                request = pipeline.preprocess(request)
+                generation = GenerationRequest.from_proto(request)
+            routes = state.router.plan(generation, rpc)
+        except BaseException:
+            ticket.done()
+            raise
+        return request, pipeline, routes, ticket
+
+    async def Generate(self, request, context):
+        start = time.perf_counter()
+        request, pipeline, routes, ticket = self._prepare(request, context, GENERATE)
+        tokens = 0
+        try:
+            response, route, waited = await self.state.forwarder.unary(
+                routes, lambda r, t, m: r.endpoint.backend.Generate(_for_route(request, r), timeout=t, metadata=m),
+                context, "Generate",
+            )
+            if pipeline.post:
+                for choice in response.choices:
+                    choice.text = pipeline.postprocess(choice.text)
+            tokens = response.usage.total_tokens
+            _count_tokens(route, response.usage)
+            metrics.ADDED_LATENCY.labels("Generate").observe(max(time.perf_counter() - start - waited, 0.0))
+            return response
+        finally:
+            ticket.done(tokens)
+
+    async def GenerateStream(self, request, context):
+        start = time.perf_counter()
+        request, pipeline, routes, ticket = self._prepare(request, context, GENERATE_STREAM)
+        output = _StreamOutput(pipeline)
+
+        def first_chunk(route: Route, backend_seconds: float) -> None:
+            elapsed = time.perf_counter() - start
+            metrics.TIME_TO_FIRST_TOKEN.labels(route.model).observe(elapsed)
+            metrics.ADDED_LATENCY.labels("GenerateStream").observe(max(elapsed - backend_seconds, 0.0))
+
+        source = self.state.forwarder.stream(
+            routes, lambda r, t, m: r.endpoint.backend.GenerateStream(_for_route(request, r), timeout=t, metadata=m),
+            context, "GenerateStream", on_first=first_chunk,
+        )
+        try:
+            async with contextlib.aclosing(read_ahead(source)) as batches:
+                async for batch in batches:
+                    route = batch[-1][1]
+                    for message in coalesce([message for message, _ in batch]):
+                        for out in output.process(message, route):
+                            yield out
+        finally:
+            ticket.done(output.tokens)
+
+    async def Train(self, request, context):
+        state = self.state
+        principal = state.keys.authenticate(context.invocation_metadata())
+        principal.check_train("train")
+        validate(request)
+        state.admission.admit(principal).done()
+        endpoints, fallback = plan_training(list(state.pool), request, state.settings.limits.endpoint_max_in_flight)
+        if fallback is not None:
+            metrics.FALLBACKS.labels(fallback.requested, fallback.used).inc()
+        if request.dataset.WhichOneof("source") == "dataset_id" and len(endpoints) > 1:
+            owners = await state.owners.find_dataset(endpoints, request.dataset.dataset_id)
+            endpoints = sorted(endpoints, key=lambda e: e.key not in owners)
+        routes = [Route(e, request.base_model) for e in endpoints]
+        job_id = ""
+        async for message, route in state.forwarder.stream(
+            routes, lambda r, t, m: r.endpoint.backend.Train(request, timeout=t, metadata=m), context, "Train",
+            extra_metadata=fallback.metadata() if fallback else (),
+        ):
+            if not job_id:
+                job_id = message.event.job_id
+                state.owners.jobs[job_id] = route.endpoint.key
+            elif fallback is not None:  # the trainer's own fallback event (recorded durably) or the gateway's notice
+                if not message.event.HasField("fallback"):
+                    yield fallback.event(job_id)
+                fallback = None
+            yield message
+        if fallback is not None and job_id:
+            yield fallback.event(job_id)
+
+
+class _StreamOutput:
+    """Post-processing of one stream: deltas through each choice's plugin stream, the held-back rest before the
+    final message, whose texts are post-processed whole."""
+
+    def __init__(self, pipeline: Pipeline):
+        self.pipeline = pipeline
+        self.streams: dict = {}
+        self.tokens = 0
+
+    def process(self, message: generate_pb2.GenerateStreamResponse, route: Route) -> list:
+        pipeline = self.pipeline
+        if message.HasField("final"):
+            self.tokens = message.final.usage.total_tokens
+            _count_tokens(route, message.final.usage)
+            if not pipeline.post:
+                return [message]
+            out = [generate_pb2.GenerateStreamResponse(delta=generate_pb2.GenerateDelta(index=index, text=rest))
+                   for index, stream in sorted(self.streams.items()) if (rest := stream.flush())]
+            for choice in message.final.choices:
+                choice.text = pipeline.postprocess(choice.text)
+            return [*out, message]
+        if not pipeline.post:
+            return [message]
+        delta = message.delta
+        stream = self.streams.get(delta.index) or self.streams.setdefault(delta.index, pipeline.stream())
+        delta.text = stream.feed(delta.text)
+        return [message] if delta.text or delta.logprobs else []
