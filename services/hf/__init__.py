@@ -1,0 +1,1 @@
+"""The Hugging Face transformers inference service: batched generation, adapters, summarization and QA."""

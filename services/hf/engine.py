@@ -1,0 +1,275 @@
+"""HFEngine: transformers models behind the InferenceEngine protocol, each with its own batching worker."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import torch
+
+from forgeway.services.runtime import metrics
+from forgeway.services.runtime.engine import Features, InferenceEngine, LoadInfo, ModelInfo
+from forgeway.services.runtime.errors import FailedPrecondition, InvalidArgument, NotFound
+from forgeway.services.runtime.generation import Delta, GenerationRequest, GenerationResult, Task
+
+from . import structured
+from .catalog import store_models
+from .jobs import build_job
+from .models import Source, load, resolve
+from .scheduler import CausalRunner, Runner
+from .settings import HFSettings, ModelSpec
+from .store import ModelStore
+from .tasks import QuestionAnswerRunner, Seq2SeqRunner
+from .warmup import warm_up_request
+
+log = logging.getLogger("forgeway.hf")
+
+RUNNERS: dict[Task, type[Runner]] = {
+    Task.TEXT_GENERATION: CausalRunner,
+    Task.SUMMARIZATION: Seq2SeqRunner,
+    Task.EXTRACTIVE_QA: QuestionAnswerRunner,
+}
+SAMPLING = frozenset({"temperature", "top_p", "top_k", "min_p", "repetition_penalty", "presence_penalty",
+                      "frequency_penalty"})
+LIBRARIES = ("torch", "transformers", "tokenizers", "peft", "xgrammar", "bitsandbytes", "accelerate")
+
+
+@dataclass
+class Served:
+    """A name requests use: a runner, and the adapter it implies when the name is a LoRA over a base model."""
+
+    name: str
+    runner: Runner
+    adapter: str = ""
+    source: str = ""
+
+
+class HFEngine(InferenceEngine):
+    """Serves transformers models: batched causal LM generation, summarization, extractive QA, LoRA adapters."""
+
+    kind = "hf"
+    Settings = HFSettings
+    settings: HFSettings
+
+    def __init__(self, settings: HFSettings):
+        super().__init__(settings)
+        self.store = ModelStore(settings.home / "models")
+        self.served: dict[str, Served] = {}
+        self.runners: dict[tuple[str, str], Runner] = {}
+        self._loading: asyncio.Lock | None = None
+
+    @property
+    def loading(self) -> asyncio.Lock:
+        if self._loading is None:
+            self._loading = asyncio.Lock()
+        return self._loading
+
+    async def start(self) -> None:
+        if self.settings.torch_threads:
+            torch.set_num_threads(self.settings.torch_threads)
+        for spec in self.settings.models:
+            try:
+                await self._load_spec(spec)
+            except Exception as exc:
+                raise RuntimeError(f"model {spec.name!r} failed to load: {type(exc).__name__}: {exc}") from exc
+        if not self.settings.models:
+            await self._serve_store()
+
+    async def _serve_store(self) -> None:
+        """With no models configured, serve the store's full models (adapters load on first use)."""
+        entries = [e for e in self.store.list() if e.loadable and not e.is_adapter]
+        failures = []
+        for entry in entries:
+            try:
+                await self._load_spec(ModelSpec(name=entry.name, path=entry.name))
+            except Exception as exc:  # one broken entry does not keep the others from being served
+                failures.append(f"{entry.name}: {type(exc).__name__}: {exc}")
+                log.warning("model-store entry %s not served: %s", entry.name, failures[-1])
+        if not self.served:
+            where = self.store.root
+            raise RuntimeError("no model to serve: set --model PATH or --models, or put one in the model store "
+                               f"({where})" + (f"; {'; '.join(failures)}" if failures else ""))
+
+    async def stop(self) -> None:
+        runners = list(self.runners.values())
+        self.runners.clear()
+        self.served.clear()
+        await asyncio.gather(*(asyncio.to_thread(r.stop) for r in runners))
+
+    # -- loading -------------------------------------------------------------------------------------------------
+
+    async def _runner_for(self, source: Source, task: Task | None, quantization: str, context: int | None) -> Runner:
+        key = (source.location, quantization)
+        if key not in self.runners:
+            s = self.settings
+            loaded = await asyncio.to_thread(load, source, task, quantization, s.device, s.dtype, context)
+            runner = RUNNERS[loaded.task](loaded, source.location.rstrip("/").rsplit("/", 1)[-1], s.max_concurrency,
+                                          s.max_queue, self._queue_changed)
+            runner.start()
+            self.runners[key] = runner
+        return self.runners[key]
+
+    async def _attach(self, runner: Runner, name: str, path: str) -> None:
+        if name in runner.loaded.adapters:
+            raise FailedPrecondition(f"adapter {name!r} is already loaded on this model")
+        await asyncio.wrap_future(runner.call(lambda: runner.loaded.add_adapter(name, path)))
+
+    async def _load_spec(self, spec: ModelSpec) -> Served:
+        if spec.name in self.served:
+            raise FailedPrecondition(f"model {spec.name!r} is already loaded")
+        before = set(self.runners.values())
+        try:
+            return await self._load_new(spec)
+        except BaseException:
+            for key, runner in [(k, r) for k, r in self.runners.items() if r not in before]:
+                del self.runners[key]  # a model that failed to load or warm up holds no memory or thread
+                await asyncio.to_thread(runner.stop)
+            raise
+
+    async def _load_new(self, spec: ModelSpec) -> Served:
+        source = resolve(spec.path, self.store)
+        if source.is_adapter:
+            base = source.adapter_base()
+            if not base:
+                raise InvalidArgument("source", f"adapter {spec.path!r} names no base model")
+            runner = await self._runner_for(resolve(base, self.store), None, spec.quantization, spec.context_length)
+            await self._attach(runner, spec.name, source.location)
+            served = Served(spec.name, runner, adapter=spec.name, source=spec.path)
+        else:
+            runner = await self._runner_for(source, spec.task, spec.quantization, spec.context_length)
+            served = Served(spec.name, runner, source=spec.path)
+        for adapter in spec.adapters:
+            await self._attach(runner, adapter.name, resolve(adapter.path, self.store).location)
+        await self._warm_up(served)
+        self.served[spec.name] = served
+        return served
+
+    async def _warm_up(self, served: Served) -> None:
+        request = warm_up_request(served.name, served.runner.loaded.task)
+        async for _ in self._generate(served, request):
+            pass
+
+    async def load_model(self, name: str, source: str, task: Task | None, quantization: str, base_model: str,
+                         options: dict[str, str]) -> ModelInfo:
+        unknown = sorted(set(options) - {"context_length"})
+        if unknown:
+            raise InvalidArgument(f"options.{unknown[0]}", "unknown option (known: context_length)")
+        context = int(options["context_length"]) if options.get("context_length", "").isdigit() else None
+        async with self.loading:
+            if name in self.served:
+                raise FailedPrecondition(f"model {name!r} is already loaded; unload it first")
+            if base_model:
+                base = self.served.get(base_model)
+                if base is None:
+                    raise NotFound("model", base_model, sorted(self.served))
+                found = resolve(source or name, self.store)
+                if not found.is_adapter:
+                    raise InvalidArgument("source", f"{source or name!r} is not a peft adapter")
+                await self._attach(base.runner, name, found.location)
+                self.served[name] = Served(name, base.runner, adapter=name, source=source or name)
+            else:
+                spec = ModelSpec(name=name, path=source or name, task=task, quantization=quantization,
+                                 context_length=context)
+                await self._load_spec(spec)
+        return self.find_model(name)
+
+    async def unload_model(self, name: str) -> None:
+        async with self.loading:
+            served = self.served.get(name)
+            if served is None:  # an adapter configured beside its base model
+                owners = [r for r in self.runners.values() if name in r.loaded.adapters]
+                served = Served(name, owners[0], adapter=name) if owners else None
+            if served is None:
+                raise NotFound("model", name, sorted(self.served))
+            runner = served.runner
+            if served.adapter:
+                with runner.cond:
+                    jobs = runner.running | {entry[2] for entry in runner.pending}
+                if any(job.adapter == served.adapter for job in jobs):
+                    raise FailedPrecondition(f"adapter {name!r} is generating; retry when its requests finish")
+                self.served.pop(name, None)
+                await asyncio.wrap_future(runner.call(lambda: runner.loaded.remove_adapter(served.adapter)))
+                return
+            for other in [s for s in self.served.values() if s.runner is runner]:
+                del self.served[other.name]
+            self.runners = {k: r for k, r in self.runners.items() if r is not runner}
+            await asyncio.to_thread(runner.stop)
+
+    async def _served(self, name: str) -> Served:
+        """The served entry for a name admit() accepted; store models load on first use."""
+        if name in self.served:
+            return self.served[name]
+        if not self.settings.load_on_demand:
+            raise FailedPrecondition(f"model {name!r} is in the model store but not loaded; LoadModel it first")
+        async with self.loading:
+            if name not in self.served:
+                await self._load_spec(ModelSpec(name=name, path=name))
+        return self.served[name]
+
+    # -- generation ------------------------------------------------------------------------------------------------
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[Delta | GenerationResult]:
+        served = await self._served(self.find_model(request.model).name)
+        async for event in self._generate(served, request):
+            yield event
+
+    async def _generate(self, served: Served, request: GenerationRequest) -> AsyncIterator[Delta | GenerationResult]:
+        runner = served.runner
+        job = await build_job(runner.loaded, request, served.name, request.adapter or served.adapter,
+                              f"{self.kind}/{self.settings.instance_id}", self.settings.max_new_tokens)
+        runner.submit(job)
+        try:
+            async for event in job.events():
+                yield event
+        finally:
+            if not job.finished:
+                runner.cancel(job)
+
+    # -- what it reports -------------------------------------------------------------------------------------------
+
+    def models(self) -> list[ModelInfo]:
+        infos = []
+        for served in self.served.values():
+            loaded = served.runner.loaded
+            infos.append(ModelInfo(
+                name=served.name, task=loaded.task, context_length=loaded.context_length,
+                quantization=loaded.quantization, adapters=[] if served.adapter else sorted(loaded.adapters),
+                loaded=True, source=served.source, chat=loaded.chat and loaded.task == Task.TEXT_GENERATION,
+            ))
+        configured = {m.name for m in infos}
+        for spec in self.settings.models:
+            if spec.name not in configured:
+                configured.add(spec.name)
+                infos.append(ModelInfo(name=spec.name, task=spec.task or Task.TEXT_GENERATION, loaded=False,
+                                       source=spec.path, quantization=spec.quantization))
+        if self.settings.load_on_demand:
+            infos += store_models(self.store, configured)
+        return infos
+
+    def features(self) -> Features:
+        return Features(streaming=True, logprobs=True, json_schema=structured.available(), grammar=False, stop=True,
+                        seed=True, multiple_choices=True, adapters=True, sampling_params=SAMPLING)
+
+    def load(self) -> LoadInfo:
+        runners = list(self.runners.values())
+        return LoadInfo(
+            in_flight=sum(len(r.running) for r in runners),
+            queue_depth=sum(r.queued for r in runners),
+            max_concurrency=sum(r.slots for r in runners) or self.settings.max_concurrency,
+            max_queue=self.settings.max_queue,
+        )
+
+    def _queue_changed(self) -> None:
+        metrics.QUEUE_DEPTH.labels(self.kind).set(sum(r.queued for r in list(self.runners.values())))
+
+    def library_versions(self) -> dict[str, str]:
+        versions = {}
+        for name in LIBRARIES:
+            try:
+                versions[name] = importlib.metadata.version(name)
+            except importlib.metadata.PackageNotFoundError:
+                versions[name] = "not installed"
+        return versions

@@ -1,0 +1,218 @@
+"""Loading transformers models: where from (path, store, hub), which class for the task, device, dtype, adapters."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForQuestionAnswering,
+    AutoModelForSeq2SeqLM,
+    AutoTokenizer,
+)
+
+from forgeway.services.runtime.errors import InvalidArgument, NotFound, Unsupported
+from forgeway.services.runtime.generation import Task
+
+from . import structured
+from .store import ModelStore, StoredModel
+from .text import IncrementalText, TokenBytes
+
+MODEL_CLASSES = {
+    Task.TEXT_GENERATION: AutoModelForCausalLM,
+    Task.SUMMARIZATION: AutoModelForSeq2SeqLM,
+    Task.EXTRACTIVE_QA: AutoModelForQuestionAnswering,
+}
+BASE = "__base__"  # peft's name for "no adapter" in a mixed batch
+UNBOUNDED = 1_000_000
+
+
+@dataclass
+class Source:
+    """Where a model's files are: a folder or hub id, plus its store entry when it came from the store."""
+
+    location: str
+    entry: StoredModel | None = None
+
+    @property
+    def is_adapter(self) -> bool:
+        return Path(self.location, "adapter_config.json").is_file()
+
+    def adapter_base(self) -> str | None:
+        if self.entry is not None and self.entry.base_model:
+            return self.entry.base_model
+        try:
+            return json.loads(Path(self.location, "adapter_config.json").read_text()).get("base_model_name_or_path")
+        except (OSError, ValueError):
+            return None
+
+
+def resolve(path: str, store: ModelStore) -> Source:
+    """A local folder as given, else a model-store name, else (where a hub is reachable) a hub id."""
+    local = Path(path).expanduser()
+    if local.is_dir():
+        return Source(str(local.resolve()))
+    entry = store.get(path)
+    if entry is not None:
+        if not entry.loadable:
+            raise InvalidArgument("source", f"model-store entry {path!r} holds no transformers weights or adapter")
+        return Source(str(entry.path.resolve()), entry)
+    if path.startswith((".", "/", "~")) or path.count("/") > 1:
+        raise NotFound("model path", path)
+    return Source(path)
+
+
+def detect_task(config) -> Task:
+    """The task a config implies: QA heads, encoder-decoders (summarization), else text generation."""
+    if any(a.endswith("ForQuestionAnswering") for a in config.architectures or []):
+        return Task.EXTRACTIVE_QA
+    if getattr(config, "is_encoder_decoder", False):
+        return Task.SUMMARIZATION
+    return Task.TEXT_GENERATION
+
+
+def pick_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise Unsupported("device", "hf", "device cuda was asked for but torch sees no CUDA GPU")
+    return torch.device(device)
+
+
+def quantization_config(quantization: str, device: torch.device):
+    """bitsandbytes settings; 0.50 runs 4-bit and 8-bit on CPU too (slowly), so only a missing package refuses."""
+    if quantization == "none":
+        return None
+    try:
+        import bitsandbytes  # noqa: F401
+        from transformers import BitsAndBytesConfig
+    except ImportError:
+        raise Unsupported("quantization", "hf", "bitsandbytes is not installed") from None
+    warnings.filterwarnings("ignore", message="MatMul8bitLt: inputs will be cast")  # once per forward on CPU
+    if quantization == "int8":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    compute = torch.bfloat16 if device.type == "cuda" else torch.float32
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=quantization, bnb_4bit_compute_dtype=compute)
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to run, with what generation needs to know about it."""
+
+    source: str
+    task: Task
+    model: torch.nn.Module
+    tokenizer: object
+    device: torch.device
+    context_length: int
+    quantization: str = "none"
+    adapters: dict[str, str] = field(default_factory=dict)
+    eos: frozenset[int] = frozenset()
+    suppress: list[int] = field(default_factory=list)
+    cache_arg: str = "past_key_values"
+    keeps_logits: bool = False  # forward takes logits_to_keep
+    vocab_size: int = 0
+    grammar: structured.GrammarCompiler | None = None
+
+    def __post_init__(self):
+        self.token_bytes = TokenBytes(self.tokenizer)
+
+    @property
+    def chat(self) -> bool:
+        return bool(getattr(self.tokenizer, "chat_template", None))
+
+    def text(self, context: list[int]) -> IncrementalText:
+        return IncrementalText(self.tokenizer, context)
+
+    def add_adapter(self, name: str, path: str) -> None:
+        """Load a peft LoRA adapter under name (call between forward passes)."""
+        if self.task != Task.TEXT_GENERATION:
+            raise Unsupported("adapters", "hf", f"adapters are served for text generation, not {self.task.value}")
+        from peft import PeftModel
+
+        if isinstance(self.model, PeftModel):
+            self.model.load_adapter(path, adapter_name=name)
+        else:
+            self.model = PeftModel.from_pretrained(self.model, path, adapter_name=name).eval()
+        self.adapters[name] = path
+
+    def remove_adapter(self, name: str) -> None:
+        """Drop an adapter (between forward passes); without adapters left the plain model comes back."""
+        if len(self.adapters) == 1:
+            self.model = self.model.unload()  # peft cannot run with its last adapter deleted
+        else:
+            self.model.delete_adapter(name)
+        del self.adapters[name]
+
+    def grammar_compiler(self) -> structured.GrammarCompiler:
+        if self.grammar is None:
+            self.grammar = structured.GrammarCompiler(self.tokenizer, self.vocab_size, sorted(self.eos))
+        return self.grammar
+
+
+def context_length(config, tokenizer, override: int | None) -> int:
+    if override:
+        return override
+    for key in ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length"):
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    limit = getattr(tokenizer, "model_max_length", UNBOUNDED)
+    return limit if limit < UNBOUNDED else 2048
+
+
+def load(source: Source, task: Task | None, quantization: str, device_name: str, dtype_name: str,
+         context_override: int | None = None) -> LoadedModel:
+    """Load weights and tokenizer (blocking: run it off the event loop)."""
+    config = AutoConfig.from_pretrained(source.location)
+    task = task or (source.entry.task if source.entry else None) or detect_task(config)
+    device = pick_device(device_name)
+    kwargs: dict = {"quantization_config": quantization_config(quantization, device)}
+    if dtype_name != "auto":
+        kwargs["dtype"] = getattr(torch, dtype_name)
+    elif device.type == "cpu":
+        kwargs["dtype"] = torch.float32
+    else:
+        kwargs["dtype"] = "auto"
+    if kwargs["quantization_config"] is not None:
+        kwargs["device_map"] = {"": device.index or 0} if device.type == "cuda" else {"": "cpu"}
+    model = MODEL_CLASSES[task].from_pretrained(source.location, **kwargs)
+    if kwargs["quantization_config"] is None:
+        model = model.to(device)
+    model.eval()
+    tokenizer = AutoTokenizer.from_pretrained(source.location)
+    gen = getattr(model, "generation_config", None)
+    eos = _ids(getattr(gen, "eos_token_id", None)) | _ids(tokenizer.eos_token_id)
+    forward = inspect.signature(model.forward).parameters
+    return LoadedModel(
+        source=source.location,
+        task=task,
+        model=model,
+        tokenizer=tokenizer,
+        device=device,
+        context_length=context_length(config, tokenizer, context_override),
+        quantization=quantization,
+        eos=frozenset(eos),
+        suppress=sorted(_ids(getattr(gen, "suppress_tokens", None))),
+        cache_arg="cache" if "cache" in forward else "past_key_values",
+        keeps_logits="logits_to_keep" in forward,
+        vocab_size=_output_size(model) or getattr(model.config, "vocab_size", None) or len(tokenizer),
+    )
+
+
+def _ids(value) -> set[int]:
+    if value is None:
+        return set()
+    return {int(value)} if isinstance(value, int) else {int(v) for v in value}
+
+
+def _output_size(model) -> int | None:
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    weight = getattr(head, "weight", None)
+    return int(weight.shape[0]) if weight is not None else None

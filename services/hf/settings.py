@@ -1,0 +1,62 @@
+"""Settings of the hf service: which models to serve, where, and how many requests at once."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field, model_validator
+
+from forgeway.services.runtime.generation import Task
+from forgeway.services.runtime.settings import ServiceSettings
+
+Quantization = Literal["none", "nf4", "fp4", "int8"]
+
+
+class AdapterSpec(BaseModel):
+    """A LoRA adapter served beside its base model."""
+
+    name: str = Field(description="Name requests use in `adapter`.")
+    path: str = Field(description="Folder of the peft adapter, or a model-store name.")
+
+
+class ModelSpec(BaseModel):
+    """One model to serve."""
+
+    name: str = Field(description="Name requests use in `model`.")
+    path: str = Field(description="Local folder, hub id (where a hub is reachable) or model-store name.")
+    task: Task | None = Field(None, description="Task it serves; unset means what its config implies.")
+    adapters: list[AdapterSpec] = Field(default_factory=list, description="LoRA adapters loaded beside it.")
+    quantization: Quantization = Field("none", description="bitsandbytes quantization: nf4, fp4 (4-bit) or int8.")
+    context_length: int | None = Field(None, ge=1, description="Largest prompt plus completion; unset: the config's.")
+
+
+class HFSettings(ServiceSettings):
+    """Settings of the Hugging Face transformers backend."""
+
+    models: list[ModelSpec] = Field(
+        default_factory=list,
+        description="Models to serve: [{name, path, task?, adapters?, quantization?}]; none serves the model store.",
+    )
+    model: str | None = Field(None, description="One model to serve: a folder, hub id or model-store name.")
+    model_name: str | None = Field(None, description="Name to serve --model under (default: the folder's name).")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where models run; auto: CUDA when present.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Weight dtype; auto is float32 on CPU and the checkpoint's dtype on CUDA."
+    )
+    max_concurrency: int = Field(16, ge=1, le=512, description="Batch slots per model (sequences decoded together).")
+    max_queue: int = Field(64, ge=0, description="Requests that may wait for a slot; more get RESOURCE_EXHAUSTED.")
+    max_new_tokens: int = Field(256, ge=1, description="Completion length when a request sets no max_tokens.")
+    torch_threads: int = Field(0, ge=0, description="torch intra-op threads; 0 keeps torch's default.")
+    load_on_demand: bool = Field(True, description="Load a model-store model on its first request.")
+
+    @model_validator(mode="after")
+    def _one_model_shortcut(self) -> HFSettings:
+        if self.model:
+            name = self.model_name or self.model.rstrip("/").rsplit("/", 1)[-1]
+            if any(m.name == name for m in self.models):
+                raise ValueError(f"model {name!r} is given twice")
+            self.models = [*self.models, ModelSpec(name=name, path=self.model)]
+        names = [m.name for m in self.models]
+        if len(set(names)) != len(names):
+            raise ValueError("model names must be unique")
+        return self

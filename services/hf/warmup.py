@@ -1,0 +1,17 @@
+"""The first generation each model runs before the service reports SERVING."""
+
+from __future__ import annotations
+
+from forgeway.services.runtime.generation import GenerationRequest, Sampling, Task
+
+TEXT = "Forgeway warms up the model before it serves."
+
+
+def warm_up_request(model: str, task: Task) -> GenerationRequest:
+    """A short request exercising the model's whole path (tokenize, prefill, decode, detokenize)."""
+    sampling = Sampling(max_tokens=2)
+    if task == Task.SUMMARIZATION:
+        return GenerationRequest(model=model, document=TEXT, sampling=sampling)
+    if task == Task.EXTRACTIVE_QA:
+        return GenerationRequest(model=model, question="Who warms up?", context=TEXT, sampling=sampling)
+    return GenerationRequest(model=model, prompt=TEXT, sampling=sampling)
