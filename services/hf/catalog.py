@@ -7,7 +7,7 @@ import json
 from forgeway.services.runtime.engine import ModelInfo
 from forgeway.services.runtime.generation import Task
 
-from .store import ModelStore, StoredModel
+from forgeway.services.runtime.modelstore import ModelStore, StoredModel
 
 
 def store_models(store: ModelStore, skip: set[str]) -> list[ModelInfo]:
@@ -27,7 +27,7 @@ def _describe(entry: StoredModel) -> ModelInfo:
             task = Task.TEXT_GENERATION
     context = config.get("max_position_embeddings") or config.get("n_positions") or 0
     return ModelInfo(name=entry.name, task=task, context_length=int(context), loaded=False,
-                     source=f"store:{entry.name}")
+                     source=f"store:{entry.name}", chat=task == Task.TEXT_GENERATION and entry.chat)
 
 
 def _config(entry: StoredModel) -> dict:

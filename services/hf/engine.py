@@ -21,7 +21,7 @@ from .jobs import build_job
 from .models import Source, load, resolve
 from .scheduler import CausalRunner, Runner
 from .settings import HFSettings, ModelSpec
-from .store import ModelStore
+from forgeway.services.runtime.modelstore import ModelStore
 from .tasks import QuestionAnswerRunner, Seq2SeqRunner
 from .warmup import warm_up_request
 

@@ -21,7 +21,7 @@ from forgeway.services.runtime.errors import InvalidArgument, NotFound, Unsuppor
 from forgeway.services.runtime.generation import Task
 
 from . import structured
-from .store import ModelStore, StoredModel
+from forgeway.services.runtime.modelstore import ModelStore, StoredModel
 from .text import IncrementalText, TokenBytes
 
 MODEL_CLASSES = {

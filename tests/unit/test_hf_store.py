@@ -9,7 +9,7 @@ import pytest
 pytestmark = pytest.mark.hf
 
 from forgeway.services.hf.catalog import store_models  # noqa: E402
-from forgeway.services.hf.store import ModelStore  # noqa: E402
+from forgeway.services.runtime.modelstore import ModelStore  # noqa: E402
 from forgeway.services.runtime.generation import Task  # noqa: E402
 
 
