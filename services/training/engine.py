@@ -12,6 +12,7 @@ from pydantic import Field
 
 from forgeway.services.runtime.errors import NotFound, PermissionDenied
 from forgeway.services.runtime.generation import Task
+from forgeway.services.runtime.hardware import Hardware, detect
 from forgeway.services.runtime.modelstore import ModelStore
 from forgeway.services.runtime.settings import ServiceSettings
 from forgeway.v1 import jobs_pb2
@@ -85,6 +86,10 @@ class JobContext:
     def checkpoint(self, step: int, path: Path) -> None:
         self.jobs.append(self.job_id, checkpoint=jobs_pb2.Checkpoint(step=step, path=str(path)))
 
+    def artifact(self, model_name: str, path: Path, format: str) -> None:
+        """A secondary artifact (a merged model or GGUF beside the adapter); run() returns the primary one."""
+        self.jobs.append(self.job_id, artifact=jobs_pb2.Artifact(model_name=model_name, path=str(path), format=format))
+
 
 class TrainingEngine(abc.ABC):
     """A backend that trains. Subclasses implement availability, features, validate and run.
@@ -140,6 +145,10 @@ class TrainingEngine(abc.ABC):
 
     def library_versions(self) -> dict[str, str]:
         return {}
+
+    def hardware(self) -> Hardware:
+        """The machine as Capabilities reports it; engines may add their recommended defaults."""
+        return detect()
 
     def allowed(self, path: Path, field_name: str) -> Path:
         """A local path, resolved, if it lies inside home or an allowed root; else PermissionDenied."""

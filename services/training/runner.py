@@ -27,7 +27,8 @@ class JobRunner:
         self.queue: list[str] = []
         self.wakeup = asyncio.Event()
         self.running: JobContext | None = None
-        self._changed: dict[str, asyncio.Event] = {}
+        self.stopping = False
+        self._watchers: dict[str, set[asyncio.Event]] = {}
         self._task: asyncio.Task | None = None
 
     async def start(self) -> None:
@@ -47,19 +48,24 @@ class JobRunner:
             self.wakeup.set()
 
     async def stop(self) -> None:
+        self.stopping = True  # the worker takes no further job from the queue
+        self.wakeup.set()
         if self.running:  # stop at the next step; the job stays RUNNING and resumes on restart
             self.running.shutdown_requested.set()
         if self._task:
-            if self.running:  # let the worker thread reach its next step and checkpoint
-                await asyncio.wait({self._task}, timeout=self.engine.settings.grace_seconds)
+            # the worker ends once the running job reached its next step and checkpointed (or at once when idle)
+            await asyncio.wait({self._task}, timeout=self.engine.settings.grace_seconds)
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         self.jobs.close()
 
-    def submit(self, request: train_pb2.TrainRequest, spec: TrainSpec) -> jobs_pb2.Job:
+    def submit(self, request: train_pb2.TrainRequest, spec: TrainSpec,
+               fallback: jobs_pb2.Fallback | None = None) -> jobs_pb2.Job:
         if len(self.queue) >= self.engine.settings.max_queued_jobs:
             raise ResourceExhausted(f"{len(self.queue)} jobs already queued", retry_after=60, quota="queued_jobs")
         job = self.jobs.create(request, self.engine.kind, spec.method)
+        if fallback is not None:  # recorded before the job can start
+            self.jobs.append(job.id, fallback=fallback)
         self.queue.append(job.id)
         if len(self.queue) > 1 or self.running:
             position = len(self.queue) + (1 if self.running else 0) - 1
@@ -90,18 +96,30 @@ class JobRunner:
     async def watch(self, job_id: str, after: int = 0) -> AsyncIterator[jobs_pb2.JobEvent]:
         """Every event after `after`, live, until the job's final state."""
         sequence = after
-        while True:
-            changed = self._changed.setdefault(job_id, asyncio.Event())
-            changed.clear()
-            for event in self.jobs.events(job_id, sequence):
-                sequence = event.sequence
-                yield event
-            if self.jobs.get(job_id).state in TERMINAL and not self.jobs.events(job_id, sequence):
-                return
-            try:
-                await asyncio.wait_for(changed.wait(), timeout=1.0)
-            except TimeoutError:
-                pass
+        changed = asyncio.Event()  # one per watcher: a watcher clearing it never swallows another's wakeup
+        self._watchers.setdefault(job_id, set()).add(changed)
+        try:
+            while True:
+                changed.clear()
+                events = self.jobs.events(job_id, sequence)
+                for event in events:
+                    sequence = event.sequence
+                    yield event
+                # the final state is the last event of a job, so the store is asked only when nothing new came
+                ended = any(e.WhichOneof("kind") == "state" and e.state.state in TERMINAL for e in events[-1:])
+                if ended or (not events and self.jobs.get(job_id).state in TERMINAL):
+                    if not self.jobs.events(job_id, sequence):
+                        return
+                    continue
+                try:
+                    await asyncio.wait_for(changed.wait(), timeout=1.0)
+                except TimeoutError:
+                    pass
+        finally:
+            watchers = self._watchers.get(job_id, set())
+            watchers.discard(changed)
+            if not watchers:
+                self._watchers.pop(job_id, None)
 
     def _on_event(self, event: jobs_pb2.JobEvent) -> None:
         if self.loop is None:
@@ -112,22 +130,22 @@ class JobRunner:
             pass
 
     def _notify(self, job_id: str) -> None:
-        if job_id in self._changed:
-            self._changed[job_id].set()
+        for changed in self._watchers.get(job_id, ()):
+            changed.set()
 
     async def _work(self) -> None:
-        while True:
+        while not self.stopping:
             await self.wakeup.wait()
             self.wakeup.clear()
-            while self.queue:
+            while self.queue and not self.stopping:
                 await self._run(self.queue.pop(0))
 
     async def _run(self, job_id: str) -> None:
-        spec = TrainSpec.from_proto(self.jobs.request(job_id))
         job = JobContext(job_id, self.jobs, self.engine.settings.home, resume_from=self.last_checkpoint(job_id))
         self.running = job
         self.jobs.append(job_id, state=jobs_pb2.StateChange(state=jobs_pb2.JOB_STATE_RUNNING, message="running"))
         try:
+            spec = TrainSpec.from_proto(self.jobs.request(job_id))  # inside the try: a bad stored request fails its job
             trained = await asyncio.to_thread(self.engine.run, spec, job)
         except JobCancelled as exc:
             if job.shutdown_requested.is_set() and not job.cancel_requested.is_set():

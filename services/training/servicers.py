@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import platform
+
+from google.protobuf import json_format
 
 from forgeway import __version__
 from forgeway.services.runtime.capabilities import QUANTIZATION_TO_PROTO, hardware_to_proto
 from forgeway.services.runtime.errors import InvalidArgument, Unavailable, Unimplemented
-from forgeway.services.runtime.hardware import detect
 from forgeway.v1 import (
     backend_pb2_grpc,
     capabilities_pb2,
@@ -23,6 +25,8 @@ from .engine import TrainingEngine
 from .runner import JobRunner
 from .spec import EXPORTS, METHOD_BY_NAME, TrainSpec
 
+# The gateway's notice that it fell back to this trainer (JSON Fallback), recorded in the job's history.
+FALLBACK_METADATA = "x-forgeway-fallback"
 RPCS = [
     "forgeway.v1.BackendService/Capabilities",
     "forgeway.v1.BackendService/Train",
@@ -45,7 +49,9 @@ class TrainerBackendServicer(backend_pb2_grpc.BackendServiceServicer):
             backend=self.engine.kind,
             version=__version__,
             instance_id=self.engine.settings.instance_id,
-            availability=capabilities_pb2.Availability(available=available and self.engine.ready, reason=reason),
+            availability=capabilities_pb2.Availability(
+                available=available and self.engine.ready,
+                reason=reason if not available or self.engine.ready else (self.engine.failure or "starting")),
             rpcs=RPCS,
             training=capabilities_pb2.TrainingFeatures(
                 methods=[METHOD_BY_NAME[m] for m in features.methods],
@@ -54,7 +60,7 @@ class TrainerBackendServicer(backend_pb2_grpc.BackendServiceServicer):
                 quantizations=[QUANTIZATION_TO_PROTO[q] for q in features.quantizations],
                 export_formats=[export_by_name[f] for f in features.export_formats],
             ),
-            hardware=hardware_to_proto(detect()),
+            hardware=hardware_to_proto(self.engine.hardware()),
             load=load,
             library_versions={"python": platform.python_version(), "forgeway": __version__,
                               **self.engine.library_versions()},
@@ -72,8 +78,9 @@ class TrainerBackendServicer(backend_pb2_grpc.BackendServiceServicer):
         available, reason = self.engine.availability()
         if not available or not self.engine.ready:
             raise Unavailable(f"{self.engine.kind} cannot train here: {reason or self.engine.failure}", retry_after=30)
+        fallback = _fallback(context, spec, self.engine.kind)
         await asyncio.to_thread(self.engine.validate, spec)
-        job = self.runner.submit(request, spec)
+        job = self.runner.submit(request, spec, fallback)
         async for event in self.runner.watch(job.id):
             yield train_pb2.TrainResponse(event=event)
 
@@ -111,6 +118,23 @@ class DatasetServicer(datasets_pb2_grpc.DatasetServiceServicer):
 
     async def ListDatasets(self, request, context):
         return datasets_pb2.ListDatasetsResponse(datasets=self.engine.datasets.list())
+
+
+def _fallback(context, spec: TrainSpec, kind: str) -> jobs_pb2.Fallback | None:
+    """The fallback to record in the job: the gateway's notice (metadata), or a request for another trainer that
+    reached this one directly (refused when the request disallows fallback)."""
+    notice = dict(context.invocation_metadata() or ()).get(FALLBACK_METADATA)
+    if notice:
+        try:
+            return json_format.ParseDict(json.loads(notice), jobs_pb2.Fallback(), ignore_unknown_fields=True)
+        except (ValueError, json_format.ParseError):
+            raise InvalidArgument(FALLBACK_METADATA, "not a JSON Fallback") from None
+    if spec.backend in ("auto", kind):
+        return None
+    if not spec.allow_fallback:
+        raise InvalidArgument("backend", f"this is the {kind} trainer; {spec.backend} was asked for with "
+                              "allow_fallback false")
+    return jobs_pb2.Fallback(requested=spec.backend, used=kind, reason=f"the request reached the {kind} trainer")
 
 
 def _job_id(job_id: str) -> str:
