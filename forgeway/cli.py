@@ -1,4 +1,4 @@
-"""The `forgeway` command: serve one service, run the local stack, build the demo model."""
+"""The `forgeway` command: serve one service, run the local stack, build the demo model, and the client commands."""
 
 from __future__ import annotations
 
@@ -39,6 +39,8 @@ def _demo_model(out: Path | None, max_seconds: float) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from forgeway.client import cli as client_cli
+
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="forgeway", description="Train and serve language models over one gRPC contract.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -50,10 +52,19 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--out", type=Path, help="where to write it (default FORGEWAY_HOME/models/demo)")
     demo.add_argument("--max-seconds", type=float, default=180.0, help="training time budget")
     commands.add_parser("services", help="list the service names `serve` accepts")
+    commands.add_parser("train-worker", help="run one prepared training job (trainers' launchers start it)",
+                        add_help=False)
+    client_cli.add_commands(commands)  # generate/run, chat, bench, train, jobs, models, backends
 
     args, rest = parser.parse_known_args(argv)
+    if client_cli.is_client_command(args):
+        return client_cli.run_command(args, rest)
     if args.command == "serve":
         return _serve(args.service, rest)
+    if args.command == "train-worker":
+        from forgeway.services.training.worker import main as worker_main
+
+        return worker_main(rest)
     if args.command == "up":
         from forgeway.up import main as up_main
 

@@ -1,1 +1,24 @@
-"""Python SDK for Forgeway."""
+"""Python SDK for Forgeway: Client and AsyncClient over the forgeway.v1 gRPC contract, typed results and errors."""
+
+from .aio import AsyncClient, AsyncGenerationStream, AsyncTrainingJob
+from .client import Client
+from .connection import Retry, Tls
+from .errors import (
+    APIError, DeadlineExceededError, FailedPreconditionError, InternalError, InvalidArgumentError, JobFailedError,
+    NotFoundError, PermissionDeniedError, RequestCancelledError, ResourceExhaustedError, UnauthenticatedError,
+    UnavailableError, UnimplementedError, UnsupportedError,
+)
+from .requests import DatasetSource, LoRA
+from .streams import GenerationStream, TrainingJob
+from .types import (
+    Artifact, BackendStatus, Capabilities, Choice, Dataset, Delta, Generation, Job, JobEvent, Model, Progress,
+)
+
+__all__ = [
+    "APIError", "Artifact", "AsyncClient", "AsyncGenerationStream", "AsyncTrainingJob", "BackendStatus", "Capabilities",
+    "Choice", "Client", "Dataset", "DatasetSource", "DeadlineExceededError", "Delta", "FailedPreconditionError",
+    "Generation", "GenerationStream", "InternalError", "InvalidArgumentError", "Job", "JobEvent", "JobFailedError",
+    "LoRA", "Model", "NotFoundError", "PermissionDeniedError", "Progress", "RequestCancelledError",
+    "ResourceExhaustedError", "Retry", "Tls", "TrainingJob", "UnauthenticatedError", "UnavailableError",
+    "UnimplementedError", "UnsupportedError",
+]

@@ -1,0 +1,195 @@
+"""The asyncio SDK: AsyncClient over a grpc.aio channel, mirroring Client call for call."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from forgeway.v1 import (
+    backend_pb2_grpc, capabilities_pb2, datasets_pb2, datasets_pb2_grpc, jobs_pb2, jobs_pb2_grpc, models_pb2,
+    models_pb2_grpc,
+)
+
+from . import convert, types
+from .connection import DEFAULT, Connection, Retry, Tls, call_timeout, remaining
+from .aio_streams import AsyncGenerationStream, AsyncTrainingJob
+from .errors import InternalError, from_grpc
+from .requests import DatasetSource, MessageLike, generate_request, job_state, load_request, train_request
+from .uploads import Upload
+
+T = TypeVar("T")
+
+
+class AsyncClient:
+    """Client's asyncio twin (same arguments, same results); use `async with AsyncClient(...) as client`."""
+
+    def __init__(self, target: str | None = None, *, api_key: str | None = None, tls: Tls | bool | None = None,
+                 timeout: float | None = 60.0, retry: Retry | int | None = None):
+        self.connection = Connection.resolve(target, api_key, tls, timeout, retry)
+        self._channel = self.connection.aio_channel()
+        self._backend = backend_pb2_grpc.BackendServiceStub(self._channel)
+        self.jobs = AsyncJobs(self)
+        self.models = AsyncModels(self)
+        self.datasets = AsyncDatasets(self)
+
+    @property
+    def target(self) -> str:
+        return self.connection.target
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def _retrying(self, attempt: Callable[[float | None], Awaitable[T]], timeout: Any = DEFAULT) -> T:
+        deadline = self.connection.deadline(call_timeout(self.connection, timeout))
+        tries, waited = 0, 0.0
+        while True:
+            try:
+                return await attempt(remaining(deadline))
+            except grpc.RpcError as rpc_error:
+                error = from_grpc(rpc_error)
+                wait = self.connection.retry.delay(tries, error, deadline, waited)
+                if wait is None:
+                    raise error from None
+                await asyncio.sleep(wait)
+                tries, waited = tries + 1, waited + wait
+
+    async def _unary(self, method, request, timeout: Any = DEFAULT):
+        async def attempt(t: float | None):
+            return await method(request, timeout=t, metadata=self.connection.metadata)
+
+        return await self._retrying(attempt, timeout)
+
+    async def _open(self, start: Callable[[float | None], Any], timeout: Any = None) -> tuple[Any, Any]:
+        async def attempt(t: float | None):
+            call = start(t)
+            first = await call.read()
+            return (None if first is grpc.aio.EOF else first), call
+
+        return await self._retrying(attempt, timeout)
+
+    async def capabilities(self, *, timeout: Any = DEFAULT) -> types.Capabilities:
+        request = capabilities_pb2.CapabilitiesRequest()
+        return convert.capabilities(await self._unary(self._backend.Capabilities, request, timeout))
+
+    async def status(self, *, timeout: Any = DEFAULT) -> list[types.BackendStatus]:
+        caps = await self.capabilities(timeout=timeout)
+        if caps.backend == "gateway":
+            return convert.backend_rows(caps)
+        health = await self._unary(health_pb2_grpc.HealthStub(self._channel).Check, health_pb2.HealthCheckRequest(),
+                                   timeout)
+        return convert.backend_rows(caps, health_pb2.HealthCheckResponse.ServingStatus.Name(health.status), self.target)
+
+    async def generate(self, model: str, prompt: str | None = None, *, timeout: Any = DEFAULT,
+                       **options: Any) -> types.Generation:
+        request = generate_request(model, prompt, **options)
+        return convert.generation(await self._unary(self._backend.Generate, request, timeout))
+
+    async def chat(self, model: str, messages: Iterable[MessageLike], *, timeout: Any = DEFAULT,
+                   **options: Any) -> types.Generation:
+        return await self.generate(model, messages=list(messages), timeout=timeout, **options)
+
+    async def stream(self, model: str, prompt: str | None = None, *, timeout: Any = DEFAULT,
+                     **options: Any) -> AsyncGenerationStream:
+        request = generate_request(model, prompt, **options)
+        first, call = await self._open(
+            lambda t: self._backend.GenerateStream(request, timeout=t, metadata=self.connection.metadata),
+            call_timeout(self.connection, timeout))
+        return AsyncGenerationStream(call, first)
+
+    async def train(self, base_model: str, dataset: DatasetSource | str | Path | list[dict], *, method: str = "sft",
+                    timeout: float | None = None, **options: Any) -> AsyncTrainingJob:
+        request = train_request(base_model, dataset, method=method, **options)
+        first, call = await self._open(
+            lambda t: self._backend.Train(request, timeout=t, metadata=self.connection.metadata), timeout)
+        if first is None:
+            raise InternalError("the trainer ended the Train stream without creating a job")
+        cursor = AsyncTrainingJob(self, first.event.job_id, call=call)
+        cursor._head.append(first.event)
+        return cursor
+
+    def job(self, job_id: str, after: int = 0) -> AsyncTrainingJob:
+        return AsyncTrainingJob(self, job_id, after=after)
+
+    async def upload_dataset(self, source: str | Path | bytes, *, filename: str | None = None, format: str = "",
+                             purpose: str = "fine-tune", timeout: Any = DEFAULT) -> types.Dataset:
+        return await self.datasets.upload(source, filename=filename, format=format, purpose=purpose, timeout=timeout)
+
+
+class AsyncJobs:
+    def __init__(self, client: AsyncClient):
+        self._client = client
+        self._stub = jobs_pb2_grpc.JobServiceStub(client._channel)
+
+    async def _watch_call_from(self, request: jobs_pb2.WatchJobRequest, timeout: float | None):
+        metadata = self._client.connection.metadata
+        return await self._client._open(lambda t: self._stub.WatchJob(request, timeout=t, metadata=metadata), timeout)
+
+    async def list(self, state: str | None = None, limit: int = 0, *, timeout: Any = DEFAULT) -> list[types.Job]:
+        request = jobs_pb2.ListJobsRequest(state=job_state(state), limit=limit)
+        return [convert.job(j) for j in (await self._client._unary(self._stub.ListJobs, request, timeout)).jobs]
+
+    async def get(self, job_id: str, *, timeout: Any = DEFAULT) -> types.Job:
+        response = await self._client._unary(self._stub.GetJob, jobs_pb2.GetJobRequest(job_id=job_id), timeout)
+        return convert.job(response.job)
+
+    async def cancel(self, job_id: str, *, timeout: Any = DEFAULT) -> types.Job:
+        response = await self._client._unary(self._stub.CancelJob, jobs_pb2.CancelJobRequest(job_id=job_id), timeout)
+        return convert.job(response.job)
+
+    def watch(self, job_id: str, after: int = 0) -> AsyncIterator[types.JobEvent]:
+        return self._client.job(job_id, after=after).events()
+
+
+class AsyncModels:
+    def __init__(self, client: AsyncClient):
+        self._client = client
+        self._stub = models_pb2_grpc.ModelServiceStub(client._channel)
+
+    async def list(self, *, timeout: Any = DEFAULT) -> list[types.Model]:
+        response = await self._client._unary(self._stub.ListModels, models_pb2.ListModelsRequest(), timeout)
+        return [convert.model(m) for m in response.models]
+
+    async def load(self, name: str, source: str = "", *, backend: str = "", task: str | None = None,
+                   quantization: str | None = None, base_model: str = "", options: dict[str, Any] | None = None,
+                   timeout: Any = DEFAULT) -> types.Model:
+        request = load_request(name, source, backend, task, quantization, base_model, options)
+        return convert.model((await self._client._unary(self._stub.LoadModel, request, timeout)).model)
+
+    async def unload(self, name: str, *, timeout: Any = DEFAULT) -> None:
+        await self._client._unary(self._stub.UnloadModel, models_pb2.UnloadModelRequest(name=name), timeout)
+
+
+class AsyncDatasets:
+    def __init__(self, client: AsyncClient):
+        self._client = client
+        self._stub = datasets_pb2_grpc.DatasetServiceStub(client._channel)
+
+    async def upload(self, source: str | Path | bytes, *, filename: str | None = None, format: str = "",
+                     purpose: str = "fine-tune", timeout: Any = DEFAULT) -> types.Dataset:
+        upload = Upload.of(source, filename, format, purpose)
+        header = await asyncio.to_thread(upload.header)
+        metadata = self._client.connection.metadata
+
+        async def attempt(t: float | None):
+            return await self._stub.UploadDataset(upload.parts(header), timeout=t, metadata=metadata)
+
+        return convert.dataset((await self._client._retrying(attempt, timeout)).dataset)
+
+    async def get(self, dataset_id: str, *, timeout: Any = DEFAULT) -> types.Dataset:
+        request = datasets_pb2.GetDatasetRequest(dataset_id=dataset_id)
+        return convert.dataset((await self._client._unary(self._stub.GetDataset, request, timeout)).dataset)
+
+    async def list(self, *, timeout: Any = DEFAULT) -> list[types.Dataset]:
+        response = await self._client._unary(self._stub.ListDatasets, datasets_pb2.ListDatasetsRequest(), timeout)
+        return [convert.dataset(d) for d in response.datasets]

@@ -1,0 +1,79 @@
+"""`forgeway models list|load|unload` and `forgeway backends` (every backend: available, health, breaker, load)."""
+
+from __future__ import annotations
+
+import argparse
+
+from .common import client, key_value, print_json, table
+
+
+def run_models(args: argparse.Namespace) -> int:
+    with client(args) as sdk:
+        if args.action == "list":
+            models = sdk.models.list()
+            if args.json:
+                print_json(models)
+            else:
+                table("models", ["name", "backend", "task", "loaded", "context", "quantization", "chat", "adapters",
+                                 "aliases", "source"],
+                      [(m.name, m.backend, m.task, yes(m.loaded), m.context_length or "", m.quantization, yes(m.chat),
+                        ", ".join(m.adapters), ", ".join(m.aliases), m.source) for m in models])
+            return 0
+        if args.action == "load":
+            model = sdk.models.load(args.name, args.source or "", backend=args.backend, task=args.task,
+                                    quantization=args.quantization, base_model=args.base_model,
+                                    options=dict(args.option or ()))
+            print_json(model) if args.json else print(f"loaded {model.name} on {model.backend or 'a backend'}")
+            return 0
+        sdk.models.unload(args.name)
+        print_json({"unloaded": args.name}) if args.json else print(f"unloaded {args.name}")
+        return 0
+
+
+def run_backends(args: argparse.Namespace) -> int:
+    with client(args) as sdk:
+        rows = sdk.status()
+    if args.json:
+        print_json(rows)
+        return 0
+    table(f"backends behind {args.target or sdk.target}",
+          ["address", "backend", "available", "health", "breaker", "in flight", "queue", "models", "methods"],
+          [(r.address or sdk.target, r.backend, usable(r), r.health, r.breaker or "-", r.load.in_flight,
+            r.load.queue_depth, ", ".join(r.models), ", ".join(r.methods)) for r in rows])
+    return 0 if any(usable(r) == "yes" for r in rows) else 1
+
+
+def usable(row) -> str:
+    """Whether requests can go there now: it reports itself available, is SERVING and its breaker lets calls in."""
+    if row.health != "SERVING":
+        return f"no: health {row.health}"
+    if not row.available:
+        return f"no: {row.reason}"
+    return "no: breaker open" if row.breaker == "open" else "yes"
+
+
+def yes(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def register(commands, parents, one_line_errors) -> None:
+    models = one_line_errors(commands.add_parser("models", help="list, load or unload models"))
+    actions = models.add_subparsers(dest="action", required=True, metavar="{list,load,unload}")
+    one_line_errors(actions.add_parser("list", parents=parents, help="every model the endpoint serves"))
+    load = one_line_errors(actions.add_parser("load", parents=parents, help="load a model (or an adapter)"))
+    load.add_argument("name", metavar="NAME", help="name to serve it under")
+    load.add_argument("source", metavar="SOURCE", nargs="?", help="path, hub id or model-store name (default: NAME)")
+    load.add_argument("--backend", default="", help="backend kind to load it on (hf, llamacpp, ...)")
+    load.add_argument("--task", help="text-generation, summarization, extractive-question-answering")
+    load.add_argument("--quantization", choices=("none", "nf4", "fp4", "int8", "gguf"))
+    load.add_argument("--base-model", default="", help="for an adapter: the loaded model it attaches to")
+    load.add_argument("-o", "--option", action="append", type=key_value, metavar="KEY=VALUE",
+                      help="backend option (llama.cpp: n_ctx, n_threads, n_batch, n_gpu_layers, ...)")
+    unload = one_line_errors(actions.add_parser("unload", parents=parents, help="unload a model or adapter"))
+    unload.add_argument("name", metavar="NAME")
+    for parser in (models, *actions.choices.values()):
+        parser.set_defaults(handler=run_models, command="models")
+
+    backends = one_line_errors(commands.add_parser(
+        "backends", parents=parents, help="every backend: available, health, breaker, load, models, methods"))
+    backends.set_defaults(handler=run_backends, command="backends")

@@ -1,0 +1,235 @@
+"""The synchronous SDK: Client over a gRPC channel, with jobs, models and datasets namespaces."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from forgeway.v1 import (
+    backend_pb2_grpc, capabilities_pb2, datasets_pb2, datasets_pb2_grpc, jobs_pb2, jobs_pb2_grpc, models_pb2,
+    models_pb2_grpc,
+)
+
+from . import convert, types
+from .connection import DEFAULT, Connection, Retry, Tls, call_timeout, remaining
+from .errors import APIError, InternalError, from_grpc
+from .requests import DatasetSource, MessageLike, generate_request, job_state, load_request, train_request
+from .uploads import Upload
+from .streams import GenerationStream, TrainingJob
+
+T = TypeVar("T")
+
+
+class Client:
+    """A Forgeway endpoint (usually the gateway) over one gRPC channel.
+
+    Args:
+        target: host:port; default FORGEWAY_TARGET, then localhost:50051.
+        api_key: sent as `authorization: Bearer <key>`; default FORGEWAY_API_KEY.
+        tls: True for TLS with the system roots, or a Tls with roots / client certificate.
+        timeout: default deadline in seconds of every call but train and job watching (None: no deadline).
+        retry: a Retry policy, or the number of retries on UNAVAILABLE (0 disables them).
+    """
+
+    def __init__(self, target: str | None = None, *, api_key: str | None = None, tls: Tls | bool | None = None,
+                 timeout: float | None = 60.0, retry: Retry | int | None = None):
+        self.connection = Connection.resolve(target, api_key, tls, timeout, retry)
+        self._channel = self.connection.channel()
+        self._backend = backend_pb2_grpc.BackendServiceStub(self._channel)
+        self.jobs = Jobs(self)
+        self.models = Models(self)
+        self.datasets = Datasets(self)
+
+    @property
+    def target(self) -> str:
+        return self.connection.target
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- calls with retries -------------------------------------------------------------------------------------
+
+    def _retrying(self, attempt: Callable[[float | None], T], timeout: Any = DEFAULT) -> T:
+        """Run attempt(remaining seconds) until it returns, retrying UNAVAILABLE with backoff inside the deadline."""
+        deadline = self.connection.deadline(call_timeout(self.connection, timeout))
+        tries, waited = 0, 0.0
+        while True:
+            try:
+                return attempt(remaining(deadline))
+            except grpc.RpcError as rpc_error:
+                error = from_grpc(rpc_error)
+                wait = self.connection.retry.delay(tries, error, deadline, waited)
+                if wait is None:
+                    raise error from None
+                time.sleep(wait)
+                tries, waited = tries + 1, waited + wait
+
+    def _unary(self, method, request, timeout: Any = DEFAULT):
+        return self._retrying(lambda t: method(request, timeout=t, metadata=self.connection.metadata), timeout)
+
+    def _open(self, start: Callable[[float | None], Any], timeout: Any = None) -> tuple[Any, Any]:
+        """Start a server stream and read its first message (retried like a unary call); (first or None, call)."""
+        def attempt(t: float | None):
+            call = start(t)
+            return next(call, None), call
+
+        return self._retrying(attempt, timeout)
+
+    # -- BackendService ----------------------------------------------------------------------------------------
+
+    def capabilities(self, *, timeout: Any = DEFAULT) -> types.Capabilities:
+        """What the endpoint can do now (for the gateway: every backend behind it in `endpoints`)."""
+        return convert.capabilities(self._unary(self._backend.Capabilities, capabilities_pb2.CapabilitiesRequest(),
+                                                timeout))
+
+    def status(self, *, timeout: Any = DEFAULT) -> list[types.BackendStatus]:
+        """One row per backend: available, health, breaker, load, models and training methods."""
+        caps = self.capabilities(timeout=timeout)
+        if caps.backend == "gateway":
+            return convert.backend_rows(caps)
+        check = health_pb2_grpc.HealthStub(self._channel).Check
+        health = self._unary(check, health_pb2.HealthCheckRequest(), timeout)
+        return convert.backend_rows(caps, health_pb2.HealthCheckResponse.ServingStatus.Name(health.status), self.target)
+
+    def generate(self, model: str, prompt: str | None = None, *, timeout: Any = DEFAULT,
+                 **options: Any) -> types.Generation:
+        """One generation, answered when complete. Options: messages, document, context/question, task, n,
+        max_tokens, temperature, top_p, top_k, min_p, repetition/presence/frequency_penalty, seed, stop,
+        json_schema, json_object, grammar, logprobs, top_logprobs, adapter, backend, priority."""
+        request = generate_request(model, prompt, **options)
+        return convert.generation(self._unary(self._backend.Generate, request, timeout))
+
+    def chat(self, model: str, messages: Iterable[MessageLike], *, timeout: Any = DEFAULT,
+             **options: Any) -> types.Generation:
+        """One assistant reply to chat messages ({"role", "content"} mappings or (role, content) pairs)."""
+        return self.generate(model, messages=list(messages), timeout=timeout, **options)
+
+    def stream(self, model: str, prompt: str | None = None, *, timeout: Any = DEFAULT,
+               **options: Any) -> GenerationStream:
+        """Start a generation and iterate its deltas; `.final` holds the finished Generation afterwards. Errors
+        before the first token (unknown model, bad field) raise here."""
+        request = generate_request(model, prompt, **options)
+        first, call = self._open(
+            lambda t: self._backend.GenerateStream(request, timeout=t, metadata=self.connection.metadata),
+            call_timeout(self.connection, timeout))
+        return GenerationStream(call, first)
+
+    def train(self, base_model: str, dataset: DatasetSource | str | Path | list[dict], *, method: str = "sft",
+              timeout: float | None = None, **options: Any) -> TrainingJob:
+        """Create a training job and return its handle once the trainer has accepted it (state queued).
+
+        Options are the TrainRequest's, by name: task, eval_dataset, column_mapping, split, percent, max_samples,
+        epochs, max_steps, batch_size, gradient_accumulation_steps, learning_rate, lr_scheduler, warmup_ratio,
+        max_seq_length, seed, precision, save_steps, lora (True, a dict or LoRA), quantization ("nf4", "fp4",
+        "int8"), double_quant, beta, loss_type, num_generations, max_prompt_length, max_completion_length,
+        reward_functions (names, "name:weight" or (name, weight)), reward_model, output_name, export
+        (["adapter", "merged", "gguf"]), backend ("auto", "trl", "unsloth"), allow_fallback.
+        """
+        request = train_request(base_model, dataset, method=method, **options)
+        first, call = self._open(lambda t: self._backend.Train(request, timeout=t, metadata=self.connection.metadata),
+                                 timeout)
+        if first is None:
+            raise InternalError("the trainer ended the Train stream without creating a job")
+        event = convert.job_event(first.event)
+        return TrainingJob(self, event.job_id, call=call, head=[event])
+
+    def job(self, job_id: str, after: int = 0) -> TrainingJob:
+        """A handle on an existing job (re-attach): its events come from WatchJob after sequence `after`."""
+        return TrainingJob(self, job_id, after=after)
+
+    def upload_dataset(self, source: str | Path | bytes, *, filename: str | None = None, format: str = "",
+                       purpose: str = "fine-tune", timeout: Any = DEFAULT) -> types.Dataset:
+        """Upload a jsonl/json/csv/parquet file (a local path, or bytes with a filename); checksummed."""
+        return self.datasets.upload(source, filename=filename, format=format, purpose=purpose, timeout=timeout)
+
+
+class Jobs:
+    """JobService: list, read, watch and cancel training jobs."""
+
+    def __init__(self, client: Client):
+        self._client = client
+        self._stub = jobs_pb2_grpc.JobServiceStub(client._channel)
+
+    def list(self, state: str | None = None, limit: int = 0, *, timeout: Any = DEFAULT) -> list[types.Job]:
+        """Jobs, newest first; only those in `state` ("running", ...) when given."""
+        request = jobs_pb2.ListJobsRequest(state=job_state(state), limit=limit)
+        return [convert.job(j) for j in self._client._unary(self._stub.ListJobs, request, timeout).jobs]
+
+    def get(self, job_id: str, *, timeout: Any = DEFAULT) -> types.Job:
+        response = self._client._unary(self._stub.GetJob, jobs_pb2.GetJobRequest(job_id=job_id), timeout)
+        return convert.job(response.job)
+
+    def cancel(self, job_id: str, *, timeout: Any = DEFAULT) -> types.Job:
+        """Ask the job to stop at its next step (it keeps a checkpoint); the returned record may still be running."""
+        response = self._client._unary(self._stub.CancelJob, jobs_pb2.CancelJobRequest(job_id=job_id), timeout)
+        return convert.job(response.job)
+
+    def watch(self, job_id: str, after: int = 0) -> Iterator[types.JobEvent]:
+        """The job's events after sequence `after` until it ends (resuming the stream if the connection drops)."""
+        return self._client.job(job_id, after=after).events()
+
+    def _watch_call_from(self, request: jobs_pb2.WatchJobRequest, timeout: float | None):
+        metadata = self._client.connection.metadata
+        return self._client._open(lambda t: self._stub.WatchJob(request, timeout=t, metadata=metadata), timeout)
+
+
+class Models:
+    """ModelService: list, load and unload models (LlamaForge's add/load/unload)."""
+
+    def __init__(self, client: Client):
+        self._client = client
+        self._stub = models_pb2_grpc.ModelServiceStub(client._channel)
+
+    def list(self, *, timeout: Any = DEFAULT) -> list[types.Model]:
+        response = self._client._unary(self._stub.ListModels, models_pb2.ListModelsRequest(), timeout)
+        return [convert.model(m) for m in response.models]
+
+    def load(self, name: str, source: str = "", *, backend: str = "", task: str | None = None,
+             quantization: str | None = None, base_model: str = "", options: dict[str, Any] | None = None,
+             timeout: Any = DEFAULT) -> types.Model:
+        """Load `source` (a path, hub id or model-store name; default the store entry `name`) under `name`, on a
+        backend of kind `backend` when given; options are backend-specific (llama.cpp: n_ctx, n_threads, ...)."""
+        request = load_request(name, source, backend, task, quantization, base_model, options)
+        return convert.model(self._client._unary(self._stub.LoadModel, request, timeout).model)
+
+    def unload(self, name: str, *, timeout: Any = DEFAULT) -> None:
+        self._client._unary(self._stub.UnloadModel, models_pb2.UnloadModelRequest(name=name), timeout)
+
+
+class Datasets:
+    """DatasetService: upload, read and list training datasets."""
+
+    def __init__(self, client: Client):
+        self._client = client
+        self._stub = datasets_pb2_grpc.DatasetServiceStub(client._channel)
+
+    def upload(self, source: str | Path | bytes, *, filename: str | None = None, format: str = "",
+               purpose: str = "fine-tune", timeout: Any = DEFAULT) -> types.Dataset:
+        upload = Upload.of(source, filename, format, purpose)
+        header = upload.header()
+        metadata = self._client.connection.metadata
+        response = self._client._retrying(
+            lambda t: self._stub.UploadDataset(upload.parts(header), timeout=t, metadata=metadata), timeout)
+        return convert.dataset(response.dataset)
+
+    def get(self, dataset_id: str, *, timeout: Any = DEFAULT) -> types.Dataset:
+        request = datasets_pb2.GetDatasetRequest(dataset_id=dataset_id)
+        return convert.dataset(self._client._unary(self._stub.GetDataset, request, timeout).dataset)
+
+    def list(self, *, timeout: Any = DEFAULT) -> list[types.Dataset]:
+        response = self._client._unary(self._stub.ListDatasets, datasets_pb2.ListDatasetsRequest(), timeout)
+        return [convert.dataset(d) for d in response.datasets]
+
+
+__all__ = ["Client", "Jobs", "Models", "Datasets", "APIError"]

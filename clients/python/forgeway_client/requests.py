@@ -1,0 +1,268 @@
+"""Request builders: keyword arguments -> forgeway.v1 request protos, shared by Client and AsyncClient."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from google.protobuf import struct_pb2
+
+from forgeway.v1 import common_pb2, generate_pb2, jobs_pb2, models_pb2, train_pb2
+
+from .convert import enum_value, task_value
+from .errors import invalid_argument
+
+DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+DATASET_ID = re.compile(r"ds-[0-9a-f]{16}")
+QUANTIZATIONS = {"nf4": common_pb2.QUANTIZATION_4BIT_NF4, "4bit": common_pb2.QUANTIZATION_4BIT_NF4,
+                 "fp4": common_pb2.QUANTIZATION_4BIT_FP4, "int8": common_pb2.QUANTIZATION_8BIT,
+                 "8bit": common_pb2.QUANTIZATION_8BIT, "gguf": common_pb2.QUANTIZATION_GGUF,
+                 "none": common_pb2.QUANTIZATION_NONE}
+BACKENDS = {"auto": train_pb2.TRAINING_BACKEND_UNSPECIFIED, "": train_pb2.TRAINING_BACKEND_UNSPECIFIED,
+            "trl": train_pb2.TRAINING_BACKEND_TRL, "unsloth": train_pb2.TRAINING_BACKEND_UNSLOTH}
+
+MessageLike = Mapping[str, str] | tuple[str, str]
+
+
+@dataclass(frozen=True)
+class DatasetSource:
+    """Where training examples come from: exactly one of path (on the trainer's machine), hub_name, dataset_id
+    (an upload) or rows (inline), with an optional column mapping and selection."""
+
+    path: str | None = None
+    hub_name: str | None = None
+    dataset_id: str | None = None
+    rows: Sequence[Mapping[str, Any]] | None = None
+    column_mapping: Mapping[str, str] = field(default_factory=dict)
+    split: str = ""
+    percent: float | None = None
+    max_samples: int | None = None
+
+    @classmethod
+    def of(cls, value: DatasetSource | str | Path | Sequence[Mapping[str, Any]] | Any) -> DatasetSource:
+        """Shorthands: a list of dicts is inline rows; "ds-<16 hex>" an upload; a Path, or a string that looks like
+        a path (absolute, ./, ../, ~, or a .jsonl/.json/.csv/.parquet name) a path; any other string a hub name."""
+        if isinstance(value, DatasetSource):
+            return value
+        if hasattr(value, "sha256") and hasattr(value, "id"):  # a Dataset returned by upload_dataset
+            return cls(dataset_id=value.id)
+        if isinstance(value, Path):
+            return cls(path=str(value))
+        if isinstance(value, str):
+            if DATASET_ID.fullmatch(value):
+                return cls(dataset_id=value)
+            if value.startswith(("/", "./", "../", "~")) or value.lower().endswith(DATA_SUFFIXES):
+                return cls(path=value)
+            return cls(hub_name=value)
+        if isinstance(value, Sequence) and all(isinstance(row, Mapping) for row in value):
+            return cls(rows=list(value))
+        raise invalid_argument("dataset", f"expected a path, hub name, dataset id or a list of rows, not "
+                                          f"{type(value).__name__}")
+
+    def to_proto(self) -> train_pb2.DatasetSource:
+        given = [n for n in ("path", "hub_name", "dataset_id", "rows") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise invalid_argument("dataset.source", "give exactly one of path, hub_name, dataset_id, rows")
+        msg = train_pb2.DatasetSource(column_mapping=dict(self.column_mapping), split=self.split)
+        if self.rows is not None:
+            for row in self.rows:
+                struct = struct_pb2.Struct()
+                struct.update(dict(row))
+                msg.inline.rows.append(struct)
+        else:
+            setattr(msg, given[0], getattr(self, given[0]))
+        if self.percent is not None:
+            msg.percent = self.percent
+        if self.max_samples is not None:
+            msg.max_samples = self.max_samples
+        return msg
+
+
+@dataclass(frozen=True)
+class LoRA:
+    """Train a LoRA adapter: rank, alpha, dropout and target modules (empty: every attention and MLP projection)."""
+
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: tuple[str, ...] = ()
+
+    def to_proto(self) -> train_pb2.LoraParams:
+        return train_pb2.LoraParams(r=self.r, alpha=self.alpha, dropout=self.dropout,
+                                    target_modules=list(self.target_modules))
+
+
+def message(item: MessageLike | Any) -> generate_pb2.Message:
+    if isinstance(item, Mapping):
+        return generate_pb2.Message(role=str(item.get("role", "")), content=str(item.get("content", "")))
+    if isinstance(item, tuple) and len(item) == 2:
+        return generate_pb2.Message(role=item[0], content=item[1])
+    if hasattr(item, "role") and hasattr(item, "content"):
+        return generate_pb2.Message(role=item.role, content=item.content)
+    raise invalid_argument("messages", f"a message is a {{'role', 'content'}} mapping or a (role, content) pair, "
+                                       f"not {type(item).__name__}")
+
+
+def generate_request(
+    model: str, prompt: str | None = None, *, messages: Iterable[MessageLike] | None = None,
+    document: str | None = None, context: str | None = None, question: str | None = None, task: str | None = None,
+    n: int | None = None, max_tokens: int | None = None, temperature: float | None = None, top_p: float | None = None,
+    top_k: int | None = None, min_p: float | None = None, repetition_penalty: float | None = None,
+    presence_penalty: float | None = None, frequency_penalty: float | None = None, seed: int | None = None,
+    stop: str | Sequence[str] | None = None, json_schema: str | Mapping[str, Any] | None = None,
+    json_object: bool = False, grammar: str | None = None, logprobs: bool = False, top_logprobs: int = 0,
+    adapter: str = "", backend: str = "", priority: int = 0,
+) -> generate_pb2.GenerateRequest:
+    """A GenerateRequest; ranges are checked by the server (one source of truth), shapes here."""
+    if not model:
+        raise invalid_argument("model", "required")
+    request = generate_pb2.GenerateRequest(model=model, n=n or 0, logprobs=logprobs, top_logprobs=top_logprobs,
+                                           adapter=adapter, backend=backend, priority=priority)
+    if prompt is not None:
+        request.prompt = prompt
+    if messages is not None:
+        request.messages.extend(message(m) for m in messages)
+    if document is not None:
+        request.summarize.document = document
+    if question is not None or context is not None:
+        request.question_answer.CopyFrom(generate_pb2.QuestionAnswerInput(context=context or "",
+                                                                          question=question or ""))
+    if task:
+        value = task_value(task)
+        if value is None:
+            raise invalid_argument("task", f"unknown task {task!r}")
+        request.task = value
+    sampling = {"max_tokens": max_tokens, "temperature": temperature, "top_p": top_p, "top_k": top_k, "min_p": min_p,
+                "repetition_penalty": repetition_penalty, "presence_penalty": presence_penalty,
+                "frequency_penalty": frequency_penalty, "seed": seed}
+    for name, value in sampling.items():
+        if value is not None:
+            setattr(request.sampling, name, value)
+    if stop:
+        request.sampling.stop.extend([stop] if isinstance(stop, str) else list(stop))
+    if json_schema is not None:
+        request.structured_output.json_schema = json_schema if isinstance(json_schema, str) else json.dumps(json_schema)
+    elif json_object:
+        request.structured_output.json_object = True
+    elif grammar is not None:
+        request.structured_output.grammar = grammar
+    return request
+
+
+def named(enum, name: str, prefix: str, field_name: str, allowed: Iterable[str]) -> int:
+    value = enum_value(enum, name, prefix)
+    if value is None:
+        raise invalid_argument(field_name, f"unknown value {name!r}; allowed: {', '.join(allowed)}")
+    return value
+
+
+def _rewards(items: Iterable[str | tuple[str, float] | Mapping[str, Any]]) -> list[train_pb2.RewardFunction]:
+    rewards = []
+    for item in items:
+        if isinstance(item, str):  # "name" or "name:argument" ("length:200"); weights come as (name, weight)
+            rewards.append(train_pb2.RewardFunction(name=item))
+        elif isinstance(item, Mapping):
+            rewards.append(train_pb2.RewardFunction(name=item["name"], weight=float(item.get("weight", 0))))
+        else:
+            rewards.append(train_pb2.RewardFunction(name=item[0], weight=float(item[1])))
+    return rewards
+
+
+def train_request(
+    base_model: str, dataset: DatasetSource | str | Path | Sequence[Mapping[str, Any]], *, method: str = "sft",
+    task: str | None = None, eval_dataset: Any = None, column_mapping: Mapping[str, str] | None = None,
+    split: str | None = None, percent: float | None = None, max_samples: int | None = None,
+    epochs: float | None = None, max_steps: int | None = None, batch_size: int | None = None,
+    gradient_accumulation_steps: int | None = None, learning_rate: float | None = None, lr_scheduler: str = "",
+    warmup_ratio: float | None = None, max_seq_length: int | None = None, seed: int | None = None,
+    precision: str | None = None, save_steps: int | None = None, lora: LoRA | Mapping[str, Any] | bool | None = None,
+    quantization: str | None = None, double_quant: bool = False, beta: float | None = None, loss_type: str = "",
+    num_generations: int | None = None, max_prompt_length: int | None = None,
+    max_completion_length: int | None = None, reward_functions: Iterable[Any] = (), reward_model: str = "",
+    output_name: str = "", export: Iterable[str] = (), backend: str = "auto", allow_fallback: bool | None = None,
+) -> train_pb2.TrainRequest:
+    """A TrainRequest from keyword arguments (names as in the contract; enums by lowercase name)."""
+    if not base_model:
+        raise invalid_argument("base_model", "required")
+    methods = [n.removeprefix("TRAINING_METHOD_").lower() for n in train_pb2.TrainingMethod.keys()[1:]]
+    request = train_pb2.TrainRequest(
+        base_model=base_model, method=named(train_pb2.TrainingMethod, method, "TRAINING_METHOD_", "method", methods))
+    source = DatasetSource.of(dataset)
+    overrides = {k: v for k, v in {"column_mapping": column_mapping, "split": split, "percent": percent,
+                                     "max_samples": max_samples}.items() if v is not None}
+    request.dataset.CopyFrom(DatasetSource(**{**source.__dict__, **overrides}).to_proto())
+    if eval_dataset is not None:
+        request.eval_dataset.CopyFrom(DatasetSource.of(eval_dataset).to_proto())
+    if task:
+        value = task_value(task)
+        if value is None:
+            raise invalid_argument("task", f"unknown task {task!r}")
+        request.task = value
+    hyper = {"epochs": epochs, "max_steps": max_steps, "batch_size": batch_size,
+             "gradient_accumulation_steps": gradient_accumulation_steps, "learning_rate": learning_rate,
+             "warmup_ratio": warmup_ratio, "max_seq_length": max_seq_length, "seed": seed, "save_steps": save_steps}
+    for name, value in hyper.items():
+        if value is not None:
+            setattr(request.hyperparameters, name, value)
+    request.hyperparameters.lr_scheduler = lr_scheduler
+    if precision and precision != "auto":
+        request.hyperparameters.precision = named(train_pb2.Precision, precision, "PRECISION_", "precision",
+                                                   ("auto", "fp32", "fp16", "bf16"))
+    if lora:
+        spec = lora if isinstance(lora, LoRA) else LoRA() if lora is True else LoRA(**dict(lora))
+        request.lora.CopyFrom(spec.to_proto())
+    if quantization and quantization != "none":
+        if quantization not in QUANTIZATIONS:
+            raise invalid_argument("quantization", f"unknown value {quantization!r}; allowed: nf4, fp4, int8")
+        request.quantization.CopyFrom(train_pb2.QuantizationParams(quantization=QUANTIZATIONS[quantization],
+                                                                   double_quant=double_quant))
+    params = request.method_params
+    for name, value in {"beta": beta, "num_generations": num_generations, "max_prompt_length": max_prompt_length,
+                        "max_completion_length": max_completion_length}.items():
+        if value is not None:
+            setattr(params, name, value)
+    params.loss_type, params.reward_model = loss_type, reward_model
+    params.reward_functions.extend(_rewards(reward_functions))
+    request.output.model_name = output_name
+    request.output.formats.extend(named(train_pb2.ExportFormat, f, "EXPORT_FORMAT_", "output.formats",
+                                         ("adapter", "merged", "gguf")) for f in export)
+    if backend not in BACKENDS:
+        raise invalid_argument("backend", f"unknown trainer {backend!r}; allowed: auto, trl, unsloth")
+    request.backend = BACKENDS[backend]
+    if allow_fallback is not None:
+        request.allow_fallback = allow_fallback
+    return request
+
+
+def job_state(name: str | None) -> int:
+    """ "running" -> JOB_STATE_RUNNING; None or "" -> unspecified (all states)."""
+    if not name:
+        return 0
+    return named(jobs_pb2.JobState, name, "JOB_STATE_", "state",
+                  ("queued", "running", "succeeded", "failed", "cancelled"))
+
+
+def load_request(name: str, source: str, backend: str, task: str | None, quantization: str | None, base_model: str,
+                 options: Mapping[str, Any] | None) -> models_pb2.LoadModelRequest:
+    """A LoadModelRequest; `backend` travels as options["backend"], which the gateway routes by."""
+    if not name:
+        raise invalid_argument("name", "required")
+    values = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in (options or {}).items()}
+    if backend:
+        values["backend"] = backend
+    request = models_pb2.LoadModelRequest(name=name, source=source, base_model=base_model, options=values)
+    if task:
+        value = task_value(task)
+        if value is None:
+            raise invalid_argument("task", f"unknown task {task!r}")
+        request.task = value
+    if quantization:
+        if quantization not in QUANTIZATIONS:
+            raise invalid_argument("quantization",
+                                   f"unknown value {quantization!r}; allowed: {', '.join(QUANTIZATIONS)}")
+        request.quantization = QUANTIZATIONS[quantization]
+    return request

@@ -1,0 +1,288 @@
+"""Typed results of the SDK: plain dataclasses with enum values as lowercase names, never raw protos."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+TERMINAL_STATES = ("succeeded", "failed", "cancelled")
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One generated token's log probability and its most likely alternatives (token, logprob)."""
+
+    token: str
+    logprob: float
+    top: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class AnswerSpan:
+    """Where an extractive-QA answer lies in the context (character offsets) and its score."""
+
+    start: int
+    end: int
+    score: float
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One completion; finish_reason is "stop", "length", "stop_sequence", "cancelled", "error" or ""."""
+
+    index: int
+    text: str
+    finish_reason: str
+    logprobs: tuple[TokenLogprob, ...] = ()
+    answer_span: AnswerSpan | None = None
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Milliseconds spent queued, until the first token, and in total (as the server measured them)."""
+
+    queue_ms: float = 0.0
+    time_to_first_token_ms: float = 0.0
+    total_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class Generation:
+    """A finished generation: n choices, usage, timings and which backend instance served it."""
+
+    model: str
+    choices: tuple[Choice, ...]
+    usage: Usage = Usage()
+    timings: Timings = Timings()
+    served_by: str = ""
+
+    @property
+    def text(self) -> str:
+        """The first choice's text."""
+        return self.choices[0].text if self.choices else ""
+
+    @property
+    def finish_reason(self) -> str:
+        return self.choices[0].finish_reason if self.choices else ""
+
+
+@dataclass(frozen=True)
+class Delta:
+    """A piece of newly generated text of choice `index`."""
+
+    index: int
+    text: str
+    logprobs: tuple[TokenLogprob, ...] = ()
+
+
+@dataclass(frozen=True)
+class Model:
+    """A model an endpoint knows; task is "text-generation", "summarization" or "extractive-question-answering"."""
+
+    name: str
+    task: str = ""
+    context_length: int = 0
+    quantization: str = ""
+    adapters: tuple[str, ...] = ()
+    loaded: bool = False
+    backend: str = ""
+    source: str = ""
+    aliases: tuple[str, ...] = ()
+    chat: bool = False
+
+
+@dataclass(frozen=True)
+class GenerationFeatures:
+    streaming: bool = False
+    logprobs: bool = False
+    json_schema: bool = False
+    grammar: bool = False
+    stop: bool = False
+    seed: bool = False
+    multiple_choices: bool = False
+    adapters: bool = False
+    sampling_params: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TrainingFeatures:
+    """Method names ("sft", "dpo", ...), tasks, LoRA, quantizations ("nf4", ...) and export formats ("gguf", ...)."""
+
+    methods: tuple[str, ...] = ()
+    tasks: tuple[str, ...] = ()
+    lora: bool = False
+    quantizations: tuple[str, ...] = ()
+    export_formats: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """The machine; profile is "cpu", "low_end_gpu", "mid_range_gpu" or "high_end_gpu". Memory in bytes."""
+
+    device: str = ""
+    accelerator: str = ""
+    accelerator_memory_total: int = 0
+    accelerator_memory_free: int = 0
+    ram_total: int = 0
+    ram_available: int = 0
+    cpu_cores: int = 0
+    profile: str = ""
+    recommendation: str = ""
+
+
+@dataclass(frozen=True)
+class Load:
+    in_flight: int = 0
+    queue_depth: int = 0
+    max_concurrency: int = 0
+    max_queue: int = 0
+
+
+@dataclass(frozen=True)
+class EndpointStatus:
+    """One backend endpoint as the gateway sees it: health ("SERVING", ...), breaker ("closed", ...) and what it
+    last reported."""
+
+    address: str
+    health: str
+    breaker: str
+    capabilities: Capabilities
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What an endpoint can do now; for the gateway, `endpoints` lists every backend behind it."""
+
+    backend: str
+    version: str = ""
+    instance_id: str = ""
+    available: bool = False
+    reason: str = ""
+    rpcs: tuple[str, ...] = ()
+    models: tuple[Model, ...] = ()
+    generation: GenerationFeatures = GenerationFeatures()
+    training: TrainingFeatures = TrainingFeatures()
+    hardware: Hardware = Hardware()
+    load: Load = Load()
+    library_versions: dict[str, str] = field(default_factory=dict)
+    endpoints: tuple[EndpointStatus, ...] = ()
+
+
+@dataclass(frozen=True)
+class BackendStatus:
+    """One row of `forgeway backends`: a backend endpoint, its health, breaker, load, models and training methods."""
+
+    address: str
+    backend: str
+    available: bool
+    reason: str
+    health: str
+    breaker: str
+    load: Load
+    models: tuple[str, ...]
+    methods: tuple[str, ...]
+    instance_id: str = ""
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Training progress at one logging step."""
+
+    step: int
+    total_steps: int
+    epoch: float = 0.0
+    loss: float | None = None
+    learning_rate: float | None = None
+    grad_norm: float | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    tokens_per_second: float | None = None
+    eta_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """The trained model in the model store; Generate serves it under model_name."""
+
+    model_name: str
+    path: str
+    format: str
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    step: int
+    path: str
+
+
+@dataclass(frozen=True)
+class Fallback:
+    """The requested trainer could not run the job; `used` did."""
+
+    requested: str
+    used: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    """One event of a job. kind is "state", "progress", "log", "checkpoint", "fallback" or "artifact"; the field of
+    that name is set (state is the new state's name, message its reason or the log line's text)."""
+
+    job_id: str
+    sequence: int
+    kind: str
+    time: datetime | None = None
+    state: str | None = None
+    message: str = ""
+    level: str = ""
+    progress: Progress | None = None
+    checkpoint: Checkpoint | None = None
+    fallback: Fallback | None = None
+    artifact: Artifact | None = None
+
+    @property
+    def terminal(self) -> bool:
+        """True for the state change that ends the job."""
+        return self.kind == "state" and self.state in TERMINAL_STATES
+
+
+@dataclass(frozen=True)
+class Job:
+    """A training job's record; state is "queued", "running", "succeeded", "failed" or "cancelled"."""
+
+    id: str
+    state: str
+    backend: str = ""
+    base_model: str = ""
+    method: str = ""
+    created: datetime | None = None
+    updated: datetime | None = None
+    error: str = ""
+    progress: Progress | None = None
+    artifact: Artifact | None = None
+    last_sequence: int = 0
+
+    @property
+    def done(self) -> bool:
+        return self.state in TERMINAL_STATES
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """An uploaded dataset; use its id as a training dataset."""
+
+    id: str
+    filename: str
+    format: str
+    size_bytes: int
+    sha256: str
+    rows: int
+    created: datetime | None = None
+    purpose: str = ""

@@ -1,0 +1,1 @@
+"""The APIs of AlignTune, LlamaForge and ModelForge for people moving over, each a thin layer over forgeway.client."""

@@ -1,0 +1,301 @@
+"""AlignTune's factory API (`aligntune.core.backend_factory`) running training jobs through Forgeway.
+
+`create_sft_trainer(...)` and `create_rl_trainer(...)` take AlignTune's argument names and defaults and raise its
+ValueErrors; the trainer they return runs a Forgeway job on `train()` (via the SDK, so through the gateway or any
+trainer endpoint). Connection: pass `client=Client(...)` or `target="host:port"`, else FORGEWAY_TARGET.
+
+Mapping, AlignTune -> forgeway.v1 TrainRequest:
+
+| AlignTune | Forgeway |
+|---|---|
+| model_name | base_model |
+| dataset_name | a local file is uploaded (DatasetService) and trained by id; a local directory is sent as a path; anything else is a hub dataset name |
+| backend "auto" / "trl" / "unsloth" | backend (auto: Unsloth where it can train, else TRL with a fallback event; `fallback=False` forbids falling back) |
+| algorithm dpo, grpo / gspo, drgrpo, dapo | method dpo; method grpo with loss_type "gspo", "dr_grpo", "dapo" |
+| algorithm ppo, counterfact_grpo, gbmpo, pace, nmgrpo, metaes | ValueError: not available through Forgeway (TRL removed PPO: use grpo, rloo or dpo) |
+| algorithm kto, orpo, cpo, rloo, online_dpo, reward | the Forgeway method of that name (beyond AlignTune) |
+| num_epochs, max_steps (-1 or None: epochs), batch_size, learning_rate, max_seq_length, max_samples | hyperparameters, dataset.max_samples |
+| gradient_accumulation_steps, warmup_ratio, lr_scheduler, seed (42), save_steps, precision / fp16 / bf16 | hyperparameters |
+| use_peft / peft_enabled, lora_r, lora_alpha, lora_dropout, lora_target_modules | lora (SFT default off, RL on, as in AlignTune) |
+| quantization {"load_in_4bit", "bnb_4bit_quant_type", "bnb_4bit_use_double_quant"} / {"load_in_8bit"} | quantization |
+| split, percent, column_mapping, task_type | dataset selection, task |
+| beta, loss_type, num_generations, max_prompt_length, max_completion_length | method_params |
+| reward_functions + reward_function_weights; reward_model_name / reward_model_path | method_params.reward_functions; reward_model |
+| run_name | output model name in the store (default: the job id) |
+| output_dir | kept on the trainer object; the artifact lands in the model store (`save_model()` returns its path) |
+
+Other AlignTune keyword arguments have no Forgeway counterpart: they raise a UserWarning naming them, never silently.
+`get_backend_status()` and `list_backends()` answer from Capabilities (through the gateway: every trainer behind it).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+from forgeway.client import Client, DatasetSource, JobFailedError, LoRA, TrainingJob
+from forgeway.client.types import Job
+
+log = logging.getLogger("forgeway.compat.aligntune")
+
+BACKENDS = ("auto", "trl", "unsloth")
+ALGORITHMS = {"dpo": ("dpo", ""), "grpo": ("grpo", ""), "gspo": ("grpo", "gspo"), "drgrpo": ("grpo", "dr_grpo"),
+              "dapo": ("grpo", "dapo"), "kto": ("kto", ""), "orpo": ("orpo", ""), "cpo": ("cpo", ""),
+              "rloo": ("rloo", ""), "online_dpo": ("online_dpo", ""), "reward": ("reward", "")}
+UNAVAILABLE = {"ppo": "TRL removed PPO; use grpo or rloo (online RL) or dpo (offline preferences)",
+               **{a: "an AlignTune-only algorithm" for a in ("counterfact_grpo", "gbmpo", "pace", "nmgrpo", "metaes")}}
+TASKS = {"supervised_fine_tuning": "text-generation", "instruction_following": "text-generation",
+         "text_generation": "text-generation", "chat_completion": "text-generation",
+         "summarization": "summarization", "extractive_qa": "extractive-question-answering",
+         "question_answering": "extractive-question-answering"}
+# AlignTune keywords this facade maps (the rest warn).
+PASSED = {"max_steps", "gradient_accumulation_steps", "warmup_ratio", "lr_scheduler", "seed", "save_steps",
+          "precision", "fp16", "bf16", "use_peft", "peft_enabled", "lora_r", "lora_alpha", "lora_dropout",
+          "lora_target_modules", "quantization", "split", "percent", "column_mapping", "task_type", "beta",
+          "loss_type", "num_generations", "max_prompt_length", "max_completion_length", "run_name", "fallback",
+          "client", "target", "eval_dataset"}
+
+
+class ForgewayTrainer:
+    """What create_*_trainer returns: `train()` runs the job and returns its results; the job id, the backend that
+    ran it and the trained model's store name are attributes afterwards."""
+
+    def __init__(self, client: Client, request: dict[str, Any], output_dir: str, algorithm: str):
+        self.client = client
+        self.request = request
+        self.output_dir = output_dir
+        self.algorithm = algorithm
+        self.job: TrainingJob | None = None
+        self.result: Job | None = None
+
+    @property
+    def backend(self) -> str:
+        """The trainer that ran the job ("trl", "unsloth"), once it has started."""
+        return self.result.backend if self.result else self.request["backend"]
+
+    @property
+    def model_name(self) -> str | None:
+        """The trained model's name in the model store: generate from it by this name."""
+        return self.result.artifact.model_name if self.result and self.result.artifact else None
+
+    def train(self) -> dict[str, Any]:
+        """Run the job to its end, logging progress; RuntimeError when it fails or is cancelled."""
+        request = dict(self.request)
+        self.job = self.client.train(request.pop("base_model"), request.pop("dataset"), **request)
+        log.info("training job %s started (%s)", self.job.id, self.algorithm)
+        for event in self.job.events():
+            if event.kind == "progress" and event.progress.loss is not None:
+                log.info("step %d/%d loss %.4f", event.progress.step, event.progress.total_steps, event.progress.loss)
+            elif event.kind == "fallback":
+                log.warning("fallback from %s to %s: %s", event.fallback.requested, event.fallback.used,
+                            event.fallback.reason)
+        self.result = self.job.get()
+        if self.result.state != "succeeded":
+            raise RuntimeError(str(JobFailedError(self.result)))
+        metrics = dict(self.result.progress.metrics) if self.result.progress else {}
+        return {"job_id": self.result.id, "state": self.result.state, "backend": self.result.backend,
+                "model_name": self.model_name, "global_step": self.result.progress.step if self.result.progress else 0,
+                "train_loss": metrics.get("train_loss"), "metrics": metrics}
+
+    def evaluate(self) -> dict[str, float]:
+        """The evaluation metrics the job reported (eval_* keys; empty without an eval dataset)."""
+        if self.result is None or self.result.progress is None:
+            return {}
+        return {k: v for k, v in self.result.progress.metrics.items() if k.startswith("eval")}
+
+    def save_model(self, output_dir: str | None = None) -> str:
+        """The artifact is already saved in the model store; returns its path there (on the trainer's machine)."""
+        if self.result is None or self.result.artifact is None:
+            raise RuntimeError("nothing to save: train() has not succeeded")
+        return self.result.artifact.path
+
+
+def create_sft_trainer(model_name: str | None = None, dataset_name: str | None = None, backend: str = "auto",
+                       output_dir: str = "./output", num_epochs: int = 3, batch_size: int = 4,
+                       learning_rate: float = 2e-4, max_seq_length: int = 512, max_samples: int | None = None,
+                       system_prompt: str | None = None, config: str | Path | dict | None = None,
+                       **kwargs: Any) -> ForgewayTrainer:
+    """AlignTune's create_sft_trainer: supervised fine-tuning through Forgeway."""
+    model_name, dataset_name, backend, kwargs = _merge_config(config, model_name, dataset_name, backend, kwargs)
+    _require(model_name=model_name, dataset_name=dataset_name)
+    output_dir, num_epochs, batch_size, learning_rate, max_seq_length, max_samples = (
+        kwargs.pop(k, v) for k, v in (("output_dir", output_dir), ("num_epochs", num_epochs),
+                                      ("batch_size", batch_size), ("learning_rate", learning_rate),
+                                      ("max_seq_length", max_seq_length), ("max_samples", max_samples)))
+    if system_prompt is not None:
+        kwargs["_ignored_system_prompt"] = system_prompt
+    kwargs.setdefault("warmup_ratio", 0.1)
+    client = _client(kwargs)
+    request = _request(client, model_name, dataset_name, backend, "sft", "", num_epochs, kwargs.pop("max_steps", None),
+                       batch_size, learning_rate, max_seq_length, max_samples, peft_default=False, kwargs=kwargs)
+    return ForgewayTrainer(client, request, output_dir, "sft")
+
+
+def create_rl_trainer(model_name: str | None = None, dataset_name: str | None = None, algorithm: str | None = None,
+                      backend: str = "auto", output_dir: str = "./output", num_epochs: int = 3,
+                      max_steps: int | None = 100, batch_size: int = 4, learning_rate: float = 2e-4,
+                      max_seq_length: int = 512, max_samples: int | None = None, reward_model_name: str | None = None,
+                      reward_model_path: str | None = None, reward_functions: list[str] | None = None,
+                      reward_function_weights: list[float] | None = None, system_prompt: str | None = None,
+                      config: str | Path | dict | None = None, **kwargs: Any) -> ForgewayTrainer:
+    """AlignTune's create_rl_trainer: preference and RL training (DPO, GRPO and its loss variants, ...)."""
+    model_name, dataset_name, backend, kwargs = _merge_config(config, model_name, dataset_name, backend, kwargs)
+    algorithm = algorithm or kwargs.pop("algorithm", None) or kwargs.pop("algo", None)
+    _require(model_name=model_name, dataset_name=dataset_name, algorithm=algorithm)
+    output_dir, num_epochs, max_steps, batch_size, learning_rate, max_seq_length, max_samples = (
+        kwargs.pop(k, v) for k, v in (("output_dir", output_dir), ("num_epochs", num_epochs), ("max_steps", max_steps),
+                                      ("batch_size", batch_size), ("learning_rate", learning_rate),
+                                      ("max_seq_length", max_seq_length), ("max_samples", max_samples)))
+    key = algorithm.lower()
+    if key in UNAVAILABLE:
+        raise ValueError(f"algorithm {algorithm!r} is not available through Forgeway: {UNAVAILABLE[key]}")
+    if key not in ALGORITHMS:
+        raise ValueError(f"{algorithm!r} is not a valid RLAlgorithm")
+    sources = [s for s in (reward_model_name, reward_model_path) if s is not None]
+    if len(sources) > 1:
+        raise ValueError(f"Specify exactly ONE reward source. Found {len(sources)}: "
+                         f"reward_model_name={reward_model_name}, reward_model_path={reward_model_path}")
+    if system_prompt is not None:
+        kwargs["_ignored_system_prompt"] = system_prompt
+    method, loss_type = ALGORITHMS[key]
+    weights = reward_function_weights or [0.0] * len(reward_functions or [])
+    if len(weights) != len(reward_functions or []):
+        raise ValueError("reward_function_weights must have one weight per reward function")
+    client = _client(kwargs)
+    request = _request(client, model_name, dataset_name, backend, method, kwargs.pop("loss_type", loss_type),
+                       num_epochs, max_steps, batch_size, learning_rate, max_seq_length, max_samples,
+                       peft_default=True, kwargs=kwargs)
+    request["reward_functions"] = list(zip(reward_functions or [], weights, strict=True))
+    request["reward_model"] = sources[0] if sources else ""
+    return ForgewayTrainer(client, request, output_dir, key)
+
+
+def get_backend_status(client: Client | None = None, target: str | None = None) -> dict[str, Any]:
+    """AlignTune's backend status, from Capabilities: which trainers can take work now."""
+    trainers = _trainers(client or Client(target))
+    trl, unsloth = trainers.get("trl", False), trainers.get("unsloth", False)
+    return {"pure_trl_mode": "0" if unsloth else "1", "trl_only_mode": "0" if unsloth else "1",
+            "disable_unsloth_for_trl": "0", "trl_available": trl, "unsloth_available": unsloth,
+            "current_mode": "UNSLOTH-ENABLED" if unsloth else "TRL-ONLY"}
+
+
+def list_backends(client: Client | None = None, target: str | None = None) -> dict[str, dict[str, Any]]:
+    """AlignTune's list_backends(): prints the availability table and returns it."""
+    trainers = _trainers(client or Client(target))
+    backends = {
+        "TRL": {"available": trainers.get("trl", False), "description": "HuggingFace TRL trainer service"},
+        "UNSLOTH": {"available": trainers.get("unsloth", False), "description": "Unsloth trainer service"},
+    }
+    print("=" * 60)
+    print("FORGEWAY - TRAINING BACKEND AVAILABILITY")
+    print("=" * 60)
+    for name, info in backends.items():
+        info["status"] = "Available" if info["available"] else "Not Available"
+        print(f"{name:10s}: {info['status']}\n             {info['description']}")
+    print("=" * 60)
+    return backends
+
+
+def _trainers(client: Client) -> dict[str, bool]:
+    """Trainer kind -> whether one such endpoint can train now (directly, or behind the gateway)."""
+    available: dict[str, bool] = {}
+    for row in client.status():
+        if row.methods or row.backend in ("trl", "unsloth"):
+            available[row.backend] = available.get(row.backend, False) or (row.available and row.health == "SERVING")
+    return available
+
+
+def _require(**values: Any) -> None:
+    for name, value in values.items():
+        if value is None:
+            raise ValueError(f"{name} must be provided either as argument or in config")
+
+
+def _client(kwargs: dict[str, Any]) -> Client:
+    given = kwargs.pop("client", None)
+    target = kwargs.pop("target", None)
+    return given if given is not None else Client(target)
+
+
+def _dataset(client: Client, name: str) -> Any:
+    path = Path(name).expanduser()
+    if path.is_file():
+        return client.upload_dataset(path)
+    if path.is_dir():
+        return DatasetSource(path=str(path.resolve()))
+    return DatasetSource.of(name)
+
+
+def _request(client: Client, model_name: str, dataset_name: str, backend: str, method: str, loss_type: str,
+             num_epochs: float, max_steps: int | None, batch_size: int, learning_rate: float, max_seq_length: int,
+             max_samples: int | None, peft_default: bool, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Train keyword arguments for the SDK from AlignTune's (see the module docstring)."""
+    backend = backend.value if hasattr(backend, "value") else str(backend)
+    if backend.lower() not in BACKENDS:
+        raise ValueError(f"'{backend}' is not a valid BackendType")
+    ignored = sorted(k.removeprefix("_ignored_") for k in kwargs if k not in PASSED)
+    if ignored:
+        warnings.warn(f"no Forgeway counterpart, ignored: {', '.join(ignored)}", UserWarning, stacklevel=3)
+    task_type = kwargs.get("task_type")
+    if task_type is not None and str(task_type).lower() not in TASKS:
+        raise ValueError(f"task_type {task_type!r} is not available through Forgeway "
+                         f"(choose from {', '.join(TASKS)})")
+    precision = kwargs.get("precision") or ("bf16" if kwargs.get("bf16") else "fp16" if kwargs.get("fp16") else None)
+    lora = None
+    if kwargs.get("use_peft", kwargs.get("peft_enabled", peft_default)):
+        lora = LoRA(r=kwargs.get("lora_r", 16), alpha=kwargs.get("lora_alpha", 32),
+                    dropout=kwargs.get("lora_dropout", 0.05 if peft_default else 0.1),
+                    target_modules=tuple(kwargs.get("lora_target_modules") or ()))
+    quant = kwargs.get("quantization") or {}
+    quantization = ((quant.get("bnb_4bit_quant_type") or "nf4") if quant.get("load_in_4bit")
+                    else "int8" if quant.get("load_in_8bit") else None)
+    return {
+        "base_model": model_name, "dataset": _dataset(client, dataset_name), "method": method,
+        "task": TASKS[str(task_type).lower()] if task_type is not None else None,
+        "epochs": num_epochs, "max_steps": max_steps if max_steps and max_steps > 0 else None,
+        "batch_size": batch_size, "learning_rate": learning_rate, "max_seq_length": max_seq_length,
+        "max_samples": max_samples, "split": kwargs.get("split"), "percent": kwargs.get("percent"),
+        "column_mapping": kwargs.get("column_mapping") or None,
+        "gradient_accumulation_steps": kwargs.get("gradient_accumulation_steps"),
+        "warmup_ratio": kwargs.get("warmup_ratio"), "lr_scheduler": kwargs.get("lr_scheduler", "cosine"),
+        "seed": kwargs.get("seed", 42), "save_steps": kwargs.get("save_steps"), "precision": precision, "lora": lora,
+        "quantization": quantization, "double_quant": bool(quant.get("bnb_4bit_use_double_quant")),
+        "beta": kwargs.get("beta"), "loss_type": loss_type or "", "num_generations": kwargs.get("num_generations"),
+        "max_prompt_length": kwargs.get("max_prompt_length"),
+        "max_completion_length": kwargs.get("max_completion_length"), "output_name": kwargs.get("run_name") or "",
+        "backend": backend.lower(), "allow_fallback": kwargs.get("fallback"),
+        "eval_dataset": kwargs.get("eval_dataset"),
+    }
+
+
+def _merge_config(config: str | Path | dict | None, model_name: str | None, dataset_name: str | None,
+                  backend: str, kwargs: dict[str, Any]) -> tuple[str | None, str | None, str, dict[str, Any]]:
+    """AlignTune's `config=`: a dict or YAML file, flat or nested (model/dataset(s)/train); arguments win."""
+    if config is None:
+        return model_name, dataset_name, backend, kwargs
+    if not isinstance(config, dict):
+        import yaml
+
+        config = yaml.safe_load(Path(config).read_text()) or {}
+    flat = {k: v for k, v in config.items() if not isinstance(v, (dict, list))}
+    model = config.get("model") if isinstance(config.get("model"), dict) else {}
+    datasets = config.get("datasets") or [config.get("dataset") or {}]
+    dataset = datasets[0] if isinstance(datasets, list) and datasets and isinstance(datasets[0], dict) else {}
+    train = config.get("train") if isinstance(config.get("train"), dict) else {}
+    flat.setdefault("model_name", model.get("name_or_path") or model.get("name"))
+    flat.setdefault("dataset_name", dataset.get("name"))
+    for key in ("max_samples", "split", "percent", "column_mapping"):
+        if key in dataset:
+            flat.setdefault(key, dataset[key])
+    renames = {"epochs": "num_epochs", "per_device_batch_size": "batch_size"}
+    for key, value in {**{k: v for k, v in model.items() if k.startswith(("lora_", "use_peft"))}, **train}.items():
+        flat.setdefault(renames.get(key, key), value)
+    merged = {k: v for k, v in flat.items() if v is not None}
+    merged.update(kwargs)
+    model_name = model_name or merged.pop("model_name", None)
+    dataset_name = dataset_name or merged.pop("dataset_name", None)
+    backend = merged.pop("backend", backend)
+    merged.pop("model_name", None), merged.pop("dataset_name", None)
+    return model_name, dataset_name, backend, merged
