@@ -1,22 +1,23 @@
 """Tokens/s and time to first token through the llama.cpp service versus llama-cpp-python in-process and its server.
 
 Three ways to run the same GGUF, greedy, same prompts, same thread count, in one run on one machine:
-  in-process   in this process, Llama.generate's token loop (the baseline of every ratio) and
-               Llama.create_completion(stream=True); concurrency 4 is four threads sharing the one Llama behind a
-               lock, since a llama.cpp context serves one sequence at a time
+  in-process   llama-cpp-python in a child process of its own that does nothing else: Llama.generate's token
+               loop (the baseline of every ratio) and Llama.create_completion(stream=True); concurrency 4 is four
+               threads sharing the one Llama behind a lock, since a context serves one sequence at a time
   forgeway     `forgeway serve llamacpp` as its own process, over gRPC on loopback: Generate and GenerateStream
   llama_cpp.server  llama-cpp-python's OpenAI-compatible server as its own process, /v1/completions over HTTP
-Prints ratios against in-process and writes benchmarks/results/llamacpp_overhead.json.
+Configurations run in interleaved rounds (load from elsewhere hits all alike); medians are reported with their
+spread. Prints ratios against in-process and writes benchmarks/results/llamacpp_overhead.json (-tiny.json for
+--shape tiny). No process of the benchmark imports torch: the model is built in a child process.
 
-    .venv/bin/python benchmarks/llamacpp_overhead.py [--gguf PATH | --shape small|tiny] [--requests 8]
-        [--max-tokens 128] [--threads 1]
+    .venv/bin/python benchmarks/llamacpp_overhead.py [--gguf PATH | --shape small|tiny] [--requests 4]
+        [--rounds 3] [--max-tokens 128] [--threads 1]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import codecs
 import json
 import os
 import platform
@@ -25,7 +26,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -35,13 +35,11 @@ import grpc  # noqa: E402
 import httpx  # noqa: E402
 import llama_cpp  # noqa: E402
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
-
-from forgeway.v1 import backend_pb2_grpc, generate_pb2  # noqa: E402
+from llamacpp_contenders import N_CTX, InProcessWorker, forgeway, llama_cpp_server, worker_main  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "llamacpp_overhead.json"
 WORDS = ("river", "mill", "bridge", "harbour", "gull", "net", "boat", "stone", "market", "lantern", "forest",
          "window", "garden", "letter", "train", "winter", "candle", "valley", "tower", "island")
-N_CTX = 512
 
 
 def prompts(count: int) -> list[str]:
@@ -68,150 +66,10 @@ export_gguf(model_dir, Path({str(folder)!r}) / "{shape}.gguf", "f32")
     return folder / f"{shape}.gguf"
 
 
-def summary(tokens: int, seconds: float, ttfts: list[float]) -> dict:
-    return {"tokens": tokens, "seconds": round(seconds, 3), "tokens_per_s": round(tokens / seconds, 1),
-            "ttft_ms": round(statistics.median(ttfts) * 1000, 2) if ttfts else None}
-
-
-def run_threads(texts: list[str], concurrency: int, one) -> dict:
-    """Run one(text) -> (tokens, ttft) over texts with `concurrency` threads; aggregate tokens/s."""
-    results, queue, lock = [], list(texts), threading.Lock()
-
-    def worker():
-        while True:
-            with lock:
-                if not queue:
-                    return
-                text = queue.pop()
-            results.append(one(text))
-
-    start = time.perf_counter()
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return summary(sum(r[0] for r in results), time.perf_counter() - start, [r[1] for r in results if r[1]])
-
-
-def in_process(llm: llama_cpp.Llama, texts: list[str], max_tokens: int, concurrency: int, api: str) -> dict:
-    """api 'tokens': Llama.generate's token loop with incremental detokenizing (the floor of any wrapper's cost);
-    api 'completion': Llama.create_completion(stream=True), llama-cpp-python's own streaming API."""
-    lock = threading.Lock()
-
-    def tokens(text: str) -> tuple[int, float]:
-        with lock:
-            start, first, count, out = time.perf_counter(), 0.0, 0, codecs.getincrementaldecoder("utf-8")("replace")
-            for token in llm.generate(llm.tokenize(text.encode(), special=True), temp=0.0):
-                first = first or time.perf_counter()
-                if llama_cpp.llama_vocab_is_eog(llm._model.vocab, token):
-                    break
-                out.decode(llm.detokenize([token]))
-                count += 1
-                if count == max_tokens:
-                    break
-            return count, first - start
-
-    def completion(text: str) -> tuple[int, float]:
-        with lock:
-            start, first, pieces, finish = time.perf_counter(), 0.0, [], None
-            for chunk in llm.create_completion(text, max_tokens=max_tokens, temperature=0.0, stream=True):
-                first = first or time.perf_counter()
-                pieces.append(chunk["choices"][0]["text"])
-                finish = chunk["choices"][0]["finish_reason"] or finish
-            count = max_tokens if finish == "length" else len(llm.tokenize("".join(pieces).encode(), add_bos=False))
-            return count, first - start
-
-    one = tokens if api == "tokens" else completion
-    one(texts[0])  # warm up
-    return run_threads(texts, concurrency, one)
-
-
-class InProcessWorker:
-    """The in-process baseline in a child process of its own, so that it competes for the CPU like the servers do."""
-
-    def __init__(self, gguf: Path, threads: int):
-        self.process = subprocess.Popen([sys.executable, __file__, "--worker", str(gguf), "--threads", str(threads)],
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-
-    def run(self, texts: list[str], max_tokens: int, concurrency: int, api: str) -> dict:
-        job = {"texts": texts, "max_tokens": max_tokens, "concurrency": concurrency, "api": api}
-        self.process.stdin.write(json.dumps(job) + "\n")
-        self.process.stdin.flush()
-        return json.loads(self.process.stdout.readline())
-
-    def close(self) -> None:
-        self.process.stdin.close()
-        self.process.wait(timeout=30)
-
-
-def worker_main(gguf: Path, threads: int) -> int:
-    llm = llama_cpp.Llama(str(gguf), n_ctx=N_CTX, n_threads=threads, n_threads_batch=threads, verbose=False)
-    for line in sys.stdin:
-        job = json.loads(line)
-        result = in_process(llm, job["texts"], job["max_tokens"], job["concurrency"], job["api"])
-        print(json.dumps(result), flush=True)
-    llm.close()
-    return 0
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-async def forgeway(address: str, texts: list[str], max_tokens: int, concurrency: int, streaming: bool) -> dict:
-    async with grpc.aio.insecure_channel(address) as channel:
-        stub = backend_pb2_grpc.BackendServiceStub(channel)
-        sampling = generate_pb2.SamplingParams(max_tokens=max_tokens)
-
-        async def one(text: str) -> tuple[int, float]:
-            req = generate_pb2.GenerateRequest(model="bench", prompt=text, sampling=sampling)
-            start, first = time.perf_counter(), 0.0
-            if not streaming:
-                reply = await stub.Generate(req, timeout=600)
-                return reply.usage.completion_tokens, 0.0
-            async for message in stub.GenerateStream(req, timeout=600):
-                if message.WhichOneof("event") == "delta":
-                    first = first or time.perf_counter()
-                else:
-                    return message.final.usage.completion_tokens, first - start
-            raise RuntimeError("stream ended without a final message")
-
-        await one(texts[0])  # warm up
-        queue, results = list(texts), []
-
-        async def worker():
-            while queue:
-                results.append(await one(queue.pop()))
-
-        start = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return summary(sum(r[0] for r in results), time.perf_counter() - start, [r[1] for r in results if r[1]])
-
-
-def llama_cpp_server(base: str, tokenize, texts: list[str], max_tokens: int, concurrency: int, streaming: bool) -> dict:
-    client = httpx.Client(base_url=base, timeout=600)
-
-    def one(text: str) -> tuple[int, float]:
-        body = {"prompt": text, "max_tokens": max_tokens, "temperature": 0.0, "stream": streaming}
-        start = time.perf_counter()
-        if not streaming:
-            return client.post("/v1/completions", json=body).json()["usage"]["completion_tokens"], 0.0
-        first, pieces, finish = 0.0, [], None
-        with client.stream("POST", "/v1/completions", json=body) as reply:
-            for line in reply.iter_lines():
-                if not line.startswith("data: ") or line == "data: [DONE]":
-                    continue
-                choice = json.loads(line[6:])["choices"][0]
-                first = first or time.perf_counter()
-                pieces.append(choice["text"])
-                finish = choice["finish_reason"] or finish
-        return (max_tokens if finish == "length" else len(tokenize("".join(pieces)))), first - start
-
-    one(texts[0])  # warm up
-    return run_threads(texts, concurrency, one)
 
 
 def serve(command: list[str], log: Path) -> subprocess.Popen:
@@ -329,8 +187,9 @@ def main(argv: list[str] | None = None) -> int:
                "stream_vs_llama_cpp_server": round(ours_tps / server["tokens_per_s"], 3) if server else None}
     print(f"streaming through forgeway: {verdict['stream_vs_in_process']:.3f}x in-process (target >= 0.95), "
           f"{verdict['stream_vs_llama_cpp_server']}x llama_cpp.server (target >= 1)")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
+    out = RESULTS if args.gguf or args.shape == "small" else RESULTS.with_name(f"llamacpp_overhead-{args.shape}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({
         "benchmark": "llamacpp_overhead", "date": time.strftime("%Y-%m-%d"),
         "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "load_average": os.getloadavg(),
                     "python": platform.python_version(), "llama_cpp_python": llama_cpp.__version__},
@@ -338,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         "requests": args.requests, "rounds": args.rounds, "max_tokens": args.max_tokens, "threads": args.threads,
         "results": rows, "verdict": verdict,
     }, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    print(f"wrote {out}")
     return 0
 
 

@@ -15,6 +15,7 @@ BUILTIN: dict[str, str] = {
     "llamacpp": "forgeway.services.llamacpp.engine:LlamaCppEngine",
     "openai": "forgeway.services.openai_proxy.engine:OpenAIProxyEngine",
     "trl": "forgeway.services.trl.engine:TRLEngine",
+    "unsloth": "forgeway.services.unsloth.engine:UnslothEngine",
 }
 
 

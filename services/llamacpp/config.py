@@ -1,0 +1,104 @@
+"""Settings of the llama.cpp service: LlamaForge's per-model parameters, from YAML/flags or LoadModel options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from forgeway.services.runtime.errors import InvalidArgument
+from forgeway.services.runtime.settings import ServiceSettings
+
+KvCacheType = Literal["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1"]
+
+
+class ModelConfig(BaseModel):
+    """One GGUF model: where it is, how llama.cpp loads it, and its generation defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, description="Name requests use.")
+    source: str = Field("", description="A .gguf path, a folder holding one, or a model-store name (default: name).")
+    aliases: list[str] = Field(default_factory=list, description="Other names it answers to.")
+    # llama.cpp load parameters (LlamaForge's, with f16_kv's successor kv_cache_type)
+    n_ctx: int = Field(2048, ge=0, description="Context length in tokens; 0 takes the GGUF's training context.")
+    n_gpu_layers: int = Field(0, ge=-1, description="Layers offloaded to the GPU; -1 offloads all.")
+    n_batch: int = Field(512, ge=1, description="Prompt tokens evaluated per batch.")
+    n_threads: int | None = Field(None, ge=1, description="Decode threads (default: llama.cpp's choice).")
+    n_threads_batch: int | None = Field(None, ge=1, description="Prompt-evaluation threads (default: n_threads).")
+    use_mlock: bool = Field(False, description="Lock the weights in RAM.")
+    use_mmap: bool = Field(True, description="Memory-map the GGUF file.")
+    kv_cache_type: KvCacheType = Field("f16", description="KV cache element type (successor of f16_kv).")
+    flash_attn: bool = Field(False, description="Use flash attention where the build supports it.")
+    seed: int = Field(-1, ge=-1, le=2**32 - 1, description="Sampling seed when a request sets none; -1 is random.")
+    chat_format: str | None = Field(
+        None, description="llama-cpp-python chat format name (chatml, llama-2, ...); default the GGUF's template."
+    )
+    # serving
+    instances: int = Field(1, ge=1, le=64, description="Independent llama.cpp contexts (slots) serving it.")
+    max_queue: int = Field(16, ge=0, description="Requests that may wait for a slot before RESOURCE_EXHAUSTED.")
+    # generation defaults, taken when a request leaves them unset
+    max_tokens: int = Field(256, ge=1, description="Default largest completion, in tokens.")
+    temperature: float = Field(0.0, ge=0, le=2, description="Default temperature; 0 is greedy.")
+    top_p: float = Field(1.0, gt=0, le=1, description="Default nucleus sampling threshold.")
+    top_k: int = Field(0, ge=0, description="Default top-k; 0 disables.")
+    min_p: float = Field(0.0, ge=0, le=1, description="Default min-p.")
+    repeat_penalty: float = Field(1.0, gt=0, description="Default repetition penalty; 1 disables.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _f16_kv(cls, data: Any) -> Any:
+        """LlamaForge's f16_kv (dropped by llama.cpp) maps onto kv_cache_type: true -> f16, false -> f32."""
+        if isinstance(data, dict) and "f16_kv" in data:
+            data = dict(data)
+            flag = data.pop("f16_kv")
+            if isinstance(flag, str):
+                flag = flag.strip().lower() not in ("0", "false", "no", "off")
+            data.setdefault("kv_cache_type", "f16" if flag else "f32")
+        return data
+
+    @classmethod
+    def from_options(cls, name: str, source: str, options: dict[str, str]) -> ModelConfig:
+        """Build from ModelService.LoadModel: options are strings, validated like settings."""
+        for key in ("name", "source"):
+            if key in options:
+                raise InvalidArgument(f"options.{key}", f"set {key} in the request, not in options")
+        fields = dict(options)
+        if "aliases" in fields:
+            fields["aliases"] = [a.strip() for a in fields["aliases"].split(",") if a.strip()]
+        try:
+            return cls(name=name, source=source, **fields)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"])
+            raise InvalidArgument(f"options.{where}", err["msg"]) from None
+
+    def load_kwargs(self) -> dict:
+        """Keyword arguments for llama_cpp.Llama (ggml type ids resolved by the caller)."""
+        return {
+            "n_ctx": self.n_ctx,
+            "n_gpu_layers": self.n_gpu_layers,
+            "n_batch": self.n_batch,
+            "n_ubatch": self.n_batch,
+            "n_threads": self.n_threads,
+            "n_threads_batch": self.n_threads_batch or self.n_threads,
+            "use_mlock": self.use_mlock,
+            "use_mmap": self.use_mmap,
+            "flash_attn": self.flash_attn,
+        }
+
+
+class LlamaCppSettings(ServiceSettings):
+    """Settings of the llama.cpp backend. Models load at start from --models (JSON) or a YAML `models:` list, e.g.
+    --models '[{"name": "demo", "source": "demo", "n_ctx": 2048, "n_threads": 4}]', and at run time by LoadModel."""
+
+    models: list[ModelConfig] = Field(
+        default_factory=list, description="GGUF models loaded at start, each with its llama.cpp parameters."
+    )
+    model_roots: list[Path] = Field(
+        default_factory=list,
+        description="Folders LoadModel may read GGUF files from, besides FORGEWAY_HOME/models.",
+    )
+    warmup: bool = Field(True, description="Decode a token with every slot after loading, before serving.")
+    verbose: bool = Field(False, description="Let llama.cpp log to stderr.")
