@@ -22,12 +22,21 @@ FORGEWAY_HOME ?= $(CURDIR)/.forgeway
 TESTS ?= tests
 PYTEST_ARGS ?=
 
-.PHONY: help venv protos test up bench clean distclean
+# Unsloth pins older transformers/trl/datasets and pulls CUDA packages: it lives in its own environment, built only on
+# request, so .venv (CPU torch, newest transformers/trl) is never touched. unsloth goes in with --no-deps on top of
+# services/unsloth/requirements.txt (torch pinned to the same $(TORCH_VERSION)).
+UNSLOTH_VENV := .venv-unsloth
+UNSLOTH_PY := $(UNSLOTH_VENV)/bin/python
+UNSLOTH_VERSION := 2026.10.9
+UNSLOTH_STAMP := $(UNSLOTH_VENV)/.stamp
+
+.PHONY: help venv protos test up bench clean distclean unsloth-env
 
 help:
 	@echo "make up         bootstrap .venv, build the demo model, run the local stack (Ctrl-C stops it)"
 	@echo "make test       bootstrap .venv and run the tests (TESTS=tests/unit, PYTEST_ARGS="-k name" to narrow)"
 	@echo "make venv       create .venv: torch $(TORCH_VERSION) CPU, llama-cpp-python $(LLAMA_CPP_VERSION), forgeway[all,dev]"
+	@echo "make unsloth-env  build $(UNSLOTH_VENV) (unsloth $(UNSLOTH_VERSION), its pinned transformers/trl); make up then runs the unsloth trainer from it"
 	@echo "make protos     regenerate forgeway/v1 stubs from protos/ (they are committed)"
 	@echo "make bench      run every benchmarks/*.py"
 	@echo "make clean      remove caches and build output; distclean also removes .venv, .wheels, .forgeway"
@@ -44,6 +53,18 @@ $(STAMP): pyproject.toml setup.py
 	$(PIP) install -e '.[all,dev]'
 	touch $@
 
+unsloth-env: $(UNSLOTH_STAMP)
+
+$(UNSLOTH_STAMP): services/unsloth/requirements.txt pyproject.toml setup.py
+	test -x $(UNSLOTH_PY) || $(PYTHON) -m venv $(UNSLOTH_VENV)
+	$(UNSLOTH_PY) -m pip install --upgrade pip
+	$(UNSLOTH_PY) -m pip install torch==$(TORCH_VERSION)
+	$(UNSLOTH_PY) -m pip install -r services/unsloth/requirements.txt
+	$(UNSLOTH_PY) -m pip install --no-deps unsloth==$(UNSLOTH_VERSION) unsloth_zoo==$(UNSLOTH_VERSION)
+	$(UNSLOTH_PY) -m pip install -e .
+	$(UNSLOTH_PY) -m forgeway.services.unsloth.availability
+	touch $@
+
 protos: | $(STAMP)
 	$(PY) -m grpc_tools.protoc -I protos --python_out=. --pyi_out=. --grpc_python_out=. protos/forgeway/v1/*.proto
 
@@ -56,8 +77,17 @@ $(FORGEWAY_HOME)/.demo-model: | $(STAMP)
 	FORGEWAY_HOME=$(FORGEWAY_HOME) HF_HUB_OFFLINE=1 $(VENV)/bin/forgeway demo-model
 	touch $@
 
+# The unsloth trainer (when FORGEWAY_UP_SERVICES names it) runs under $(UNSLOTH_VENV)'s Python if that exists, through
+# the launcher; without $(UNSLOTH_VENV) it is left out, and the gateway's backend auto trains with trl (fallback event).
 up: $(FORGEWAY_HOME)/.demo-model | $(STAMP)
-	FORGEWAY_HOME=$(FORGEWAY_HOME) $(VENV)/bin/forgeway up
+	services="$${FORGEWAY_UP_SERVICES:-}"; \
+	if [[ ",$$services," == *,unsloth,* && ! -x $(UNSLOTH_PY) ]]; then \
+	  echo "make up: $(UNSLOTH_VENV) is absent (make unsloth-env builds it): not starting unsloth; training goes to trl"; \
+	  services=$$(echo ",$$services," | sed -e 's/,unsloth,/,/' -e 's/^,//' -e 's/,$$//'); \
+	  if [[ -n "$$services" ]]; then export FORGEWAY_UP_SERVICES="$$services"; else unset FORGEWAY_UP_SERVICES; fi; \
+	fi; \
+	FORGEWAY_HOME=$(FORGEWAY_HOME) FORGEWAY_UNSLOTH_PYTHON=$(abspath $(UNSLOTH_PY)) \
+	  FORGEWAY_UP_LAUNCHER='["$(abspath $(PY))", "-m", "forgeway.services.unsloth.launcher"]' $(VENV)/bin/forgeway up
 
 bench: | $(STAMP)
 	for script in $(sort $(wildcard benchmarks/*.py)); do \
@@ -69,4 +99,4 @@ clean:
 	find . \( -path ./$(VENV) -o -path ./.git \) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean
-	rm -rf $(VENV) $(WHEELS) .forgeway
+	rm -rf $(VENV) $(UNSLOTH_VENV) $(WHEELS) .forgeway
