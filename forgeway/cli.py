@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--out", type=Path, help="where to write it (default FORGEWAY_HOME/models/demo)")
     demo.add_argument("--max-seconds", type=float, default=180.0, help="training time budget")
     commands.add_parser("services", help="list the service names `serve` accepts")
+    commands.add_parser("export-gguf", help="write a GGUF of a Llama-family model or adapter (llama.cpp serves it)",
+                        add_help=False)
     commands.add_parser("train-worker", help="run one prepared training job (trainers' launchers start it)",
                         add_help=False)
     client_cli.add_commands(commands)  # generate/run, chat, bench, train, jobs, models, backends
@@ -65,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
         from forgeway.services.training.worker import main as worker_main
 
         return worker_main(rest)
+    if args.command == "export-gguf":
+        from forgeway.services.llamacpp.export import main as export_main
+
+        return export_main(rest)
     if args.command == "up":
         from forgeway.up import main as up_main
 

@@ -34,6 +34,8 @@ DEFAULT_PORTS: Mapping[str, int] = {
     "echo": 50069,
 }
 GATEWAY = "gateway"
+# hf serves every model in the store by default; llama.cpp is told which GGUF to serve: the demo model's.
+DEFAULT_SERVICE_ARGS = {"llamacpp": ["--models", '[{"name": "demo", "source": "demo"}]']}
 # Settings reach the services as FORGEWAY_* env (a service without such a setting ignores it). The gateway
 # also gets where the backends listen, as JSON {"name": "host:port"}, and the port of its OpenAI HTTP API.
 GATEWAY_BACKENDS_ENV = "FORGEWAY_BACKENDS"
@@ -64,8 +66,12 @@ class StackSettings(BaseSettings):
         description="Forgeway's state directory; service logs go to HOME/logs/NAME.log.",
     )
     services: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["echo"],
+        default_factory=lambda: ["hf", "llamacpp", "trl", "gateway"],
         description="Services to start, comma-separated (env FORGEWAY_UP_SERVICES=echo,hf,gateway).",
+    )
+    service_args: dict[str, list[str]] = Field(
+        default_factory=lambda: dict(DEFAULT_SERVICE_ARGS),
+        description="Extra `forgeway serve NAME` flags per service, as JSON (default: llamacpp serves the demo GGUF).",
     )
     host: str = Field(default="127.0.0.1", description="Interface every service listens on.")
     ports: dict[str, int] = Field(
@@ -229,7 +235,7 @@ def plan_stack(settings: StackSettings) -> list[ServiceSpec]:
     specs: list[ServiceSpec] = []
     for name in names:
         port = settings.ports.get(name, DEFAULT_PORTS.get(name, 0)) or free_port(settings.host)
-        command = [*settings.launcher, name, "--port", str(port)]
+        command = [*settings.launcher, name, "--port", str(port), *settings.service_args.get(name, [])]
         if settings.config_file is not None:
             command += ["--config", str(settings.config_file)]
         env = dict(base_env)
