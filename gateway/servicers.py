@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 import time
 
+from forgeway.services.runtime.errors import RemoteError
 from forgeway.services.runtime.generation import GenerationRequest
-from forgeway.v1 import backend_pb2_grpc, generate_pb2
+from forgeway.v1 import backend_pb2_grpc, generate_pb2, train_pb2
 
 from . import metrics
 from .auth import Principal
@@ -15,7 +16,7 @@ from .relay import coalesce, read_ahead
 from .router import GENERATE, GENERATE_STREAM, Route
 from .state import GatewayState
 from .status import aggregate
-from .training import plan_training, validate
+from .training import FallbackNote, as_trl, declined_for_trl, plan_training, validate
 
 
 def _for_route(request: generate_pb2.GenerateRequest, route: Route) -> generate_pb2.GenerateRequest:
@@ -112,7 +113,24 @@ class GatewayBackend(backend_pb2_grpc.BackendServiceServicer):
         principal.check_train("train")
         validate(request)
         state.admission.admit(principal).done()
-        endpoints, fallback = plan_training(list(state.pool), request, state.settings.limits.endpoint_max_in_flight)
+        limit = state.settings.limits.endpoint_max_in_flight
+        endpoints, fallback = plan_training(list(state.pool), request, limit)
+        yielded = False
+        try:
+            async for message in self._train_on(endpoints, fallback, request, context):
+                yielded = True
+                yield message
+        except RemoteError as exc:
+            auto = request.backend == train_pb2.TRAINING_BACKEND_UNSPECIFIED
+            if yielded or not auto or endpoints[0].kind != "unsloth" or not declined_for_trl(exc):
+                raise
+            trl, _ = plan_training(list(state.pool), as_trl(request), limit)
+            note = FallbackNote(requested="unsloth", used="trl", reason=f"unsloth declined: {exc.message}")
+            async for message in self._train_on(trl, note, request, context):
+                yield message
+
+    async def _train_on(self, endpoints, fallback: FallbackNote | None, request, context):
+        state = self.state
         if fallback is not None:
             metrics.FALLBACKS.labels(fallback.requested, fallback.used).inc()
         if request.dataset.WhichOneof("source") == "dataset_id" and len(endpoints) > 1:

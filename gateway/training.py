@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from google.protobuf import timestamp_pb2
 
 from forgeway.services.runtime.errors import InvalidArgument, Unavailable
-from forgeway.v1 import jobs_pb2, train_pb2
+from forgeway.v1 import common_pb2, jobs_pb2, train_pb2
 
 from .endpoint import Endpoint
 from .router import CAPABILITY, HEALTH, Exclusion, no_route, order_by_load, usable
@@ -48,7 +48,9 @@ def validate(request: train_pb2.TrainRequest) -> None:
         raise InvalidArgument("method", "required")
 
 
-def _trainers(endpoints: list[Endpoint], kind: str, method: int, limit: int) -> tuple[list[Endpoint], list[Exclusion]]:
+def _trainers(endpoints: list[Endpoint], kind: str, request: train_pb2.TrainRequest,
+              limit: int) -> tuple[list[Endpoint], list[Exclusion]]:
+    method, task = request.method, request.task or common_pb2.TASK_TEXT_GENERATION
     found, excluded = [], []
     for endpoint in endpoints:
         if endpoint.kind != kind:
@@ -58,6 +60,12 @@ def _trainers(endpoints: list[Endpoint], kind: str, method: int, limit: int) -> 
             continue
         if not endpoint.serves(TRAIN):
             excluded.append(Exclusion(endpoint.key, CAPABILITY, f"does not serve {TRAIN}"))
+            continue
+        tasks = endpoint.capabilities.training.tasks
+        if tasks and task not in tasks:
+            name = common_pb2.Task.Name(task)
+            excluded.append(Exclusion(endpoint.key, CAPABILITY, f"does not train for {name}",
+                                      InvalidArgument("task", f"no {kind} trainer trains for {name}")))
             continue
         methods = endpoint.capabilities.training.methods
         if methods and method not in methods:
@@ -78,18 +86,32 @@ def plan_training(endpoints: list[Endpoint], request: train_pb2.TrainRequest,
     """The trainers to try, best first, and the fallback notice when the requested trainer could not take it."""
     wanted = BACKENDS.get(request.backend, "auto")
     if wanted == "trl":
-        trl, excluded = _trainers(endpoints, "trl", request.method, limit)
+        trl, excluded = _trainers(endpoints, "trl", request, limit)
         if not trl:
             raise no_route("training with trl", excluded)
         return trl, None
-    unsloth, excluded = _trainers(endpoints, "unsloth", request.method, limit)
+    unsloth, excluded = _trainers(endpoints, "unsloth", request, limit)
     if unsloth:
         return unsloth, None
     why = "; ".join(f"{e.endpoint}: {e.reason}" for e in excluded) or "no unsloth endpoint is configured"
     if wanted == "unsloth" and request.HasField("allow_fallback") and not request.allow_fallback:
         raise Unavailable(f"unsloth unavailable: {why}; fallback to trl is disabled", retry_after=5.0,
                           reason="TRAINER_UNAVAILABLE")
-    trl, trl_excluded = _trainers(endpoints, "trl", request.method, limit)
+    trl, trl_excluded = _trainers(endpoints, "trl", request, limit)
     if not trl:
         raise no_route("training (unsloth, then trl)", excluded + trl_excluded)
     return trl, FallbackNote(requested="unsloth", used="trl", reason=f"unsloth unavailable: {why}")
+
+
+def declined_for_trl(error: BaseException) -> bool:
+    """Whether a trainer refused a job, before creating it, with a hint that trl can take it (e.g. an
+    architecture Unsloth does not support): a backend-auto request then falls back."""
+    info = getattr(error, "error_info", None)
+    return info is not None and info.metadata.get("fallback") == "trl"
+
+
+def as_trl(request: train_pb2.TrainRequest) -> train_pb2.TrainRequest:
+    retry = train_pb2.TrainRequest()
+    retry.CopyFrom(request)
+    retry.backend = train_pb2.TRAINING_BACKEND_TRL
+    return retry

@@ -30,6 +30,20 @@ class TrainingSettings(ServiceSettings):
         default_factory=list, description="Folders local datasets and base models may come from (besides home)."
     )
     max_queued_jobs: int = Field(64, ge=1, description="Jobs waiting for the device before Train answers RESOURCE_EXHAUSTED.")
+    launcher: str = Field(
+        "auto", pattern="^(auto|inprocess|accelerate|kubernetes-job|pytorchjob)$",
+        description="Where a job runs: inprocess (a thread of this service), accelerate (`accelerate launch`, a process "
+        "per GPU), kubernetes-job (a Job from job_template; a PyTorchJob when job_nodes > 1), pytorchjob (Kubeflow); "
+        "auto: inprocess for 0-1 visible GPUs, accelerate for more.",
+    )
+    accelerate_config: Path = Field(
+        Path("/etc/accelerate/multi-gpu.yaml"),
+        description="accelerate config file of multi-GPU jobs (DDP, FSDP, DeepSpeed); missing: plain DDP.",
+    )
+    accelerate_processes: int = Field(0, ge=0, description="Processes the accelerate launcher starts (0: one per GPU).")
+    job_template: str = Field("forgeway-training-job", description="PodTemplate the Kubernetes launchers build pods from.")
+    job_gpus: int = Field(1, ge=0, description="GPUs of each Kubernetes job pod (0: CPU only; more: accelerate launch).")
+    job_nodes: int = Field(1, ge=1, description="Nodes of a PyTorchJob (Master plus job_nodes - 1 Workers).")
 
 
 @dataclass

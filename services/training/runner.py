@@ -12,6 +12,7 @@ from forgeway.v1 import jobs_pb2, train_pb2
 
 from .engine import JobCancelled, JobContext, TrainingEngine
 from .jobs import TERMINAL, JobStore
+from .launchers import Launcher, choose_launcher
 from .spec import TrainSpec
 
 log = logging.getLogger("forgeway.training")
@@ -30,10 +31,12 @@ class JobRunner:
         self.stopping = False
         self._watchers: dict[str, set[asyncio.Event]] = {}
         self._task: asyncio.Task | None = None
+        self.launcher: Launcher | None = None
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
         self.wakeup = asyncio.Event()
+        self.launcher = choose_launcher(self.engine)  # after the engine's prepare(): it may count GPUs
         for job in self.jobs.unfinished():
             if job.state == jobs_pb2.JOB_STATE_RUNNING:
                 checkpoint = self.last_checkpoint(job.id)
@@ -146,7 +149,7 @@ class JobRunner:
         self.jobs.append(job_id, state=jobs_pb2.StateChange(state=jobs_pb2.JOB_STATE_RUNNING, message="running"))
         try:
             spec = TrainSpec.from_proto(self.jobs.request(job_id))  # inside the try: a bad stored request fails its job
-            trained = await asyncio.to_thread(self.engine.run, spec, job)
+            trained = await self.launcher.run(spec, job)
         except JobCancelled as exc:
             if job.shutdown_requested.is_set() and not job.cancel_requested.is_set():
                 self.jobs.append(job_id, log=jobs_pb2.LogLine(level="warning",

@@ -43,6 +43,7 @@ class Provenance:
     settings: dict = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     eval_dataset: dict | None = None
+    provider: str = "trl"  # the trainer service that made it ("trl", "unsloth")
 
 
 def plan_formats(requested: tuple[str, ...], lora: bool) -> list[str]:
@@ -99,13 +100,13 @@ def _write_metadata(folder: Path, fmt: str, name: str, p: Provenance, tokenizer)
     adapter = fmt == "adapter"
     model_class = p.model_class.replace("AutoModel", "AutoPeftModel") if adapter else p.model_class
     (folder / MODELFORGE_CONFIG).write_text(json.dumps(
-        {"model_class": model_class, "pipeline_task": p.pipeline_task, "provider": "trl"}, indent=4))
+        {"model_class": model_class, "pipeline_task": p.pipeline_task, "provider": p.provider}, indent=4))
     ModelStore.write_metadata(
         folder,
         name=name,
         format=fmt,
-        provider="trl",
-        backend="trl",
+        provider=p.provider,
+        backend=p.provider,
         task=p.task,
         pipeline_task=p.pipeline_task,
         model_class=model_class,

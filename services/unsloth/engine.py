@@ -6,15 +6,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import importlib.metadata
-import json
-import os
-from pathlib import Path
 
 from forgeway.services.runtime.errors import InvalidArgument, Unsupported
 from forgeway.services.runtime.generation import Task
 from forgeway.services.runtime.hardware import Hardware, detect
-from forgeway.services.runtime.modelstore import METADATA_FILE
-from forgeway.services.training.engine import JobCancelled, JobContext, TrainedModel, TrainingEngine, TrainingFeatures
+from forgeway.services.training.engine import JobContext, TrainedModel, TrainingEngine, TrainingFeatures
 from forgeway.services.training.spec import TrainSpec
 
 from .architecture import check_architecture
@@ -134,48 +130,22 @@ class UnslothEngine(TrainingEngine):
         return make_plan(self, spec, self._profile)
 
     def run(self, spec: TrainSpec, job: JobContext) -> TrainedModel:
-        import transformers
-
-        from forgeway.services.trl.callbacks import JobCallback
-        from forgeway.services.trl.engine import TRLEngine
-        from forgeway.services.trl.plan import carve_eval, common_args
-
-        from .loading import load_for_training
+        from forgeway.services.trl.run import run_plan
 
         plan = self._plan(spec)
         self._notices(spec, job)
-        transformers.set_seed(spec.seed if spec.seed is not None else 42)
-        train, evaluation = plan.train.rows, plan.evaluation.rows if plan.evaluation else None
-        if evaluation is None and self.settings.eval_fraction > 0:
-            train, evaluation = carve_eval(train, self.settings.eval_fraction, spec.seed or 42)
-            job.log(f"evaluating on {len(evaluation)} rows carved from the training set")
+        return run_plan(self, plan, job, self._load, provider=PROVIDER)
+
+    def _load(self, plan, job: JobContext):
+        """FastLanguageModel loads and patches the model and adds the LoRA adapters itself: no peft config goes on
+        to the trainer (Unsloth patched TRL's trainers when it was imported)."""
+        from .loading import load_for_training
+
         quantized = "4-bit nf4" if plan.spec.quantization != "none" else "16-bit"
-        job.log(f"loading {spec.base_model} with unsloth FastLanguageModel ({self.verdict.device}, {quantized}, "
-                f"{'LoRA' if spec.lora else 'full fine-tuning'})")
+        job.log(f"loading {plan.spec.base_model} with unsloth FastLanguageModel ({self.verdict.device}, {quantized}, "
+                f"{'LoRA' if plan.spec.lora else 'full fine-tuning'})")
         model, tokenizer = load_for_training(plan, self.settings)
-        callback = JobCallback(job, perplexity=plan.perplexity)
-        output_dir = job.job_dir / "checkpoints"
-        common = common_args(plan, str(output_dir), self.settings)
-        # The TRL service builds the trainer (KTO unpairing, prompt truncation, rewards). Unsloth patched TRL's
-        # trainers on import, and the model already carries its LoRA adapters, so no peft_config goes in.
-        trainer = TRLEngine._method_trainer(self, plan, model, tokenizer, None, common, train, evaluation, callback)
-        for noisy in (transformers.PrinterCallback, transformers.ProgressCallback):
-            trainer.remove_callback(noisy)
-        resume = job.resume_from if job.resume_from and job.resume_from.exists() else None
-        if resume:
-            job.log(f"resuming from {resume.name}")
-        result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-        if callback.stopped_at is not None:
-            raise JobCancelled(callback.stopped_at, callback.last_checkpoint)
-        metrics = {"train_loss": float(result.training_loss), **callback.metrics}
-        if evaluation is not None:
-            metrics.update({k: float(v) for k, v in trainer.evaluate().items() if isinstance(v, (int, float))})
-            metrics.update({k: v for k, v in callback.metrics.items() if k.startswith("eval_")})
-        trained = TRLEngine._export(self, plan, job, trainer.model, tokenizer, metrics, output_dir)
-        names = [trained.model_name, *(f"{trained.model_name}-{fmt}" for fmt in plan.formats[1:])]
-        for name in names:
-            self._relabel(self.models.path(name))
-        return trained
+        return model, tokenizer, None
 
     def _notices(self, spec: TrainSpec, job: JobContext) -> None:
         """What this run does differently from the request, said in the job's stream."""
@@ -186,18 +156,3 @@ class UnslothEngine(TrainingEngine):
             job.log("unsloth's 4-bit loading always uses double quantization", level="info")
         if self.on_cpu:
             job.log(self.verdict.reason, level="warning")
-
-    def _relabel(self, folder: Path) -> None:
-        """The TRL service's export records provider/backend "trl"; this model was trained by unsloth."""
-        for filename, keys in ((METADATA_FILE, ("provider", "backend")), ("modelforge_config.json", ("provider",))):
-            path = folder / filename
-            if not path.is_file():
-                continue
-            data = json.loads(path.read_text())
-            data.update({key: PROVIDER for key in keys})
-            if filename == METADATA_FILE:
-                data["unsloth_device"] = self.verdict.device
-            scratch = path.with_name(f".{filename}.tmp")
-            scratch.write_text(json.dumps(data, indent=2 if filename == METADATA_FILE else 4, sort_keys=True,
-                                          default=str))
-            os.replace(scratch, path)

@@ -163,5 +163,12 @@ async def test_through_the_gateway_auto_uses_unsloth_and_falls_back_only_for_wha
                     notice = [e.fallback for e in dpo if e.WhichOneof("kind") == "fallback"]
                     assert notice and notice[0].used == "trl" and "does not train TRAINING_METHOD_DPO" in notice[0].reason
                     assert dpo[-1].state.state == jobs_pb2.JOB_STATE_SUCCEEDED
+                # An architecture unsloth declines (before any job exists) is retried on trl with the notice.
+                t5 = [r.event async for r in stub.Train(request(base_model=str(tiny("seq2seq")), steps=1), timeout=600)]
+                notice = [e.fallback for e in t5 if e.WhichOneof("kind") == "fallback"]
+                assert notice and notice[0].used == "trl" and "unsloth declined" in notice[0].reason
+                assert "T5ForConditionalGeneration" in notice[0].reason
+                assert t5[-1].WhichOneof("kind") == "state" and t5[-1].state.state in (
+                    jobs_pb2.JOB_STATE_SUCCEEDED, jobs_pb2.JOB_STATE_FAILED)  # trl's own verdict on a T5 as a causal LM
         finally:
             await stop_now(gateway)
