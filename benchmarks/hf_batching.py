@@ -14,7 +14,6 @@ import asyncio
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,9 +25,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import grpc  # noqa: E402
 import torch  # noqa: E402
-from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
+from forgeway.client.testing import wait_serving  # noqa: E402
+from forgeway.up import free_port  # noqa: E402
 from forgeway.v1 import backend_pb2_grpc, generate_pb2  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "hf_batching.json"
@@ -93,34 +93,19 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def start_service(model_dir: Path, home: Path, threads: int, slots: int) -> tuple[subprocess.Popen, str]:
-    port = free_port()
+    port = free_port("127.0.0.1")
     command = [sys.executable, "-m", "forgeway.cli", "serve", "hf", "--port", str(port), "--metrics-port", "-1",
                "--home", str(home), "--model", str(model_dir), "--model-name", "bench", "--torch-threads",
                str(threads), "--max-concurrency", str(slots), "--log-level", "WARNING"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     address = f"127.0.0.1:{port}"
-    channel = grpc.insecure_channel(address)
-    health = health_pb2_grpc.HealthStub(channel)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            if health.Check(health_pb2.HealthCheckRequest(), timeout=2).status == 1:
-                channel.close()
-                return process, address
-        except grpc.RpcError:
-            pass
-        if process.poll() is not None:
-            raise RuntimeError("forgeway serve hf exited during startup")
-        time.sleep(0.2)
-    process.kill()
-    raise TimeoutError("forgeway serve hf did not become SERVING")
+    try:
+        wait_serving(address, 180, process)
+    except BaseException:
+        process.kill()
+        raise
+    return process, address
 
 
 def main(argv: list[str] | None = None) -> int:

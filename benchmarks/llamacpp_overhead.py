@@ -21,7 +21,6 @@ import asyncio
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,10 +30,12 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import grpc  # noqa: E402
 import httpx  # noqa: E402
 import llama_cpp  # noqa: E402
-from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
+
+from forgeway.client.testing import wait_serving  # noqa: E402
+from forgeway.up import free_port  # noqa: E402
+
 from llamacpp_contenders import N_CTX, InProcessWorker, forgeway, llama_cpp_server, worker_main  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "llamacpp_overhead.json"
@@ -66,28 +67,8 @@ export_gguf(model_dir, Path({str(folder)!r}) / "{shape}.gguf", "f32")
     return folder / f"{shape}.gguf"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def serve(command: list[str], log: Path) -> subprocess.Popen:
     return subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-
-
-def wait_grpc(address: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(address) as channel:
-        health = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            try:
-                if health.Check(health_pb2.HealthCheckRequest(), timeout=2).status == 1:
-                    return
-            except grpc.RpcError:
-                pass
-            time.sleep(0.2)
-    raise TimeoutError(f"{address} not serving")
 
 
 def wait_http(base: str, timeout: float = 120) -> None:
@@ -135,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="forgeway-bench-") as tmp:
         tmp = Path(tmp)
         gguf = args.gguf or build_gguf(args.shape, tmp)
-        fw_port, lcs_port = free_port(), free_port()
+        fw_port, lcs_port = free_port("127.0.0.1"), free_port("127.0.0.1")
         models = [{"name": "bench", "source": str(gguf), "n_ctx": N_CTX, "n_threads": args.threads, "max_queue": 64}]
         ours = serve([sys.executable, "-m", "forgeway.cli", "serve", "llamacpp", "--port", str(fw_port),
                       "--metrics-port", "-1", "--home", str(tmp), "--models", json.dumps(models)], tmp / "fw.log")
@@ -147,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         vocab = llama_cpp.Llama(str(gguf), vocab_only=True, verbose=False)
         try:
             address, base = f"127.0.0.1:{fw_port}", f"http://127.0.0.1:{lcs_port}"
-            wait_grpc(address)
+            wait_serving(address, 120, ours, tmp / "fw.log")
             try:
                 wait_http(base)
             except TimeoutError:

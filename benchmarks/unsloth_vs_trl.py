@@ -25,7 +25,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -33,8 +32,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import grpc  # noqa: E402
 import psutil  # noqa: E402
 from google.protobuf import struct_pb2  # noqa: E402
-from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
 
+from forgeway.client.testing import wait_serving  # noqa: E402
 from forgeway.services.unsloth import launcher  # noqa: E402
 from forgeway.up import free_port  # noqa: E402
 from forgeway.v1 import backend_pb2_grpc, capabilities_pb2, common_pb2, train_pb2  # noqa: E402
@@ -88,18 +87,12 @@ def start(kind: str, python: str, home: Path, roots: list[Path]) -> tuple[subpro
     log = (home / f"{kind}.log").open("wb")
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     address = f"127.0.0.1:{port}"
-    deadline = time.monotonic() + 600
-    with grpc.insecure_channel(address) as channel:
-        health = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline and process.poll() is None:
-            try:
-                if health.Check(health_pb2.HealthCheckRequest(), timeout=1).status == 1:
-                    return process, address
-            except grpc.RpcError:
-                pass
-            time.sleep(0.5)
-    process.kill()
-    raise RuntimeError(f"{kind} did not start; see {home / f'{kind}.log'}")
+    try:
+        wait_serving(address, 600, process, home / f"{kind}.log")
+    except BaseException:
+        process.kill()
+        raise
+    return process, address
 
 
 def train_request(base: Path, steps: int, on_gpu: bool) -> train_pb2.TrainRequest:

@@ -10,9 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
+from forgeway.client.testing import wait_serving
 from forgeway.services.runtime.server import RunningServer, start_server
 from forgeway.up import free_port
 
@@ -43,20 +41,8 @@ class EchoProcess:
         return self
 
     def wait_serving(self, timeout: float = 30.0) -> EchoProcess:
-        deadline = time.monotonic() + timeout
-        with grpc.insecure_channel(self.address) as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
-            while time.monotonic() < deadline:
-                if self.process is not None and self.process.poll() is not None:
-                    raise RuntimeError(f"echo on {self.address} exited: {self.log_path.read_text()[-2000:]}")
-                try:
-                    reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                        return self
-                except grpc.RpcError:
-                    pass
-                time.sleep(0.05)
-        raise TimeoutError(f"echo on {self.address} not SERVING after {timeout:.0f}s")
+        wait_serving(self.address, timeout, self.process, self.log_path)
+        return self
 
     def kill(self) -> None:
         """kill -9."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 
 import pytest
 
@@ -12,16 +11,12 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 
-def pick_free_port() -> int:
-    """A TCP port free on 127.0.0.1 now (for processes that must be told their port up front)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def free_port() -> int:
-    return pick_free_port()
+    """A TCP port free on 127.0.0.1 now (for processes that must be told their port up front)."""
+    from forgeway.up import free_port as free_port_on
+
+    return free_port_on("127.0.0.1")
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedModel, PreTrainedTokenizerFast
 
 from forgeway.testing.chat_template import ENDOFTEXT, IM_END
 from forgeway.testing.tokenizer import train_tokenizer
@@ -63,17 +63,14 @@ def init_llama(
     tokenizer: PreTrainedTokenizerFast, shape: LlamaShape = TINY, seed: int = 0
 ) -> LlamaForCausalLM:
     """A freshly initialised model; the same seed gives the same weights."""
-    generator_state = torch.random.get_rng_state()
-    try:
+    with torch.random.fork_rng(devices=[]):  # the caller's random state is left as it was
         torch.manual_seed(seed)
         model = LlamaForCausalLM(llama_config(tokenizer, shape))
-    finally:
-        torch.random.set_rng_state(generator_state)
     model.generation_config = generation_config(tokenizer)
     return model.eval()
 
 
-def save_model(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, out_dir: str | Path) -> Path:
+def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, out_dir: str | Path) -> Path:
     """Save weights (safetensors), config, generation config and tokenizer into ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ from tokenizers import processors
 from transformers import BertConfig, BertForQuestionAnswering, PreTrainedTokenizerFast
 
 from forgeway.testing.chat_template import ENDOFTEXT
+from forgeway.testing.llama import save_model
 from forgeway.testing.tokenizer import train_tokenizer
 
 
@@ -30,17 +31,10 @@ def build_tiny_qa(out_dir: str | Path, seed: int = 0) -> Path:
         pad_token_id=tokenizer.convert_tokens_to_ids(ENDOFTEXT),
         dtype="float32",
     )
-    state = torch.random.get_rng_state()
-    try:
+    with torch.random.fork_rng(devices=[]):  # the caller's random state is left as it was
         torch.manual_seed(seed)
         model = BertForQuestionAnswering(config).eval()
-    finally:
-        torch.random.set_rng_state(state)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, safe_serialization=True)
-    tokenizer.save_pretrained(out)
-    return out
+    return save_model(model, tokenizer, out_dir)
 
 
 def qa_tokenizer() -> PreTrainedTokenizerFast:

@@ -8,6 +8,7 @@ import torch
 from transformers import GenerationConfig, T5Config, T5ForConditionalGeneration
 
 from forgeway.testing.chat_template import ENDOFTEXT, IM_END
+from forgeway.testing.llama import save_model
 from forgeway.testing.tokenizer import train_tokenizer
 
 
@@ -37,12 +38,9 @@ def build_tiny_seq2seq(out_dir: str | Path, seed: int = 0) -> Path:
         decoder_start_token_id=pad_id,
         dtype="float32",
     )
-    state = torch.random.get_rng_state()
-    try:
+    with torch.random.fork_rng(devices=[]):  # the caller's random state is left as it was
         torch.manual_seed(seed)
         model = T5ForConditionalGeneration(config).eval()
-    finally:
-        torch.random.set_rng_state(state)
     model.generation_config = GenerationConfig(
         decoder_start_token_id=pad_id,
         eos_token_id=eos_id,
@@ -51,8 +49,4 @@ def build_tiny_seq2seq(out_dir: str | Path, seed: int = 0) -> Path:
         max_new_tokens=32,
         do_sample=False,
     )
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, safe_serialization=True)
-    tokenizer.save_pretrained(out)
-    return out
+    return save_model(model, tokenizer, out_dir)

@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from forgeway.client import testing as client_testing
+from forgeway.up import free_port as free_port_on
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port free on 127.0.0.1 now."""
+    return free_port_on("127.0.0.1")
 
 
 @dataclass
@@ -33,23 +30,6 @@ class ServiceProcess:
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
-
-
-def wait_serving(service: ServiceProcess, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(service.address) as channel:
-        health = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            if service.process.poll() is not None:
-                raise RuntimeError(f"exited {service.process.returncode}:\n{service.log_text()}")
-            try:
-                reply = health.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-            time.sleep(0.1)
-    raise RuntimeError(f"not SERVING after {timeout:.0f} s:\n{service.log_text()}")
 
 
 @contextmanager
@@ -68,7 +48,7 @@ def serve_process(name: str, *flags: str, timeout: float = 60.0, home: Path | No
             process = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, env=env)
         service = ServiceProcess(process, f"127.0.0.1:{port}", log)
         try:
-            wait_serving(service, timeout)
+            client_testing.wait_serving(service.address, timeout, process, log)
             yield service
         finally:
             if process.poll() is None:

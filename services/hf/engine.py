@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.metadata
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from forgeway.services.runtime import metrics
 from forgeway.services.runtime.engine import Features, InferenceEngine, LoadInfo, ModelInfo
 from forgeway.services.runtime.errors import FailedPrecondition, InvalidArgument, NotFound
 from forgeway.services.runtime.generation import Delta, GenerationRequest, GenerationResult, Task
+from forgeway.services.runtime.hardware import installed_versions
 
 from . import structured
 from .catalog import store_models
@@ -266,10 +266,4 @@ class HFEngine(InferenceEngine):
         metrics.QUEUE_DEPTH.labels(self.kind).set(sum(r.queued for r in list(self.runners.values())))
 
     def library_versions(self) -> dict[str, str]:
-        versions = {}
-        for name in LIBRARIES:
-            try:
-                versions[name] = importlib.metadata.version(name)
-            except importlib.metadata.PackageNotFoundError:
-                versions[name] = "not installed"
-        return versions
+        return {name: "not installed" for name in LIBRARIES} | installed_versions(LIBRARIES)

@@ -1,9 +1,11 @@
-"""What machine a service runs on, with a ModelForge-style profile and recommendation."""
+"""What machine a service runs on and which libraries it has, with a ModelForge-style profile and recommendation."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import psutil
@@ -57,3 +59,14 @@ def detect() -> Hardware:
         profile=profile,
         recommendation=advice,
     )
+
+
+def installed_versions(distributions: Iterable[str]) -> dict[str, str]:
+    """The installed version of each named distribution, for Capabilities; one that is not installed is left out."""
+    versions = {}
+    for name in distributions:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions

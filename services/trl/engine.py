@@ -4,10 +4,9 @@ summarization, extractive QA), reporting through the job; artifacts land in the 
 from __future__ import annotations
 
 import asyncio
-import importlib.metadata
 
 from forgeway.services.runtime.generation import Task
-from forgeway.services.runtime.hardware import Hardware, detect
+from forgeway.services.runtime.hardware import Hardware, detect, installed_versions
 from forgeway.services.training.engine import JobContext, TrainedModel, TrainingEngine, TrainingFeatures
 from forgeway.services.training.spec import TrainSpec
 
@@ -46,11 +45,7 @@ class TRLEngine(TrainingEngine):
         if self.settings.torch_threads:
             torch.set_num_threads(self.settings.torch_threads)
         transformers.logging.set_verbosity_error()
-        for name in LIBRARIES:
-            try:
-                self._versions[name] = importlib.metadata.version(name)
-            except importlib.metadata.PackageNotFoundError:
-                pass
+        self._versions = installed_versions(LIBRARIES)
         self._profile = detect().profile
 
     def availability(self) -> tuple[bool, str]:

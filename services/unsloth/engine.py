@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import importlib.metadata
 
 from forgeway.services.runtime.errors import InvalidArgument, Unsupported
 from forgeway.services.runtime.generation import Task
-from forgeway.services.runtime.hardware import Hardware, detect
+from forgeway.services.runtime.hardware import Hardware, detect, installed_versions
 from forgeway.services.training.engine import JobContext, TrainedModel, TrainingEngine, TrainingFeatures
 from forgeway.services.training.spec import TrainSpec
 
@@ -70,11 +69,7 @@ class UnslothEngine(TrainingEngine):
         transformers.logging.set_verbosity_error()
         self.loader = DatasetLoader(self.allowed, self.datasets, self.settings.home / "cache" / "datasets")
         self.rewards = RewardRegistry()
-        for name in LIBRARIES:
-            try:
-                self._versions[name] = importlib.metadata.version(name)
-            except importlib.metadata.PackageNotFoundError:
-                pass
+        self._versions = installed_versions(LIBRARIES)
         self._profile = detect().profile
 
     def availability(self) -> tuple[bool, str]:

@@ -212,7 +212,6 @@ async def llamacpp() -> AsyncIterator[Endpoint]:
     """`forgeway serve llamacpp` as its own process, on an F32 GGUF of a random 8-layer Llama (~26M parameters):
     the 2-layer tiny model decodes ~10k tokens/s, too fast for a deadline or a cancel to land mid-generation."""
     import json
-    import socket
     import subprocess
     import sys
     import tempfile
@@ -221,11 +220,7 @@ async def llamacpp() -> AsyncIterator[Endpoint]:
     from forgeway.testing import build_tiny_gguf
     from forgeway.testing.llama import LlamaShape, init_llama, save_model
     from forgeway.testing.tokenizer import train_tokenizer
-
-    def free_port() -> int:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            return sock.getsockname()[1]
+    from forgeway.up import free_port
 
     with tempfile.TemporaryDirectory(prefix="forgeway-llamacpp-") as tmp:
         shape = LlamaShape(hidden_size=512, intermediate_size=1536, num_hidden_layers=8, num_attention_heads=8,
@@ -234,7 +229,7 @@ async def llamacpp() -> AsyncIterator[Endpoint]:
         model_dir = await asyncio.to_thread(save_model, init_llama(tokenizer, shape, seed=0), tokenizer,
                                             Path(tmp) / "conformance")
         gguf = await asyncio.to_thread(build_tiny_gguf, model_dir, model_dir / "model.gguf")
-        port, metrics_port = free_port(), free_port()
+        port, metrics_port = free_port("127.0.0.1"), free_port("127.0.0.1")
         models = [{"name": "conformance", "source": str(gguf), "n_ctx": 512, "n_threads": 1}]
         log = open(Path(tmp) / "llamacpp.log", "wb")
         process = subprocess.Popen(
@@ -263,13 +258,14 @@ async def llamacpp() -> AsyncIterator[Endpoint]:
 @endpoint("openai", pytest.mark.llamacpp)
 async def openai_proxy() -> AsyncIterator[Endpoint]:
     """The OpenAI proxy, in-process, in front of llama-cpp-python's OpenAI-compatible server (its own process) on
-    the tiny GGUF. A long generation of 1500 tokens and a 50 ms deadline make the deadline land mid-generation."""
+    the tiny GGUF. That server finishes a stream whose client went away before it answers anyone else, so the long
+    generation stays short (200 tokens); a 10 ms deadline still expires before it ends."""
     from forgeway.services.openai_proxy.engine import OpenAIProxyEngine
     from forgeway.services.openai_proxy.local_upstream import LLAMA_CPP_SETTINGS, start_llama_server, tiny_model
     from forgeway.services.openai_proxy.settings import OpenAIProxySettings
 
     gguf, tokenizer = await asyncio.to_thread(tiny_model)
-    upstream = await asyncio.to_thread(start_llama_server, gguf, model="tiny", n_ctx=2048)
+    upstream = await asyncio.to_thread(start_llama_server, gguf, model="tiny", n_ctx=512)
     settings = OpenAIProxySettings(
         host="127.0.0.1", port=0, metrics_port=0, base_url=upstream.base_url,
         models=[{"name": "tiny", "tokenizer": tokenizer}], **LLAMA_CPP_SETTINGS,
@@ -282,8 +278,8 @@ async def openai_proxy() -> AsyncIterator[Endpoint]:
             address=f"127.0.0.1:{running.port}",
             metrics_url=f"http://127.0.0.1:{running.metrics_port}/metrics",
             model="tiny",
-            long_max_tokens=1500,
-            deadline_s=0.05,
+            long_max_tokens=200,
+            deadline_s=0.01,
         )
     finally:
         await running.drain(0)

@@ -6,7 +6,6 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 
 import grpc
 import pytest
@@ -14,6 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 pytestmark = pytest.mark.hf
 
+from forgeway.client.testing import wait_serving  # noqa: E402
 from forgeway.services.runtime.server import start_server  # noqa: E402
 from forgeway.v1 import backend_pb2_grpc, capabilities_pb2, common_pb2, generate_pb2  # noqa: E402
 
@@ -211,16 +211,12 @@ def test_forgeway_serve_hf_runs_as_a_process(root, tmp_path, free_port):
     model = shutil.copytree(root / "home" / "models" / "stored", tmp_path / "cli-model")
     command = [sys.executable, "-m", "forgeway.cli", "serve", "hf", "--port", str(free_port), "--metrics-port", "-1",
                "--home", str(tmp_path), "--model", str(model), "--model-name", "cli", "--torch-threads", "1"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    log = tmp_path / "serve.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
     try:
+        wait_serving(f"127.0.0.1:{free_port}", 180, process, log)
         channel = grpc.insecure_channel(f"127.0.0.1:{free_port}")
-        grpc.channel_ready_future(channel).result(timeout=120)
-        checker = health_pb2_grpc.HealthStub(channel)
-        for _ in range(600):
-            if checker.Check(health_pb2.HealthCheckRequest(), timeout=5).status == SERVING:
-                break
-            assert process.poll() is None, process.stdout.read().decode()
-            time.sleep(0.1)
         reply = backend_pb2_grpc.BackendServiceStub(channel).Generate(generate_pb2.GenerateRequest(
             model="cli", prompt="Hello", sampling=generate_pb2.SamplingParams(max_tokens=3)), timeout=60)
         assert reply.usage.completion_tokens == 3

@@ -215,32 +215,24 @@ print(asyncio.run(main()), "torch" in sys.modules, "transformers" in sys.modules
     assert out.stdout.split() == ["3", "False", "False"]
 
 
-async def test_forgeway_serve_llamacpp_runs_without_torch_and_drains_on_sigterm(roots, tmp_path):
+async def test_forgeway_serve_llamacpp_runs_without_torch_and_drains_on_sigterm(roots, tmp_path, free_port):
     import json
     import signal
-    import socket
+
+    from forgeway.client.testing import wait_serving
 
     if not Path("/proc/self/maps").exists():
         pytest.skip("reads /proc/PID/maps")
     home, allowed = roots
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port
     models = [{"name": "tiny", "source": str(allowed / "tiny.gguf"), "n_ctx": 128, "n_threads": 1}]
     log = (tmp_path / "serve.log").open("wb")
     process = subprocess.Popen([sys.executable, "-m", "forgeway.cli", "serve", "llamacpp", "--port", str(port),
                                 "--metrics-port", "-1", "--home", str(home), "--models", json.dumps(models)],
                                stdout=log, stderr=subprocess.STDOUT)
     try:
+        await asyncio.to_thread(wait_serving, f"127.0.0.1:{port}", 60, process, tmp_path / "serve.log")
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            health = health_pb2_grpc.HealthStub(channel)
-            for _ in range(300):
-                try:
-                    if (await health.Check(health_pb2.HealthCheckRequest(), timeout=1)).status == SERVING:
-                        break
-                except grpc.aio.AioRpcError:
-                    pass
-                await asyncio.sleep(0.1)
             reply = await backend_pb2_grpc.BackendServiceStub(channel).Generate(generate_pb2.GenerateRequest(
                 model="tiny", prompt="Hello", sampling=generate_pb2.SamplingParams(max_tokens=4)), timeout=30)
             assert reply.usage.completion_tokens == 4

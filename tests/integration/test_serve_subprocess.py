@@ -7,7 +7,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from forgeway.client.testing import wait_serving
 from forgeway.services.runtime.errors import from_rpc_error
 from forgeway.v1 import backend_pb2_grpc, generate_pb2
 
@@ -34,22 +34,6 @@ class ServeProcess:
         return [json.loads(line) for line in self.log.read_text().splitlines() if line.startswith("{")]
 
 
-async def wait_serving(proc: ServeProcess, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    async with grpc.aio.insecure_channel(proc.address) as channel:
-        health = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            assert proc.process.poll() is None, f"exited {proc.process.returncode}:\n{proc.log.read_text()}"
-            try:
-                reply = await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.aio.AioRpcError:
-                pass
-            await asyncio.sleep(0.1)
-    raise AssertionError(f"not SERVING after {timeout}s:\n{proc.log.read_text()}")
-
-
 @pytest.fixture
 async def echo_process(free_port: int, tmp_path: Path) -> AsyncIterator[ServeProcess]:
     log = tmp_path / "echo.log"
@@ -59,7 +43,7 @@ async def echo_process(free_port: int, tmp_path: Path) -> AsyncIterator[ServePro
         process = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT)
     proc = ServeProcess(process, f"127.0.0.1:{free_port}", log)
     try:
-        await wait_serving(proc)
+        await asyncio.to_thread(wait_serving, proc.address, 60.0, process, log)
         yield proc
     finally:
         if process.poll() is None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import os
@@ -151,10 +150,6 @@ def start_stack(tmp_path: Path) -> Iterator[Callable[..., Stack]]:
                 stack.process.wait()
 
 
-def echo_available() -> bool:
-    return all(importlib.util.find_spec(name) is not None for name in ("forgeway.cli", "forgeway.services.echo"))
-
-
 def check_restart_and_stop(stack: Stack) -> None:
     """SERVING → kill -9 → crash logged, restarted, SERVING again → SIGTERM stops everything."""
     wait_for(lambda: is_serving(stack.address), 120, f"{stack.service} SERVING on {stack.address}")
@@ -215,7 +210,6 @@ def test_a_service_that_exits_at_startup_fails_the_stack_with_its_output(
     assert "no model here" in caplog.text
 
 
-@pytest.mark.skipif(not echo_available(), reason="forgeway.cli / forgeway.services.echo not written yet")
 def test_echo_service_is_restarted_after_kill_and_stopped_by_sigterm(start_stack: Callable[..., Stack]) -> None:
     check_restart_and_stop(start_stack("echo"))
 

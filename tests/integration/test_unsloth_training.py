@@ -7,15 +7,14 @@ import json
 import math
 import os
 import subprocess
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from trl_harness import TEXT, PREFERENCES, request, rows, tiny, trl_service
 
+from forgeway.client.testing import wait_serving
 from forgeway.gateway.testing import gateway_settings, start_gateway, stop_now, wait_until
 from forgeway.services.unsloth import launcher
 from forgeway.up import free_port
@@ -44,7 +43,7 @@ def service(tmp_path_factory) -> Iterator[dict]:
                                    env={**os.environ, "HF_HUB_OFFLINE": "1"})
     address = f"127.0.0.1:{port}"
     try:
-        _wait_serving(process, address, log)
+        wait_serving(address, START_SECONDS, process, log)
         yield {"address": address, "home": home, "log": log}
     finally:
         process.terminate()
@@ -53,22 +52,6 @@ def service(tmp_path_factory) -> Iterator[dict]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-
-
-def _wait_serving(process: subprocess.Popen, address: str, log: Path) -> None:
-    deadline = time.monotonic() + START_SECONDS
-    with grpc.insecure_channel(address) as channel:
-        health = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"unsloth exited ({process.returncode}): {log.read_text()[-3000:]}")
-            try:
-                if health.Check(health_pb2.HealthCheckRequest(), timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-            time.sleep(0.5)
-    raise TimeoutError(f"unsloth not SERVING after {START_SECONDS} s: {log.read_text()[-3000:]}")
 
 
 @pytest.fixture

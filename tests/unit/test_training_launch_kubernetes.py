@@ -194,6 +194,19 @@ def job_path(job: JobContext) -> str:
     return JOB.path("forgeway", f"forgeway-train-{job.job_id}")
 
 
+async def until(condition, timeout: float = 10.0) -> None:
+    """Poll condition every 50 ms until it holds; TimeoutError after timeout seconds."""
+    async def poll() -> None:
+        while not condition():
+            await asyncio.sleep(0.05)
+
+    await asyncio.wait_for(poll(), timeout)
+
+
+def logged(job: JobContext) -> list[str]:
+    return [e.log.text for e in job.jobs.events(job.job_id) if e.WhichOneof("kind") == "log"]
+
+
 async def test_the_launcher_creates_the_job_and_follows_it_to_its_result_through_api_blips(trainer):
     launcher, cluster, job = trainer
     running = asyncio.create_task(launcher.run(spec(), job))
@@ -203,7 +216,7 @@ async def test_the_launcher_creates_the_job_and_follows_it_to_its_result_through
     assert container["command"][:2] == ["accelerate", "launch"] and container["resources"]["limits"][GPU] == "2"
     assert json.loads((job.job_dir / "launch.json").read_text())["settings"]["job_gpus"] == 2
     cluster.unreachable = 2  # a blip of the API server does not fail a job whose worker still reports
-    await asyncio.sleep(0.6)
+    await until(lambda: cluster.unreachable == 0)  # both failed status reads happened while the job ran
     worker = FileJobContext(job.job_id, job.job_dir)
     worker.progress(step=1, total_steps=2, loss=1.0)
     worker.write("result", model_name="m", path="/data/models/m", format="adapter", metrics={})
@@ -217,8 +230,7 @@ async def test_a_restarted_trainer_re_attaches_instead_of_starting_another(train
     first = asyncio.create_task(launcher.run(spec(), job))
     await asyncio.wait_for(cluster.created.wait(), 10)
     FileJobContext(job.job_id, job.job_dir).progress(step=1, total_steps=9)
-    while job.jobs.get(job.job_id).progress.step != 1:
-        await asyncio.sleep(0.05)
+    await until(lambda: job.jobs.get(job.job_id).progress.step == 1)
     job.shutdown_requested.set()  # the trainer stops: the Job goes on
     with pytest.raises(JobCancelled):
         await asyncio.wait_for(first, 10)
@@ -226,13 +238,12 @@ async def test_a_restarted_trainer_re_attaches_instead_of_starting_another(train
     FileJobContext(job.job_id, job.job_dir).progress(step=2, total_steps=9)  # while no trainer watched
     restarted = JobContext(job.job_id, job.jobs, job.job_dir.parent.parent)
     again = asyncio.create_task(launcher.run(spec(), restarted))
-    await asyncio.sleep(0.3)
+    await until(lambda: any(text.startswith("re-attached") for text in logged(job)))
     FileJobContext(job.job_id, job.job_dir).write("result", model_name="m", path="/m", format="adapter")
     assert (await asyncio.wait_for(again, 10)).model_name == "m"
     assert [m for m, _ in cluster.calls].count("POST") == 1
     steps = [e.progress.step for e in job.jobs.events(job.job_id) if e.WhichOneof("kind") == "progress"]
-    logs = [e.log.text for e in job.jobs.events(job.job_id) if e.WhichOneof("kind") == "log"]
-    assert steps == [1, 2] and f"re-attached to Job forgeway-train-{job.job_id}" in logs
+    assert steps == [1, 2] and f"re-attached to Job forgeway-train-{job.job_id}" in logged(job)
 
 
 async def test_cancel_writes_the_cancel_file_then_deletes_the_job(trainer):
@@ -240,8 +251,7 @@ async def test_cancel_writes_the_cancel_file_then_deletes_the_job(trainer):
     running = asyncio.create_task(launcher.run(spec(), job))
     await asyncio.wait_for(cluster.created.wait(), 10)
     job.cancel_requested.set()
-    while not (job.job_dir / CANCEL).exists():
-        await asyncio.sleep(0.05)
+    await until((job.job_dir / CANCEL).exists)
     FileJobContext(job.job_id, job.job_dir).write("cancelled", step=3, checkpoint="/data/jobs/x/checkpoint-3")
     with pytest.raises(JobCancelled, match="cancelled at step 3"):
         await asyncio.wait_for(running, 10)

@@ -10,23 +10,17 @@ import grpc
 
 from forgeway.v1 import jobs_pb2
 
-from . import convert, types
+from . import types
 from .connection import remaining
-from .errors import DeadlineExceededError, InternalError, from_grpc
-from .streams import JobCursor, finished
+from .errors import DeadlineExceededError, from_grpc
+from .streams import GenerationCursor, JobCursor, finished
 
 if TYPE_CHECKING:
     from .aio import AsyncClient
 
 
-class AsyncGenerationStream:
+class AsyncGenerationStream(GenerationCursor):
     """`async for delta in stream`; afterwards `final` holds the finished Generation; cancel() stops it early."""
-
-    def __init__(self, call: Any, first: Any):
-        self._call = call
-        self._pending = [first] if first is not None else []
-        self._texts: dict[int, list[str]] = {}
-        self.final: types.Generation | None = None
 
     def __aiter__(self) -> AsyncGenerationStream:
         return self
@@ -42,25 +36,13 @@ class AsyncGenerationStream:
                     raise from_grpc(error) from None
                 if message is grpc.aio.EOF:
                     raise StopAsyncIteration
-            if message.WhichOneof("event") == "delta":
-                delta = convert.delta(message.delta)
-                self._texts.setdefault(delta.index, []).append(delta.text)
+            if (delta := self.accept(message)) is not None:
                 return delta
-            self.final = convert.generation(message.final)
-
-    @property
-    def text(self) -> str:
-        return "".join(self._texts.get(0, ()))
 
     async def until_done(self) -> types.Generation:
         async for _ in self:
             pass
-        if self.final is None:
-            raise InternalError("the generation stream ended without its final response")
-        return self.final
-
-    def cancel(self) -> None:
-        self._call.cancel()
+        return self.finished()
 
     async def __aenter__(self) -> AsyncGenerationStream:
         return self

@@ -17,17 +17,45 @@ if TYPE_CHECKING:
     from .client import Client
 
 
-class GenerationStream:
-    """Iterate the deltas of a generation; afterwards `final` holds the finished Generation.
-
-    Use it as a context manager (or call cancel()) to stop generating early: the backend stops within a few tokens.
-    """
+class GenerationCursor:
+    """Bookkeeping shared by the sync and async generation streams: the texts received and the final Generation."""
 
     def __init__(self, call: Any, first: Any):
         self._call = call
         self._pending = [first] if first is not None else []
         self._texts: dict[int, list[str]] = {}
         self.final: types.Generation | None = None
+
+    def accept(self, message: Any) -> types.Delta | None:
+        """The delta a GenerateStream message carries (its text recorded), or None for the final message (kept in
+        `final`)."""
+        if message.WhichOneof("event") == "delta":
+            delta = convert.delta(message.delta)
+            self._texts.setdefault(delta.index, []).append(delta.text)
+            return delta
+        self.final = convert.generation(message.final)
+        return None
+
+    @property
+    def text(self) -> str:
+        """The first choice's text received so far."""
+        return "".join(self._texts.get(0, ()))
+
+    def finished(self) -> types.Generation:
+        """The final Generation of a stream read to its end."""
+        if self.final is None:
+            raise InternalError("the generation stream ended without its final response")
+        return self.final
+
+    def cancel(self) -> None:
+        self._call.cancel()
+
+
+class GenerationStream(GenerationCursor):
+    """Iterate the deltas of a generation; afterwards `final` holds the finished Generation.
+
+    Use it as a context manager (or call cancel()) to stop generating early: the backend stops within a few tokens.
+    """
 
     def __iter__(self) -> Iterator[types.Delta]:
         return self
@@ -41,27 +69,14 @@ class GenerationStream:
                     message = next(self._call)
                 except grpc.RpcError as error:
                     raise from_grpc(error) from None
-            if message.WhichOneof("event") == "delta":
-                delta = convert.delta(message.delta)
-                self._texts.setdefault(delta.index, []).append(delta.text)
+            if (delta := self.accept(message)) is not None:
                 return delta
-            self.final = convert.generation(message.final)
-
-    @property
-    def text(self) -> str:
-        """The first choice's text received so far."""
-        return "".join(self._texts.get(0, ()))
 
     def until_done(self) -> types.Generation:
         """Read to the end and return the final Generation."""
         for _ in self:
             pass
-        if self.final is None:
-            raise InternalError("the generation stream ended without its final response")
-        return self.final
-
-    def cancel(self) -> None:
-        self._call.cancel()
+        return self.finished()
 
     def __enter__(self) -> GenerationStream:
         return self

@@ -23,21 +23,24 @@ SERVING = health_pb2.HealthCheckResponse.SERVING
 
 def wait_serving(address: str, timeout: float = 60.0, process: subprocess.Popen | None = None,
                  log: Path | None = None) -> None:
-    """Block until address answers grpc.health.v1 SERVING (overall)."""
+    """Block until address answers grpc.health.v1 SERVING (overall); fail early if process exits. Errors end with
+    the last lines of log."""
+    def tail() -> str:
+        return log.read_text(errors="replace")[-3000:] if log is not None and log.exists() else ""
+
     deadline = time.monotonic() + timeout
     with grpc.insecure_channel(address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
             if process is not None and process.poll() is not None:
-                tail = log.read_text()[-3000:] if log is not None and log.exists() else ""
-                raise RuntimeError(f"service on {address} exited with {process.returncode}: {tail}")
+                raise RuntimeError(f"service on {address} exited with {process.returncode}: {tail()}")
             try:
                 if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == SERVING:
                     return
             except grpc.RpcError:
                 pass
             time.sleep(0.05)
-    raise TimeoutError(f"{address} not SERVING after {timeout:.0f}s")
+    raise TimeoutError(f"{address} not SERVING after {timeout:.0f}s: {tail()}")
 
 
 class ServiceProcess:
