@@ -94,14 +94,16 @@ async def measure(targets: dict[str, Direct | Proxied], requests: int, streams: 
     return {
         name: {"p50_ms": round(statistics.median(latency[name]) * 1000, 3),
                "p99_ms": round(percentile(latency[name], 0.99) * 1000, 3),
-               "stream_tokens": streamed[name][0], "stream_tokens_per_s": round(streamed[name][0] / streamed[name][1], 1)}
+               "stream_tokens": streamed[name][0],
+               "stream_tokens_per_s": round(streamed[name][0] / streamed[name][1], 1)}
         for name in targets
     }  # fmt: skip
 
 
 def start_proxy(base_url: str, log: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    flags = [f"--{k.replace('_', '-')}={json.dumps(v) if isinstance(v, dict) else v}" for k, v in LLAMA_CPP_SETTINGS.items()]
+    flags = [f"--{k.replace('_', '-')}={json.dumps(v) if isinstance(v, dict) else v}"
+             for k, v in LLAMA_CPP_SETTINGS.items()]
     command = [sys.executable, "-m", "forgeway.cli", "serve", "openai", "--port", str(port), "--metrics-port=-1",
                "--log-level", "WARNING", "--base-url", base_url, "--models", json.dumps([{"name": "tiny"}]), *flags]
     process = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT)

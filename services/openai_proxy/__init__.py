@@ -1,0 +1,1 @@
+"""The OpenAI proxy backend: any OpenAI-compatible upstream behind the Forgeway contract."""

@@ -1,0 +1,286 @@
+"""The OpenAI proxy engine: forwards generations to an OpenAI-compatible upstream with the official client."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from functools import lru_cache
+from pathlib import Path
+
+import openai
+
+from forgeway.services.runtime import metrics
+from forgeway.services.runtime.engine import Features, InferenceEngine, LoadInfo, ModelInfo
+from forgeway.services.runtime.errors import ForgewayError, Internal, Unavailable, Unsupported
+from forgeway.services.runtime.generation import Completion, Delta, GenerationRequest, GenerationResult
+
+from .errors import scrub, upstream_error, upstream_message
+from .settings import OpenAIProxySettings, UpstreamModel
+from .translate import ChoicePiece, build_call, finish_reason, pieces
+
+log = logging.getLogger("forgeway.openai_proxy")
+
+NO_KEY = "the upstream requires an API key and none is configured: set FORGEWAY_OPENAI_API_KEY or api_key_file"
+HEALTH_TIMEOUT = 10.0
+BASE_SAMPLING = frozenset({"temperature", "top_p", "presence_penalty", "frequency_penalty"})
+
+
+@lru_cache(maxsize=16)
+def _tokenizer(path: Path):
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_file(str(path))
+
+
+class OpenAIProxyEngine(InferenceEngine):
+    """Serves the models of an OpenAI-compatible upstream; SERVING only while the upstream answers /v1/models."""
+
+    kind = "openai"
+    Settings = OpenAIProxySettings
+    settings: OpenAIProxySettings
+
+    def __init__(self, settings: OpenAIProxySettings):
+        super().__init__(settings)
+        self._key = ""
+        self._client = openai.AsyncOpenAI(
+            api_key=self._current_key, base_url=settings.base_url, organization=settings.organization,
+            project=settings.project, timeout=settings.timeout_seconds, max_retries=settings.max_retries,
+        )
+        self._served: list[UpstreamModel] = list(settings.models)
+        self._listed: set[str] = set()
+        self._watcher: asyncio.Task | None = None
+        self._recheck = asyncio.Event()
+        self.in_flight = 0
+
+    async def _current_key(self) -> str:
+        return self._key
+
+    def _headers(self) -> dict:
+        """Per-call headers: with no key, say so to the client instead of letting it look for OPENAI_API_KEY."""
+        return {} if self._key else {"Authorization": openai.Omit()}
+
+    async def start(self) -> None:
+        """Wait until the upstream answers (NOT_SERVING with the reason meanwhile), then watch it."""
+        while not await self.check():
+            await self._pause()
+        self._watcher = asyncio.create_task(self._watch())
+
+    async def stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+        await self._client.close()
+
+    async def _pause(self) -> None:
+        try:
+            await asyncio.wait_for(self._recheck.wait(), self.settings.health_interval_seconds)
+        except TimeoutError:
+            pass
+        self._recheck.clear()
+
+    async def _watch(self) -> None:
+        while True:
+            await self._pause()
+            await self.check()
+
+    async def check(self) -> bool:
+        """Ask the upstream for its models; ready when it answers, else NOT ready with the reason."""
+        try:
+            self._key = await asyncio.to_thread(self.settings.read_api_key)
+        except OSError as exc:
+            return self._down(f"cannot read api_key_file: {exc.strerror or exc}")
+        try:
+            page = await self._client.models.list(extra_headers=self._headers(), timeout=HEALTH_TIMEOUT)
+        except openai.APIStatusError as exc:
+            if exc.status_code == 401:
+                return self._down(NO_KEY if not self._key else upstream_error(exc, model="", secret=self._key,
+                                                                                 timeout=HEALTH_TIMEOUT).message)
+            said = scrub(upstream_message(exc), self._key)
+            return self._down(f"the upstream answered GET /models with HTTP {exc.status_code}: {said}")
+        except openai.APITimeoutError:
+            if self.ready and self.in_flight:  # busy with our calls (llama-cpp-python answers one at a time)
+                return True
+            return self._down(f"the upstream did not answer GET /models within {HEALTH_TIMEOUT:g}s")
+        except openai.OpenAIError as exc:
+            return self._down(upstream_error(exc, model="", secret=self._key, timeout=HEALTH_TIMEOUT).message)
+        self._listed = {m.id for m in page.data}
+        if not self.settings.models:
+            self._served = [UpstreamModel(name=m.id, context_length=_context_length(m)) for m in page.data]
+        if not self.ready:
+            log.info("upstream %s answers; models: %s", self.settings.base_url, ", ".join(sorted(self._listed)))
+        self.ready, self.failure = True, ""
+        return True
+
+    def _down(self, reason: str) -> bool:
+        if self.ready or reason != self.failure:
+            log.warning("upstream %s not usable: %s", self.settings.base_url, reason)
+        self.ready, self.failure = False, reason
+        return False
+
+    def _error(self, exc: openai.OpenAIError, model: str, timeout: float) -> ForgewayError:
+        error = upstream_error(exc, model=model, secret=self._key, timeout=timeout)
+        if isinstance(error, Unavailable):  # the upstream is down or the key is bad: check now, not at the interval
+            self._recheck.set()
+            if error.reason == "UPSTREAM_UNAUTHENTICATED":
+                self._down(NO_KEY if not self._key else error.message)
+        return error
+
+    def models(self) -> list[ModelInfo]:
+        return [
+            ModelInfo(name=m.name, aliases=list(m.aliases), chat=m.chat, context_length=m.context_length,
+                      loaded=not self._listed or m.upstream_name in self._listed, source=self.settings.base_url)
+            for m in self._served
+        ]  # fmt: skip
+
+    def features(self) -> Features:
+        s = self.settings
+        extra = set(s.extra_body_params)
+        return Features(
+            streaming=True, stop=True, logprobs=s.logprobs, seed=s.seed, multiple_choices=s.multiple_choices,
+            json_schema=s.structured_output != "none", grammar="grammar" in extra,
+            sampling_params=BASE_SAMPLING | (extra - {"grammar"}),
+        )
+
+    def load(self) -> LoadInfo:
+        return LoadInfo(in_flight=self.in_flight)
+
+    def library_versions(self) -> dict[str, str]:
+        return {"openai": openai.__version__}
+
+    def _upstream_model(self, request: GenerationRequest) -> UpstreamModel:
+        name = self.find_model(request.model).name
+        return next(m for m in self._served if m.name == name)
+
+    def _timeout(self, deadline: float | None) -> float:
+        if deadline is None:
+            return self.settings.timeout_seconds
+        return max(0.001, min(deadline, self.settings.timeout_seconds))
+
+    async def complete(self, request: GenerationRequest, deadline: float | None = None) -> GenerationResult:
+        """One unary upstream call; deadline is the caller's remaining time in seconds."""
+        start = time.perf_counter()
+        model = self._upstream_model(request)
+        call = build_call(request, model, self.settings)
+        timeout = self._timeout(deadline)
+        endpoint = self._client.chat.completions if call.chat else self._client.completions
+        self.in_flight += 1
+        try:
+            response = await endpoint.create(**call.kwargs, extra_headers=self._headers(), timeout=timeout)
+        except openai.OpenAIError as exc:
+            raise self._error(exc, model.name, timeout) from None
+        finally:
+            self.in_flight -= 1
+        choices = pieces(response, call)
+        self._check_choices(request, len(choices))
+        if request.logprobs and any(p.text and not p.logprobs for p in choices):
+            raise Unsupported("logprobs", self.kind, "the upstream returned no logprobs for this input")
+        usage = response.usage
+        prompt_tokens = usage.prompt_tokens if usage else self._count_prompt(request, model)
+        completion_tokens = usage.completion_tokens if usage else 0
+        self._count(model.name, prompt_tokens, completion_tokens)
+        completions = [
+            Completion(p.index, p.text or "", finish_reason(p.reason, p.source, call.stops), p.logprobs)
+            for p in sorted(choices, key=lambda p: p.index)
+        ]
+        if completions:  # usage is per request; the contract's result sums it per choice
+            completions[0].completion_tokens = completion_tokens
+        return GenerationResult(
+            model=model.name, choices=completions, prompt_tokens=prompt_tokens,
+            total_ms=(time.perf_counter() - start) * 1000, served_by=f"{self.kind}/{self.settings.instance_id}",
+        )  # fmt: skip
+
+    async def generate(
+        self, request: GenerationRequest, deadline: float | None = None
+    ) -> AsyncIterator[Delta | GenerationResult]:
+        """Stream from the upstream: a Delta per chunk, then the result. Closing this closes the upstream stream."""
+        start = time.perf_counter()
+        model = self._upstream_model(request)
+        call = build_call(request, model, self.settings)
+        timeout = self._timeout(deadline)
+        if self.settings.stream_usage:
+            call.kwargs["stream_options"] = {"include_usage": True}
+        endpoint = self._client.chat.completions if call.chat else self._client.completions
+        texts: dict[int, list[str]] = {i: [] for i in range(request.n)}
+        logprobs: dict[int, list] = {i: [] for i in range(request.n)}
+        reasons: dict[int, ChoicePiece] = {}
+        counted, first, usage, stream = 0, 0.0, None, None
+        tokens = metrics.TOKENS.labels(self.kind, model.name, "completion")
+        self.in_flight += 1
+        try:
+            stream = await endpoint.create(**call.kwargs, stream=True, extra_headers=self._headers(), timeout=timeout)
+            async for chunk in stream:
+                usage = chunk.usage or usage
+                for piece in pieces(chunk, call):
+                    if piece.index >= request.n:
+                        self._check_choices(request, piece.index + 1)
+                    if piece.is_token:
+                        counted += 1
+                        tokens.inc()
+                    if piece.reason:
+                        reasons[piece.index] = piece
+                    if piece.text and request.logprobs and not piece.logprobs and not first:
+                        raise Unsupported("logprobs", self.kind, "the upstream streams no logprobs for this input")
+                    if piece.text or piece.logprobs:
+                        first = first or time.perf_counter()
+                        texts[piece.index].append(piece.text or "")
+                        logprobs[piece.index].extend(piece.logprobs)
+                        yield Delta(piece.index, piece.text or "", piece.logprobs)
+        except openai.OpenAIError as exc:
+            raise self._error(exc, model.name, timeout) from None
+        finally:
+            self.in_flight -= 1
+            if stream is not None:
+                await stream.close()
+        self._check_choices(request, len(reasons) or 1)
+        completion_tokens = usage.completion_tokens if usage else counted
+        tokens.inc(max(0, completion_tokens - counted))
+        prompt_tokens = usage.prompt_tokens if usage else self._count_prompt(request, model)
+        metrics.TOKENS.labels(self.kind, model.name, "prompt").inc(prompt_tokens)
+        if first:
+            metrics.TIME_TO_FIRST_TOKEN.labels(self.kind, model.name).observe(first - start)
+        completions = [
+            Completion(i, "".join(texts[i]), _finish(reasons.get(i), call.stops), logprobs[i])
+            for i in range(request.n)
+        ]
+        completions[0].completion_tokens = completion_tokens
+        yield GenerationResult(
+            model=model.name, choices=completions, prompt_tokens=prompt_tokens,
+            time_to_first_token_ms=(first - start) * 1000 if first else 0.0,
+            total_ms=(time.perf_counter() - start) * 1000, served_by=f"{self.kind}/{self.settings.instance_id}",
+        )  # fmt: skip
+
+    def _check_choices(self, request: GenerationRequest, got: int) -> None:
+        if got > request.n or (request.n > 1 and got < request.n):
+            log.error("upstream answered %d choices for n=%d; set multiple_choices: false if it ignores n",
+                      got, request.n)
+            raise Internal(f"the upstream answered {got} choices for n={request.n}")
+
+    def _count(self, model: str, prompt_tokens: int, completion_tokens: int) -> None:
+        metrics.TOKENS.labels(self.kind, model, "prompt").inc(prompt_tokens)
+        metrics.TOKENS.labels(self.kind, model, "completion").inc(completion_tokens)
+
+    def _count_prompt(self, request: GenerationRequest, model: UpstreamModel) -> int:
+        """Prompt tokens by the model's tokenizer when the upstream reports none (0 without a tokenizer).
+
+        For chat messages this counts the contents without the chat template: an estimate.
+        """
+        if model.tokenizer is None:
+            return 0
+        texts = [request.prompt] if request.prompt is not None else [m.content for m in request.messages]
+        return sum(len(_tokenizer(model.tokenizer).encode(t).ids) for t in texts)
+
+    def servicers(self) -> list[tuple[object, object, str]]:
+        from .servicer import proxy_servicers
+
+        return proxy_servicers(self)
+
+
+def _finish(piece: ChoicePiece | None, stops: bool):
+    return finish_reason(piece.reason if piece else None, piece.source if piece else None, stops)
+
+
+def _context_length(model) -> int:
+    """vLLM lists max_model_len with each model; OpenAI does not."""
+    value = (getattr(model, "model_extra", None) or {}).get("max_model_len")
+    return value if isinstance(value, int) else 0

@@ -1,0 +1,105 @@
+"""A local OpenAI-compatible upstream: llama-cpp-python's server on a GGUF, for tests, benchmarks and demos.
+
+Needs `pip install 'llama-cpp-python[server]'`. The proxy itself never imports this module.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+# How the proxy must be configured for llama-cpp-python's server: it ignores n and stream usage, takes a JSON
+# schema inside a json_object response_format, and takes top_k, min_p, repeat_penalty and grammar as body fields.
+LLAMA_CPP_SETTINGS = {
+    "multiple_choices": False,
+    "structured_output": "json_object_schema",
+    "extra_body_params": {"top_k": "top_k", "min_p": "min_p", "repetition_penalty": "repeat_penalty",
+                          "grammar": "grammar"},
+}  # fmt: skip
+
+
+@lru_cache(maxsize=1)
+def tiny_model() -> tuple[Path, Path]:
+    """The tiny Llama of forgeway.testing as (GGUF file, tokenizer.json), built once per process (needs torch)."""
+    from forgeway.testing import build_tiny_gguf, build_tiny_llama
+
+    root = Path(tempfile.mkdtemp(prefix="forgeway-openai-upstream-"))
+    model_dir = build_tiny_llama(root / "tiny-llama")
+    return build_tiny_gguf(model_dir, root / "tiny.gguf"), model_dir / "tokenizer.json"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class LocalUpstream:
+    """A running llama-cpp-python server process."""
+
+    process: subprocess.Popen
+    port: int
+    model: str
+    log_path: Path
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def pause(self) -> None:
+        """Freeze the process (SIGSTOP): it accepts connections and never answers."""
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.process.send_signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_llama_server(
+    gguf: Path, *, model: str = "tiny", api_key: str | None = None, n_ctx: int = 1024, port: int | None = None,
+    timeout: float = 90.0,
+) -> LocalUpstream:
+    """Start `python -m llama_cpp.server` on a loopback port and wait until /v1/models answers."""
+    port = port or free_port()
+    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", model,
+               "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx), "--verbose", "False"]  # fmt: skip
+    if api_key is not None:
+        command += ["--api_key", api_key]
+    log_path = Path(tempfile.mkstemp(prefix="llama-server-", suffix=".log")[1])
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "NO_COLOR": "1"})
+    upstream = LocalUpstream(process, port, model, log_path)
+    request = urllib.request.Request(f"{upstream.base_url}/models")
+    if api_key is not None:
+        request.add_header("Authorization", f"Bearer {api_key}")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"llama_cpp.server exited with {process.returncode}: {log_path.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(request, timeout=2):
+                return upstream
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.2)
+    upstream.stop()
+    raise TimeoutError(f"llama_cpp.server not answering after {timeout:.0f}s: {log_path.read_text()[-2000:]}")

@@ -1,0 +1,135 @@
+"""Settings of the OpenAI proxy: the upstream, its secret key, its models and what it honours."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from forgeway.services.runtime.settings import ServiceSettings
+
+# Forgeway request features an upstream may take as extra JSON body fields (vLLM, llama.cpp servers).
+EXTRA_BODY_FEATURES = ("top_k", "min_p", "repetition_penalty", "grammar")
+
+
+def _env(name: str) -> str:
+    """The environment variable of an OpenAI-proxy setting: FORGEWAY_OPENAI_<NAME>."""
+    return f"FORGEWAY_OPENAI_{name.upper()}"
+
+
+class UpstreamModel(BaseModel):
+    """One model served through the proxy."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, description="Name callers use.")
+    upstream: str = Field("", description="Name at the upstream, when it differs from name.")
+    aliases: list[str] = Field(default_factory=list, description="Other names callers may use.")
+    chat: bool = Field(True, description="The upstream serves it on /v1/chat/completions (messages).")
+    prompt: bool = Field(True, description="The upstream serves it on /v1/completions (raw prompts).")
+    context_length: int = Field(0, ge=0, description="Context length, reported in Capabilities (0: unknown).")
+    tokenizer: Path | None = Field(
+        None, description="tokenizer.json used to count tokens when the upstream streams no usage."
+    )
+
+    @property
+    def upstream_name(self) -> str:
+        return self.upstream or self.name
+
+
+class OpenAIProxySettings(ServiceSettings):
+    """Settings of the OpenAI proxy backend. Its own settings read FORGEWAY_OPENAI_<NAME> from the environment."""
+
+    model_config = SettingsConfigDict(**{**ServiceSettings.model_config, "validate_by_name": True})
+
+    base_url: str = Field(
+        "https://api.openai.com/v1", validation_alias=_env("base_url"),
+        description="Base URL of the OpenAI-compatible API, with its /v1.",
+    )
+    api_key: SecretStr | None = Field(
+        None, validation_alias=_env("api_key"),
+        description="API key of the upstream; prefer the environment or api_key_file to a flag. Never logged.",
+    )
+    api_key_file: Path | None = Field(
+        None, validation_alias=_env("api_key_file"),
+        description="File holding the API key (a mounted secret); re-read when it changes.",
+    )
+    organization: str | None = Field(None, validation_alias=_env("organization"), description="OpenAI organization.")
+    project: str | None = Field(None, validation_alias=_env("project"), description="OpenAI project.")
+    timeout_seconds: float = Field(
+        60.0, gt=0, validation_alias=_env("timeout_seconds"),
+        description="Upstream timeout per call; a shorter caller deadline wins.",
+    )
+    max_retries: int = Field(
+        1, ge=0, le=10, validation_alias=_env("max_retries"),
+        description="Retries of connection errors, 429 and 5xx by the openai client.",
+    )
+    models: list[UpstreamModel] = Field(
+        default_factory=list, validation_alias=_env("models"),
+        description="Models to serve (name, upstream, aliases, chat, prompt, context_length, tokenizer); "
+        "empty: those the upstream's /v1/models lists.",
+    )
+    health_interval_seconds: float = Field(
+        15.0, gt=0, validation_alias=_env("health_interval_seconds"),
+        description="How often the upstream's /v1/models is checked.",
+    )
+    stream_usage: bool = Field(
+        True, validation_alias=_env("stream_usage"),
+        description="Ask for usage in streams (stream_options.include_usage); off for upstreams that reject it.",
+    )
+    structured_output: Literal["json_schema", "json_object_schema", "none"] = Field(
+        "json_schema", validation_alias=_env("structured_output"),
+        description="How the upstream takes a JSON schema: OpenAI's response_format json_schema, "
+        "llama-cpp-python's json_object with a schema (chat messages only), or not at all.",
+    )
+    logprobs: bool = Field(True, validation_alias=_env("logprobs"), description="The upstream returns logprobs.")
+    seed: bool = Field(True, validation_alias=_env("seed"), description="The upstream honours seed.")
+    multiple_choices: bool = Field(
+        True, validation_alias=_env("multiple_choices"), description="The upstream honours n > 1."
+    )
+    extra_body_params: dict[str, str] = Field(
+        default_factory=dict, validation_alias=_env("extra_body_params"),
+        description=f"Features the upstream takes as extra body fields, feature -> field name "
+        f"(of {', '.join(EXTRA_BODY_FEATURES)}); e.g. vLLM: top_k, min_p, repetition_penalty.",
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_base_url(cls, value: str) -> str:
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in value.strip()):
+            raise ValueError(f"must be an http(s) URL such as https://api.openai.com/v1, not {value!r}")
+        if parts.username or parts.password:
+            raise ValueError("must not carry credentials; set api_key or api_key_file")
+        return value.strip().rstrip("/")
+
+    @field_validator("extra_body_params")
+    @classmethod
+    def _check_extra_body(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - set(EXTRA_BODY_FEATURES))
+        if unknown:
+            raise ValueError(f"unknown feature {unknown[0]!r}; known: {', '.join(EXTRA_BODY_FEATURES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> OpenAIProxySettings:
+        if self.api_key is not None and self.api_key_file is not None:
+            raise ValueError("set api_key or api_key_file, not both")
+        if self.api_key_file is not None and not self.api_key_file.is_file():
+            raise ValueError(f"api_key_file: no such file: {self.api_key_file}")
+        names = [n for m in self.models for n in (m.name, *m.aliases)]
+        duplicate = next((n for n in names if names.count(n) > 1), None)
+        if duplicate:
+            raise ValueError(f"models: the name {duplicate!r} is used twice")
+        return self
+
+    def read_api_key(self) -> str:
+        """The key from the setting or its file; empty when none is configured."""
+        if self.api_key is not None:
+            return self.api_key.get_secret_value()
+        if self.api_key_file is not None:
+            return self.api_key_file.read_text().strip()
+        return ""
