@@ -49,6 +49,12 @@ _PROBE_CHANNEL_OPTIONS = [
 ]
 
 
+def default_services() -> list[str]:
+    """hf, llamacpp and trl behind the gateway; the OpenAI proxy too when an upstream is configured."""
+    upstream = any(os.environ.get(f"FORGEWAY_OPENAI_{key}") for key in ("BASE_URL", "API_KEY", "API_KEY_FILE"))
+    return ["hf", "llamacpp", "trl", *(["openai"] if upstream else []), "gateway"]
+
+
 class StackSettings(BaseSettings):
     """What `forgeway up` starts and how it supervises it (env FORGEWAY_UP_*, FORGEWAY_HOME)."""
 
@@ -66,7 +72,7 @@ class StackSettings(BaseSettings):
         description="Forgeway's state directory; service logs go to HOME/logs/NAME.log.",
     )
     services: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["hf", "llamacpp", "trl", "gateway"],
+        default_factory=default_services,
         description="Services to start, comma-separated (env FORGEWAY_UP_SERVICES=echo,hf,gateway).",
     )
     service_args: dict[str, list[str]] = Field(

@@ -19,6 +19,7 @@ log = logging.getLogger("forgeway.server")
 
 # After the last call finishes in a drain: time for its status to go out before open health watches are cut.
 FLUSH_SECONDS = 0.5
+READINESS_POLL_SECONDS = 0.5
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
@@ -64,6 +65,7 @@ class RunningServer:
         self.metrics_port = metrics_port
         self.names = [name for _, _, name in service.servicers()]
         self.startup: asyncio.Task | None = None
+        self.follower: asyncio.Task | None = None
 
     @property
     def address(self) -> str:
@@ -77,9 +79,23 @@ class RunningServer:
             log.error("%s failed to start: %s", self.service.kind, self.service.failure, exc_info=exc)
             return
         self.service.ready = True
-        for name in ("", *self.names):
-            await self.health.set(name, SERVING)
+        await self._publish(True)
         log.info("%s serving on %s", self.service.kind, self.address)
+        self.follower = asyncio.create_task(self._follow_readiness())
+
+    async def _publish(self, serving: bool) -> None:
+        for name in ("", *self.names):
+            await self.health.set(name, SERVING if serving else NOT_SERVING)
+
+    async def _follow_readiness(self) -> None:
+        """Health follows the service's readiness for its whole life (e.g. a proxy whose upstream went away),
+        until drain() cancels this task."""
+        published = True
+        while True:
+            await asyncio.sleep(READINESS_POLL_SECONDS)
+            if self.service.ready != published:
+                published = self.service.ready
+                await self._publish(published)
 
     async def drain(self, grace: float | None = None) -> None:
         """Stop taking calls (health NOT_SERVING, new calls UNAVAILABLE), let in-flight ones finish, stop."""
@@ -94,8 +110,9 @@ class RunningServer:
         while self.interceptor.active and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.05)
         await self.server.stop(min(grace, FLUSH_SECONDS))
-        if self.startup and not self.startup.done():
-            self.startup.cancel()
+        for task in (self.startup, self.follower):
+            if task and not task.done():
+                task.cancel()
         await self.service.stop()
 
 

@@ -143,3 +143,18 @@ async def test_metrics_endpoint_counts_requests(serve_in_process):
     tokens = {"service": "echo", "model": "echo", "kind": "completion"}
     assert sample(after, "forgeway_tokens_total", **tokens) - sample(before, "forgeway_tokens_total", **tokens) == 12
     assert ("forgeway_in_flight", frozenset(latency.items())) in after
+
+
+async def test_health_follows_readiness_after_start(serve_in_process):
+    """A service that stops being ready (a proxy whose upstream went away) goes NOT_SERVING, and back."""
+    engine = EchoEngine(EchoSettings(port=0, metrics_port=-1))
+    running = await serve_in_process(engine)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+        assert await health_of(channel, "") == SERVING
+        for ready, expected in ((False, NOT_SERVING), (True, SERVING)):
+            engine.ready = ready
+            for _ in range(100):
+                if await health_of(channel, BACKEND) == expected:
+                    break
+                await asyncio.sleep(0.05)
+            assert [await health_of(channel, s) for s in ("", BACKEND)] == [expected, expected]
