@@ -161,3 +161,12 @@ def test_conversions_use_lowercase_names_and_one_row_per_backend():
         ("a:1", "trl", True, ("sft",), ("m",))]
     assert capabilities(trainer).models[0].task == "summarization"
     assert json_format.MessageToDict(gateway)  # the fixture itself is a valid message
+
+
+def test_standing_refusals_are_not_retried():
+    """A trainer refused with fallback disabled stays refused: the SDK raises at once instead of backing off."""
+    retry = Retry(attempts=5)
+    passing = UnavailableError("backend restarting", reason="UNAVAILABLE")
+    standing = UnavailableError("unsloth unavailable; fallback to trl is disabled", reason="TRAINER_UNAVAILABLE")
+    assert retry.delay(0, passing, deadline=None) is not None
+    assert retry.delay(0, standing, deadline=None) is None

@@ -55,6 +55,8 @@ class Retry:
         give up and raise."""
         if error.code != grpc.StatusCode.UNAVAILABLE or attempt + 1 >= self.attempts:
             return None
+        if error.reason in STANDING_REASONS:
+            return None
         backoff = min(self.max_backoff, self.initial_backoff * self.multiplier**attempt)
         backoff *= 1 + random.uniform(0, self.jitter)
         wait = max(backoff, min(error.retry_after or 0.0, self.max_backoff))
@@ -66,6 +68,8 @@ class Retry:
 
 
 NO_RETRY = Retry(attempts=1)
+# UNAVAILABLE answers that describe a standing condition, not a passing one: retrying cannot help.
+STANDING_REASONS = frozenset({"TRAINER_UNAVAILABLE", "UPSTREAM_UNAUTHENTICATED"})
 
 
 @dataclass(frozen=True)
