@@ -19,6 +19,8 @@ from typing import Annotated, Any, TextIO
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from forgeway.v1 import backend_pb2_grpc, capabilities_pb2
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, CliApp, NoDecode, SettingsConfigDict
 
@@ -183,6 +185,21 @@ class ServiceProcess:
             return False
         return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
+    def unavailable_reason(self, timeout_s: float = 1.0) -> str | None:
+        """Why a running service that is not SERVING says it cannot serve (Unsloth not installed, an upstream that
+        does not answer), or None while it is still starting or cannot be asked."""
+        if self.channel is None:
+            return None
+        stub = backend_pb2_grpc.BackendServiceStub(self.channel)
+        try:
+            reply = stub.Capabilities(capabilities_pb2.CapabilitiesRequest(), timeout=timeout_s)
+        except grpc.RpcError:
+            return None
+        reason = reply.availability.reason
+        if reply.availability.available or not reason or reason.startswith("starting"):
+            return None
+        return reason
+
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
         """The last lines this run of the service wrote to its log."""
         try:
@@ -317,6 +334,9 @@ class Supervisor:
                     child.serving = True
                     pending.remove(child)
                     log.info("%s is SERVING on %s", child.spec.name, child.spec.address)
+                elif (reason := child.unavailable_reason(timeout_s=0.5)) is not None:
+                    pending.remove(child)  # up, and honest about it: the gateway routes around it until it serves
+                    log.warning("%s is running but unavailable: %s", child.spec.name, reason)
             if pending and time.monotonic() > deadline:
                 for child in pending:
                     log.error(

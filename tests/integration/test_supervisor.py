@@ -228,3 +228,15 @@ def test_plan_starts_the_gateway_last_and_tells_it_where_the_backends_are(tmp_pa
     assert gateway.command[-3:] == ("gateway", "--port", str(DEFAULT_PORTS["gateway"]))
     assert all(spec.env["FORGEWAY_HOME"] == str(tmp_path) for spec in specs)
     assert f"http://127.0.0.1:{gateway.env[GATEWAY_HTTP_PORT_ENV]}/v1" in format_table(specs)
+
+
+def test_a_running_but_unavailable_service_does_not_hold_up_the_stack(start_stack: Callable[..., Stack]) -> None:
+    """Unsloth not installed in this environment: the service runs, says why it cannot train, and the stack starts
+    (the gateway routes around it) instead of waiting for a SERVING that will not come."""
+    stack = start_stack("unsloth")
+    wait_for(lambda: "unsloth is running but unavailable" in stack.supervisor_log(), 120, "the unavailable notice")
+    assert "not installed" in stack.supervisor_log()
+    wait_for(lambda: stack.address in stack.stdout.read_text(), 10, "the addresses table")
+    assert not is_serving(stack.address)
+    stack.process.send_signal(signal.SIGTERM)
+    assert stack.process.wait(30) == 0, stack.supervisor_log()
