@@ -51,10 +51,14 @@ _PROBE_CHANNEL_OPTIONS = [
 ]
 
 
+def upstream_configured() -> bool:
+    """Whether the OpenAI proxy has an upstream to talk to (its settings' env)."""
+    return any(os.environ.get(f"FORGEWAY_OPENAI_{key}") for key in ("BASE_URL", "API_KEY", "API_KEY_FILE"))
+
+
 def default_services() -> list[str]:
     """hf, llamacpp and trl behind the gateway; the OpenAI proxy too when an upstream is configured."""
-    upstream = any(os.environ.get(f"FORGEWAY_OPENAI_{key}") for key in ("BASE_URL", "API_KEY", "API_KEY_FILE"))
-    return ["hf", "llamacpp", "trl", *(["openai"] if upstream else []), "gateway"]
+    return ["hf", "llamacpp", "trl", *(["openai"] if upstream_configured() else []), "gateway"]
 
 
 class StackSettings(BaseSettings):
@@ -408,6 +412,9 @@ def run_stack(settings: StackSettings, stop: threading.Event | None = None, out:
         stop = threading.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
             restore[signum] = signal.signal(signum, lambda _signum, _frame: stop.set())
+    if "openai" not in settings.services:
+        log.info("openai proxy not started: no upstream configured (set FORGEWAY_OPENAI_BASE_URL and/or "
+                 "FORGEWAY_OPENAI_API_KEY, or list it in --services)")
     supervisor = Supervisor(settings, plan_stack(settings), stop)
     try:
         if not supervisor.start():

@@ -86,7 +86,6 @@ def test_fine_tuning_job_from_upload_to_tuned_model(stack):
 
     wait_for(lambda: any(m.id == done.fine_tuned_model for m in client.models.list()), 60,
              "the gateway to see the tuned model")
-    # A text completion: hf lists store models with chat=False until loaded (services/hf/catalog.py), so the
-    # gateway turns chat for a just-tuned model away; chat belongs here once the catalog reads forgeway.json's "chat".
-    reply = client.completions.create(model=done.fine_tuned_model, prompt="Where did cat 3 sit?", max_tokens=6)
+    reply = client.chat.completions.create(model=done.fine_tuned_model, max_tokens=6,
+                                           messages=[{"role": "user", "content": "Where did cat 3 sit?"}])
     assert reply.model == done.fine_tuned_model and reply.usage.completion_tokens > 0

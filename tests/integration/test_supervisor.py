@@ -240,3 +240,11 @@ def test_a_running_but_unavailable_service_does_not_hold_up_the_stack(start_stac
     assert not is_serving(stack.address)
     stack.process.send_signal(signal.SIGTERM)
     assert stack.process.wait(30) == 0, stack.supervisor_log()
+
+
+def test_the_openai_proxy_joins_the_default_stack_only_with_an_upstream(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in ("BASE_URL", "API_KEY", "API_KEY_FILE"):
+        monkeypatch.delenv(f"FORGEWAY_OPENAI_{key}", raising=False)
+    assert StackSettings().services == ["hf", "llamacpp", "trl", "gateway"]
+    monkeypatch.setenv("FORGEWAY_OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    assert StackSettings().services == ["hf", "llamacpp", "trl", "openai", "gateway"]
