@@ -25,7 +25,11 @@ def _serve(name: str, argv: list[str]) -> int:
         print(f"forgeway serve {name}: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format)
-    asyncio.run(serve(cls(settings)))
+    try:
+        asyncio.run(serve(cls(settings)))
+    except SettingsError as exc:  # settings that only fail when used (unreadable TLS files)
+        print(f"forgeway serve {name}: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -13,7 +13,7 @@ from grpc_reflection.v1alpha import reflection
 
 from .interceptor import RuntimeInterceptor
 from .metrics import start_metrics_server
-from .settings import ServiceSettings
+from .settings import ServiceSettings, SettingsError
 
 log = logging.getLogger("forgeway.server")
 
@@ -51,6 +51,22 @@ def server_options(settings: ServiceSettings) -> list[tuple[str, int]]:
         ("grpc.http2.max_pings_without_data", 0),
         ("grpc.so_reuseport", 0),
     ]
+
+
+def server_credentials(settings: ServiceSettings) -> grpc.ServerCredentials | None:
+    """TLS (and mTLS with a client CA) from the settings' PEM files, or None for plaintext."""
+    if settings.tls_cert_file is None and settings.tls_key_file is None:
+        if settings.tls_client_ca_file is not None:
+            raise SettingsError("invalid setting tls_client_ca_file: needs tls_cert_file and tls_key_file")
+        return None
+    if settings.tls_cert_file is None or settings.tls_key_file is None:
+        raise SettingsError("invalid setting tls_cert_file: tls_cert_file and tls_key_file go together")
+    try:
+        pair = (settings.tls_key_file.read_bytes(), settings.tls_cert_file.read_bytes())
+        ca = settings.tls_client_ca_file.read_bytes() if settings.tls_client_ca_file else None
+    except OSError as exc:
+        raise SettingsError(f"invalid setting tls: cannot read {exc.filename}: {exc.strerror}") from None
+    return grpc.ssl_server_credentials([pair], root_certificates=ca, require_client_auth=ca is not None)
 
 
 class RunningServer:
@@ -132,7 +148,9 @@ async def start_server(service: Service) -> RunningServer:
     reflection.enable_server_reflection(
         [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME], server
     )
-    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    address = f"{settings.host}:{settings.port}"
+    credentials = server_credentials(settings)
+    port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
     if port == 0:
         raise OSError(f"cannot bind {settings.host}:{settings.port}")
     await server.start()

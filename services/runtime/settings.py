@@ -46,6 +46,11 @@ class ServiceSettings(BaseSettings):
     max_message_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="Largest gRPC message, both ways.")
     grace_seconds: float = Field(10.0, ge=0, description="On SIGTERM, how long in-flight calls may finish.")
     keepalive_seconds: float = Field(30.0, gt=0, description="Interval of HTTP/2 keepalive pings.")
+    tls_cert_file: Path | None = Field(None, description="PEM certificate to serve TLS with; unset means plaintext.")
+    tls_key_file: Path | None = Field(None, description="PEM private key of tls_cert_file.")
+    tls_client_ca_file: Path | None = Field(
+        None, description="PEM CA bundle; when set, clients must present a certificate it signed (mTLS)."
+    )
     instance_id: str = Field(
         default_factory=lambda: uuid.uuid4().hex[:12], description="Unique id of this process, in Capabilities."
     )

@@ -8,11 +8,10 @@ from pathlib import Path
 
 import grpc
 import pytest
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from forgeway.gateway.testing import gateway_settings, start_gateway, stop_now
 from forgeway.services.echo.engine import EchoEngine, EchoSettings
-from forgeway.services.runtime.interceptor import RuntimeInterceptor
+from forgeway.services.runtime.server import start_server
 from forgeway.v1 import backend_pb2_grpc, generate_pb2
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None,
@@ -37,19 +36,12 @@ def make_certificates(folder: Path) -> None:
 
 async def test_gateway_reaches_an_mtls_backend_only_with_its_client_certificate(tmp_path):
     make_certificates(tmp_path)
-    engine = EchoEngine(EchoSettings(port=0, metrics_port=-1, model_name="secure"))
-    engine.ready = True
-    server = grpc.aio.server(interceptors=[RuntimeInterceptor("echo")])
-    for add, servicer, _ in engine.servicers():
-        add(servicer, server)
-    health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-    credentials = grpc.ssl_server_credentials(
-        [((tmp_path / "server.key").read_bytes(), (tmp_path / "server.pem").read_bytes())],
-        root_certificates=(tmp_path / "ca.pem").read_bytes(), require_client_auth=True)
-    port = server.add_secure_port("127.0.0.1:0", credentials)
-    await server.start()
+    engine = EchoEngine(EchoSettings(
+        port=0, metrics_port=-1, model_name="secure", tls_cert_file=tmp_path / "server.pem",
+        tls_key_file=tmp_path / "server.key", tls_client_ca_file=tmp_path / "ca.pem"))
+    running = await start_server(engine)  # the runtime serves mTLS from the settings' files
+    await running.startup
+    port = running.port
     tls = {"ca_file": str(tmp_path / "ca.pem"), "server_name": "backend.test"}
     mutual = {**tls, "cert_file": str(tmp_path / "client.pem"), "key_file": str(tmp_path / "client.key")}
     gateway = await start_gateway(gateway_settings(
@@ -64,4 +56,4 @@ async def test_gateway_reaches_an_mtls_backend_only_with_its_client_certificate(
         assert reply.choices[0].text == "over tls"
     finally:
         await stop_now(gateway)
-        await server.stop(0)
+        await running.drain(0)

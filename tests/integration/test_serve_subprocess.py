@@ -115,3 +115,13 @@ def test_bad_yaml_key_exits_2_naming_it(tmp_path, free_port):
 
 def test_unknown_service_exits_2_listing_known_ones():
     assert "echo" in one_line(run_serve("no-such-service"))
+
+
+def test_a_missing_tls_key_exits_2_naming_the_setting(tmp_path):
+    cert = tmp_path / "server.pem"
+    cert.write_text("not read: the key is missing\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "forgeway.cli", "serve", "echo", "--port", "0", "--metrics-port", "-1",
+         "--tls-cert-file", str(cert)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "tls_cert_file" in result.stderr and "Traceback" not in result.stderr
