@@ -1,20 +1,26 @@
-"""Stream relay: read the backend ahead of the caller, and merge deltas that queued up while the caller was slower."""
+"""Stream relay: read the backend ahead of the caller; merge deltas that queued up or came within a send interval."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
 from forgeway.v1 import generate_pb2
 
-async def read_ahead(source: AsyncIterator[Any], limit: int = 256) -> AsyncIterator[list[Any]]:
+
+async def read_ahead(source: AsyncIterator[Any], limit: int = 256, interval: float = 0.0) -> AsyncIterator[list[Any]]:
     """Yields lists of the items `source` produced since the last yield: reading the next one overlaps with the
     caller sending the previous ones. Past `limit` waiting items the backend is not read until the caller catches
-    up. Closing this generator (the caller went away) cancels the reading, and with it the backend call."""
+    up. Closing this generator (the caller went away) cancels the reading, and with it the backend call.
+
+    `interval`: least seconds between two yields. Items arriving sooner wait (at most that long) and go out with
+    the next batch, so a fast stream costs one send per interval instead of one per item; the first batch, items
+    slower than the interval and the end of the stream go out at once."""
     buffer: deque[Any] = deque()
-    ready, space = asyncio.Event(), asyncio.Event()
+    ready, space, finished = asyncio.Event(), asyncio.Event(), asyncio.Event()
     space.set()
     outcome: list[BaseException | None] = []
 
@@ -32,11 +38,20 @@ async def read_ahead(source: AsyncIterator[Any], limit: int = 256) -> AsyncItera
         finally:
             outcome.append(error)
             ready.set()
+            finished.set()
 
     task = asyncio.create_task(pump())
+    loop = asyncio.get_running_loop()
+    due = 0.0  # loop time before which the next batch waits
     try:
         while True:
             await ready.wait()
+            if interval:
+                wait = due - loop.time()
+                if wait > 0 and not outcome:  # the end of the stream (or its error) cuts the wait short
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(finished.wait(), wait)
+                due = loop.time() + interval
             ready.clear()
             batch = list(buffer)
             buffer.clear()

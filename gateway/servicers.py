@@ -98,7 +98,8 @@ class GatewayBackend(backend_pb2_grpc.BackendServiceServicer):
             context, "GenerateStream", on_first=first_chunk,
         )
         try:
-            async with contextlib.aclosing(read_ahead(source)) as batches:
+            interval = self.state.settings.stream_interval_ms / 1000
+            async with contextlib.aclosing(read_ahead(source, interval=interval)) as batches:
                 async for batch in batches:
                     route = batch[-1][1]
                     for message in coalesce([message for message, _ in batch]):

@@ -145,6 +145,12 @@ class GatewaySettings(ServiceSettings):
     plugins: dict[str, list[PluginConfig]] = Field(
         default_factory=dict, description='Model name (or "*" for all) -> processors applied in order.'
     )
+    stream_interval_ms: float = Field(
+        5.0, ge=0, le=1000,
+        description="Least time between two messages of one stream to its caller: deltas that arrive sooner are "
+        "merged into the next message (a stream faster than 1000/this tokens/s costs one send per interval, not "
+        "per token). The first chunk and slower streams are not delayed. 0 sends each as soon as it can.",
+    )
     http: HttpSettings = Field(default_factory=HttpSettings, description="Limits and timeouts of the HTTP API.")
     http_host: str = Field("127.0.0.1", description="Address of the OpenAI-compatible HTTP API.")
     http_port: int = Field(8000, ge=-1, le=65535, description="Port of the OpenAI-compatible HTTP API; -1 disables.")
@@ -214,4 +220,5 @@ class GatewaySettings(ServiceSettings):
 RELOADABLE = (
     "backends", "dns_refresh_seconds", "capabilities_refresh_seconds", "connect_timeout_seconds", "breaker", "limits",
     "api_keys", "public_capabilities", "rate_limit", "model_aliases", "model_groups", "plugins", "config_poll_seconds",
+    "stream_interval_ms",
 )
