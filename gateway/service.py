@@ -78,7 +78,8 @@ class GatewayService:
             return
         host = self.settings.host if self.settings.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
         app = create_app(f"{host}:{port}", self.settings)
-        config = uvicorn.Config(app, host=self.settings.http_host, port=self.settings.http_port, log_config=None)
+        config = uvicorn.Config(app, host=self.settings.http_host, port=self.settings.http_port, log_config=None,
+                                access_log=False, loop="asyncio")  # requests are counted in /metrics instead
         self._http = _EmbeddedServer(config)
         task = asyncio.create_task(self._http.serve_or_fail(), name="http")
         self._tasks.append(task)
