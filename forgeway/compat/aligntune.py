@@ -37,6 +37,7 @@ from typing import Any
 
 from forgeway.client import Client, DatasetSource, JobFailedError, LoRA, TrainingJob
 from forgeway.client.types import Job
+from forgeway.services.training.spec import REMOVED_METHODS
 
 log = logging.getLogger("forgeway.compat.aligntune")
 
@@ -44,7 +45,7 @@ BACKENDS = ("auto", "trl", "unsloth")
 ALGORITHMS = {"dpo": ("dpo", ""), "grpo": ("grpo", ""), "gspo": ("grpo", "gspo"), "drgrpo": ("grpo", "dr_grpo"),
               "dapo": ("grpo", "dapo"), "kto": ("kto", ""), "orpo": ("orpo", ""), "cpo": ("cpo", ""),
               "rloo": ("rloo", ""), "online_dpo": ("online_dpo", ""), "reward": ("reward", "")}
-UNAVAILABLE = {"ppo": "TRL removed PPO; use grpo or rloo (online RL) or dpo (offline preferences)",
+UNAVAILABLE = {**REMOVED_METHODS,
                **{a: "an AlignTune-only algorithm" for a in ("counterfact_grpo", "gbmpo", "pace", "nmgrpo", "metaes")}}
 TASKS = {"supervised_fine_tuning": "text-generation", "instruction_following": "text-generation",
          "text_generation": "text-generation", "chat_completion": "text-generation",

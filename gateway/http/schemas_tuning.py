@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from forgeway.services.training.spec import REMOVED_METHODS
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from .schemas import UINT32, Strict, Text, invalid, reject_unsupported, unsupported
 
@@ -65,6 +66,13 @@ class Method(Strict):
     rloo: MethodSettings | None = None
     online_dpo: MethodSettings | None = None
     reward: MethodSettings | None = None
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _removed(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.lower() in REMOVED_METHODS:
+            raise invalid("method.type", f"{value!r}: {REMOVED_METHODS[value.lower()]}")
+        return value
 
     @model_validator(mode="before")
     @classmethod

@@ -72,7 +72,7 @@ def test_train_request_from_keyword_arguments():
 
 
 @pytest.mark.parametrize(("options", "field"), [
-    ({"method": "ppo"}, "method"), ({"backend": "vllm"}, "backend"), ({"quantization": "3bit"}, "quantization"),
+    ({"method": "sft2"}, "method"), ({"backend": "vllm"}, "backend"), ({"quantization": "3bit"}, "quantization"),
     ({"export": ["onnx"]}, "output.formats"), ({"precision": "fp8"}, "precision"),
 ])
 def test_train_request_rejects_unknown_names_listing_the_allowed_ones(options, field):
@@ -170,3 +170,12 @@ def test_standing_refusals_are_not_retried():
     standing = UnavailableError("unsloth unavailable; fallback to trl is disabled", reason="TRAINER_UNAVAILABLE")
     assert retry.delay(0, passing, deadline=None) is not None
     assert retry.delay(0, standing, deadline=None) is None
+
+
+def test_ppo_is_refused_naming_the_nearest_methods():
+    from forgeway.client.requests import train_request
+
+    with pytest.raises(InvalidArgumentError) as refused:
+        train_request("tiny", [{"text": "a"}], method="ppo")
+    assert "TRL removed PPO" in str(refused.value) and "grpo" in str(refused.value)
+    assert "method" in dict(refused.value.field_violations)

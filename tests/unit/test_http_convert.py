@@ -138,6 +138,14 @@ def test_fine_tuning_rejects_reinforcement_and_mismatched_method_blocks():
                                              "method": {"type": "dpo", "supervised": {}}})
 
 
+def test_ppo_is_refused_naming_the_nearest_methods():
+    with pytest.raises(ValidationError) as info:
+        FineTuningJobRequest.model_validate({"model": "m", "training_file": "f", "method": {"type": "ppo"}})
+    error = info.value.errors()[0]
+    assert error["type"] == "invalid_parameter" and error["ctx"]["param"] == "method.type"
+    assert "TRL removed PPO" in error["msg"] and "grpo" in error["msg"]
+
+
 def test_train_fields_read_as_job_parameters():
     assert convert_tuning.train_param("base_model") == "model"
     assert convert_tuning.train_param("dataset.dataset_id") == "training_file"

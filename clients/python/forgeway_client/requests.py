@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from forgeway.services.training.spec import REMOVED_METHODS
 from google.protobuf import struct_pb2
 
 from forgeway.v1 import common_pb2, generate_pb2, jobs_pb2, models_pb2, train_pb2
@@ -189,6 +190,8 @@ def train_request(
     if not base_model:
         raise invalid_argument("base_model", "required")
     methods = [n.removeprefix("TRAINING_METHOD_").lower() for n in train_pb2.TrainingMethod.keys()[1:]]
+    if method.strip().lower() in REMOVED_METHODS:
+        raise invalid_argument("method", f"{method!r}: {REMOVED_METHODS[method.strip().lower()]}")
     request = train_pb2.TrainRequest(
         base_model=base_model, method=named(train_pb2.TrainingMethod, method, "TRAINING_METHOD_", "method", methods))
     source = DatasetSource.of(dataset)
