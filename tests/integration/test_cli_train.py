@@ -84,7 +84,7 @@ def test_bad_training_requests_are_one_line(stack):
     no_data = cli(stack, "train", str(stack.root / "tiny"))
     assert no_data.returncode == 1 and "dataset: give --dataset" in one_line_error(no_data)
     method = cli(stack, "train", str(stack.root / "tiny"), "-d", "x.jsonl", "--method", "ppo")
-    assert method.returncode == 1 and "invalid argument: method: unknown value 'ppo'" in one_line_error(method)
+    assert method.returncode == 1 and "invalid argument: method: 'ppo': TRL removed PPO" in one_line_error(method)
     columns = cli(stack, "train", str(stack.root / "tiny"), "-d", str(stack.root / "train.jsonl"), "--method", "dpo")
     assert columns.returncode == 1 and "dataset.columns" in one_line_error(columns)
     outside = cli(stack, "train", "/etc", "-d", str(stack.root / "train.jsonl"))

@@ -87,9 +87,13 @@ async def test_one_job_at_a_time_others_queue_with_their_position(tmp_path):
         assert started_second >= ended_first
 
 
+RESTART_STEPS = 400
+
+
 async def test_a_restarted_service_resumes_interrupted_jobs_from_their_checkpoint(tmp_path):
     async with trl_service(tmp_path) as trainer:
-        head = await first_events(trainer.backend.Train(request(steps=60)), is_progress)
+        # enough steps that the drain below lands mid-run even on a quiet machine (~65 steps/s here)
+        head = await first_events(trainer.backend.Train(request(steps=RESTART_STEPS)), is_progress)
         queued = await first_events(trainer.backend.Train(request(steps=2)),
                                     lambda e: e.WhichOneof("kind") == "state")
         job_id, waiting_id = head[0].job_id, queued[0].job_id
@@ -106,7 +110,7 @@ async def test_a_restarted_service_resumes_interrupted_jobs_from_their_checkpoin
     assert_succeeded(events)
     after = events.index(next(e for e in events if e.WhichOneof("kind") == "log" and "interrupted by a restart" in e.log.text))
     resumed_steps = [e.progress.step for e in events[after:] if is_progress(e)]
-    assert resumed_steps[0] == checkpoint.step + 1 and resumed_steps[-1] == 60
+    assert resumed_steps[0] == checkpoint.step + 1 and resumed_steps[-1] == RESTART_STEPS
     states = [s.state for s in kinds(waited, "state")]
     assert states.count(jobs_pb2.JOB_STATE_RUNNING) == 1 and states[-1] == jobs_pb2.JOB_STATE_SUCCEEDED
 
