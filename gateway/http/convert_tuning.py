@@ -114,10 +114,13 @@ def seconds(timestamp) -> int:
     return int(timestamp.seconds)
 
 
-def job_object(job: jobs_pb2.Job) -> dict:
-    """A Job as OpenAI's fine_tuning.job. The contract's Job does not record the dataset or hyperparameters: null."""
+def job_object(job: jobs_pb2.Job, base_learning_rate: float) -> dict:
+    """A Job as OpenAI's fine_tuning.job; hyperparameters the request left unset read null."""
     method = "supervised" if job.method in ("sft", "") else job.method
     progress = job.progress
+
+    def asked(name: str):
+        return getattr(job, name) if job.HasField(name) else None
     return {
         "id": job.id,
         "object": "fine_tuning.job",
@@ -127,14 +130,18 @@ def job_object(job: jobs_pb2.Job) -> dict:
         "fine_tuned_model": job.artifact.model_name or None,
         "organization_id": "forgeway",
         "status": STATUS.get(job.state, "validating_files"),
-        "hyperparameters": {"n_epochs": None, "batch_size": None, "learning_rate_multiplier": None},
-        "training_file": None,
-        "validation_file": None,
+        "hyperparameters": {
+            "n_epochs": asked("epochs"), "batch_size": asked("batch_size"),
+            "learning_rate_multiplier": (job.learning_rate / base_learning_rate
+                                         if job.HasField("learning_rate") else None),
+        },
+        "training_file": job.dataset or None,
+        "validation_file": job.eval_dataset or None,
         "result_files": [],
         "trained_tokens": None,
         "error": ({"code": "training_failed", "message": job.error or "training failed", "param": None}
                   if job.state == jobs_pb2.JOB_STATE_FAILED else None),
-        "seed": None,
+        "seed": asked("seed"),
         "estimated_finish": None,
         "integrations": [],
         "metadata": None,

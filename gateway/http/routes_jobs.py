@@ -51,7 +51,7 @@ async def create_job(body: FineTuningJobRequest, request: Request,
     except ApiError:  # the record is not readable here (yet): answer what the first event says
         job = jobs_pb2.Job(id=first.event.job_id, state=first.event.state.state or jobs_pb2.JOB_STATE_QUEUED,
                            base_model=body.model, created=first.event.time, updated=first.event.time)
-    answer_ = job_object(job)
+    answer_ = job_object(job, target.settings.base_learning_rate)
     hp = body.effective_hyperparameters
     answer_.update(
         training_file=body.training_file, validation_file=body.validation_file, seed=body.seed,
@@ -76,7 +76,8 @@ async def list_jobs(request: Request, after: After = None, limit: Limit = 20,
         if after not in ids:
             raise ApiError(400, f"after: no job {after!r}", param="after", code="invalid_value")
         jobs = jobs[ids.index(after) + 1:]
-    return JSONResponse({"object": "list", "data": [job_object(j) for j in jobs[:limit]],
+    rate = target.settings.base_learning_rate
+    return JSONResponse({"object": "list", "data": [job_object(j, rate) for j in jobs[:limit]],
                          "has_more": len(jobs) > limit})
 
 
@@ -84,7 +85,8 @@ async def list_jobs(request: Request, after: After = None, limit: Limit = 20,
     FineTuningJob, statuses=(400, 401, 403, 404, 429, 500, 501, 503, 504)))
 async def get_job(fine_tuning_job_id: str, request: Request, target: Upstream = Depends(upstream)) -> JSONResponse:
     """One job."""
-    return JSONResponse(job_object(await read_job(request, target, fine_tuning_job_id)))
+    job = await read_job(request, target, fine_tuning_job_id)
+    return JSONResponse(job_object(job, target.settings.base_learning_rate))
 
 
 @router.get("/v1/fine_tuning/jobs/{fine_tuning_job_id}/events", response_model=None, responses=documented(
@@ -134,4 +136,5 @@ async def cancel_job(fine_tuning_job_id: str, request: Request, target: Upstream
     call = target.jobs.CancelJob(
         jobs_pb2.CancelJobRequest(job_id=checked_text(fine_tuning_job_id, "fine_tuning_job_id")),
         metadata=call_metadata(request), timeout=target.settings.request_timeout_seconds)
-    return JSONResponse(job_object((await answer(request, call, _job_param)).job))
+    job = (await answer(request, call, _job_param)).job
+    return JSONResponse(job_object(job, target.settings.base_learning_rate))

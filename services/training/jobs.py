@@ -33,6 +33,12 @@ CREATE TABLE IF NOT EXISTS events (
 """
 
 
+def source_label(source: train_pb2.DatasetSource) -> str:
+    """How a job names its dataset: the uploaded id, the path or hub name, or "inline"."""
+    kind = source.WhichOneof("source")
+    return "inline" if kind == "inline" else getattr(source, kind) if kind else ""
+
+
 def _now() -> timestamp_pb2.Timestamp:
     ts = timestamp_pb2.Timestamp()
     ts.FromNanoseconds(time.time_ns())
@@ -66,7 +72,13 @@ class JobStore:
             method=method,
             created=now,
             updated=now,
+            dataset=source_label(request.dataset),
+            eval_dataset=source_label(request.eval_dataset) if request.HasField("eval_dataset") else "",
         )
+        hp = request.hyperparameters
+        for name in ("epochs", "batch_size", "learning_rate", "seed"):
+            if hp.HasField(name):
+                setattr(job, name, getattr(hp, name))
         with self._lock:
             self._db.execute(
                 "INSERT INTO jobs (id, created, request, record) VALUES (?, ?, ?, ?)",

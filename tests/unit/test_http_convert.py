@@ -161,10 +161,18 @@ def test_train_fields_read_as_job_parameters():
 def test_job_states_map_to_openai_statuses(state, status):
     job = jobs_pb2.Job(id="job-1", state=state, method="sft", error="boom",
                        artifact=jobs_pb2.Artifact(model_name="tuned"))
-    body = convert_tuning.job_object(job)
+    body = convert_tuning.job_object(job, 2e-5)
     assert body["status"] == status and body["fine_tuned_model"] == "tuned" and body["method"] == {"type": "supervised"}
     assert (body["error"] is not None) == (status == "failed")
     assert (body["finished_at"] is not None) == (status in ("succeeded", "failed", "cancelled"))
+
+
+def test_a_jobs_dataset_and_asked_hyperparameters_read_back_in_openai_shape():
+    job = jobs_pb2.Job(id="job-1", method="dpo", dataset="ds-0123456789abcdef", epochs=2, learning_rate=4e-5, seed=7)
+    body = convert_tuning.job_object(job, 2e-5)
+    assert body["training_file"] == "ds-0123456789abcdef" and body["validation_file"] is None and body["seed"] == 7
+    assert body["hyperparameters"]["n_epochs"] == 2 and body["hyperparameters"]["batch_size"] is None
+    assert body["hyperparameters"]["learning_rate_multiplier"] == pytest.approx(2.0)
 
 
 def test_job_events_become_messages_and_metrics():
