@@ -117,26 +117,14 @@ class Forwarder:
         skipped: list[str] = []
         metadata = call_metadata(extra_metadata)
         waited = 0.0
-        for route in routes:
-            if len(attempts) >= self.max_attempts:
-                break
-            timeout = remaining(context)
-            attempt = Attempt(route, method)
-            if not attempt.begin():
-                skipped.append(f"{route.endpoint.key}: {route.endpoint.breaker.why_not()}")
-                continue
+        for route, attempt, timeout in self._tries(routes, method, context, attempts, skipped):
             start = time.perf_counter()
             call = invoke(route, timeout, metadata)
             try:
                 response = await call
             except grpc.aio.AioRpcError as error:
                 waited += time.perf_counter() - start
-                attempt.end(error.code())
-                if error.code() in RETRYABLE:
-                    attempts.append((route.endpoint, error))
-                    metrics.RETRIES.labels(error.code().name).inc()
-                    log.info("%s on %s: %s %s; trying the next endpoint", method, route.endpoint.key,
-                             error.code().name, error.details())
+                if self._retry(error, route, attempt, attempts, method, started=False):
                     continue
                 raise translate(error, route.endpoint) from None
             except BaseException:  # cancelled by the caller: cancel the backend call too
@@ -148,6 +136,33 @@ class Forwarder:
             return response, route, waited
         raise _exhausted(attempts, skipped)
 
+    def _tries(self, routes: list[Route], method: str, context, attempts: list, skipped: list[str]):
+        """Each route in turn that its breaker lets through, begun as an Attempt with the caller's remaining
+        time, until max_attempts calls have failed over."""
+        for route in routes:
+            if len(attempts) >= self.max_attempts:
+                return
+            timeout = remaining(context)
+            attempt = Attempt(route, method)
+            if not attempt.begin():
+                skipped.append(f"{route.endpoint.key}: {route.endpoint.breaker.why_not()}")
+                continue
+            yield route, attempt, timeout
+
+    @staticmethod
+    def _retry(error: grpc.aio.AioRpcError, route: Route, attempt: Attempt, attempts: list, method: str,
+               started: bool) -> bool:
+        """Record a failed attempt; True when the call moves on to the next route (a retryable failure before any
+        message reached the caller)."""
+        attempt.end(error.code())
+        if started or error.code() not in RETRYABLE:
+            return False
+        attempts.append((route.endpoint, error))
+        metrics.RETRIES.labels(error.code().name).inc()
+        log.info("%s on %s: %s %s; trying the next endpoint", method, route.endpoint.key,
+                 error.code().name, error.details())
+        return True
+
     async def stream(self, routes: list[Route], invoke: Invoke, context, method: str, on_first: Callable | None = None,
                      extra_metadata: Sequence[tuple[str, str]] = ()) -> AsyncIterator[tuple[Any, Route]]:
         """Yields (message, route); on_first(route, seconds the backend took) runs at the first message.
@@ -157,14 +172,7 @@ class Forwarder:
         attempts: list[tuple[Endpoint, grpc.aio.AioRpcError]] = []
         skipped: list[str] = []
         metadata = call_metadata(extra_metadata)
-        for route in routes:
-            if len(attempts) >= self.max_attempts:
-                break
-            timeout = remaining(context)
-            attempt = Attempt(route, method)
-            if not attempt.begin():
-                skipped.append(f"{route.endpoint.key}: {route.endpoint.breaker.why_not()}")
-                continue
+        for route, attempt, timeout in self._tries(routes, method, context, attempts, skipped):
             begun = time.perf_counter()
             call = invoke(route, timeout, metadata)
             cancel_with(context, call)
@@ -177,12 +185,7 @@ class Forwarder:
                             on_first(route, time.perf_counter() - begun)
                     yield message, route
             except grpc.aio.AioRpcError as error:
-                attempt.end(error.code())
-                if not started and error.code() in RETRYABLE:
-                    attempts.append((route.endpoint, error))
-                    metrics.RETRIES.labels(error.code().name).inc()
-                    log.info("%s on %s: %s %s; trying the next endpoint", method, route.endpoint.key,
-                             error.code().name, error.details())
+                if self._retry(error, route, attempt, attempts, method, started):
                     continue
                 raise translate(error, route.endpoint, started) from None
             except BaseException:  # the caller cancelled or stopped reading
