@@ -16,6 +16,12 @@ TORCH_VERSION := 2.13.0
 LLAMA_CPP_VERSION := 0.3.36
 WHEELS := .wheels
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF
+# llama.cpp's own server, which the llamacpp service runs (one child per model): built once (about 8-11 minutes on 2
+# cores) from the llama.cpp source that the llama-cpp-python sdist vendors, cached in .wheels/, copied into .venv/bin.
+# For a GPU build: make venv LLAMA_SERVER_CMAKE_ARGS="-DGGML_CUDA=ON" (after removing the cached binary).
+LLAMA_SERVER := $(WHEELS)/llama-server-$(LLAMA_CPP_VERSION)/llama-server
+LLAMA_SERVER_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
+LLAMA_SERVER_BUILD := $(WHEELS)/llama-server-build
 
 # State for `make up` (models, jobs, logs) stays inside the checkout unless set.
 FORGEWAY_HOME ?= $(CURDIR)/.forgeway
@@ -41,7 +47,7 @@ help:
 	@echo "make bench      run every benchmarks/*.py"
 	@echo "make clean      remove caches and build output; distclean also removes .venv, .wheels, .forgeway"
 
-venv: $(STAMP)
+venv: $(STAMP) $(VENV)/bin/llama-server
 
 $(STAMP): pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -52,6 +58,21 @@ $(STAMP): pyproject.toml setup.py
 	$(PIP) install $(WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl
 	$(PIP) install -e '.[all,dev]'
 	touch $@
+
+$(LLAMA_SERVER):
+	mkdir -p $(LLAMA_SERVER_BUILD) $(dir $@)
+	ls $(LLAMA_SERVER_BUILD)/llama_cpp_python-$(LLAMA_CPP_VERSION).tar.gz >/dev/null 2>&1 \
+	  || $(PYTHON) -m pip download --no-deps --no-binary :all: -d $(LLAMA_SERVER_BUILD) llama-cpp-python==$(LLAMA_CPP_VERSION)
+	tar -xzf $(LLAMA_SERVER_BUILD)/llama_cpp_python-$(LLAMA_CPP_VERSION).tar.gz -C $(LLAMA_SERVER_BUILD)
+	cmake -S $(LLAMA_SERVER_BUILD)/llama_cpp_python-$(LLAMA_CPP_VERSION)/vendor/llama.cpp -B $(LLAMA_SERVER_BUILD)/out \
+	  -DCMAKE_BUILD_TYPE=Release -DLLAMA_BUILD_SERVER=ON -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DBUILD_SHARED_LIBS=OFF \
+	  -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF $(LLAMA_SERVER_CMAKE_ARGS)
+	cmake --build $(LLAMA_SERVER_BUILD)/out --target llama-server -j$$(nproc)
+	install -m 755 $(LLAMA_SERVER_BUILD)/out/bin/llama-server $@
+	rm -rf $(LLAMA_SERVER_BUILD)
+
+$(VENV)/bin/llama-server: $(LLAMA_SERVER) | $(STAMP)
+	install -m 755 $(LLAMA_SERVER) $@
 
 unsloth-env: $(UNSLOTH_STAMP)
 
@@ -68,7 +89,7 @@ $(UNSLOTH_STAMP): services/unsloth/requirements.txt pyproject.toml setup.py
 protos: | $(STAMP)
 	$(PY) -m grpc_tools.protoc -I protos --python_out=. --pyi_out=. --grpc_python_out=. protos/forgeway/v1/*.proto
 
-test: | $(STAMP)
+test: | $(STAMP) $(VENV)/bin/llama-server
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -p no:cacheprovider --durations=15 $(PYTEST_ARGS) $(TESTS)
 
 # The demo model is built offline, once; the stamp marks it done for this FORGEWAY_HOME.
@@ -77,9 +98,9 @@ $(FORGEWAY_HOME)/.demo-model: | $(STAMP)
 	FORGEWAY_HOME=$(FORGEWAY_HOME) HF_HUB_OFFLINE=1 $(VENV)/bin/forgeway demo-model
 	touch $@
 
-# The unsloth trainer (when FORGEWAY_UP_SERVICES names it) runs under $(UNSLOTH_VENV)'s Python if that exists, through
-# the launcher; without $(UNSLOTH_VENV) it is left out, and the gateway's backend auto trains with trl (fallback event).
-up: $(FORGEWAY_HOME)/.demo-model | $(STAMP)
+# The unsloth trainer (when FORGEWAY_UP_SERVICES names it) runs under $(UNSLOTH_VENV)'s Python if that exists (up's
+# service command picks each service's environment); without $(UNSLOTH_VENV) it is left out, and the gateway's backend auto trains with trl (fallback event).
+up: $(FORGEWAY_HOME)/.demo-model | $(STAMP) $(VENV)/bin/llama-server
 	services="$${FORGEWAY_UP_SERVICES:-}"; \
 	if [[ ",$$services," == *,unsloth,* && ! -x $(UNSLOTH_PY) ]]; then \
 	  echo "make up: $(UNSLOTH_VENV) is absent (make unsloth-env builds it): not starting unsloth; training goes to trl"; \
@@ -87,9 +108,9 @@ up: $(FORGEWAY_HOME)/.demo-model | $(STAMP)
 	  if [[ -n "$$services" ]]; then export FORGEWAY_UP_SERVICES="$$services"; else unset FORGEWAY_UP_SERVICES; fi; \
 	fi; \
 	FORGEWAY_HOME=$(FORGEWAY_HOME) FORGEWAY_UNSLOTH_PYTHON=$(abspath $(UNSLOTH_PY)) \
-	  FORGEWAY_UP_LAUNCHER='["$(abspath $(PY))", "-m", "forgeway.services.unsloth.launcher"]' $(VENV)/bin/forgeway up
+	  FORGEWAY_UP_SERVICE_COMMAND='["$(abspath $(PY))", "-m", "forgeway.services.unsloth.environment"]' $(VENV)/bin/forgeway up
 
-bench: | $(STAMP)
+bench: | $(STAMP) $(VENV)/bin/llama-server
 	for script in $(sort $(wildcard benchmarks/*.py)); do \
 	  echo "== $$script"; HF_HUB_OFFLINE=1 $(PY) $$script; \
 	done

@@ -28,8 +28,7 @@ from pathlib import Path
 
 import grpc
 
-from forgeway.gateway.testing import EchoProcess
-from forgeway.up import free_port
+from forgeway.testing import echo_process, free_port, wait_serving
 from forgeway.v1 import backend_pb2_grpc, generate_pb2
 
 RESULTS = Path(__file__).parent / "results" / "gateway_overhead.json"
@@ -122,9 +121,7 @@ def start_gateway(backend: str, log: Path) -> tuple[subprocess.Popen, str]:
     command = [sys.executable, "-m", "forgeway.cli", "serve", "gateway", "--port", str(port), "--http-port", "-1",
                "--metrics-port", "-1", "--log-level", "WARNING", "--backends", json.dumps({"echo": backend})]
     process = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    probe = EchoProcess(port=port)  # reuse its health wait: the gateway speaks grpc.health.v1 too
-    probe.process = process
-    probe.wait_serving()
+    wait_serving(f"127.0.0.1:{port}", 30, process, log)
     return process, f"127.0.0.1:{port}"
 
 
@@ -137,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="the echo's seconds per token (0: as fast as it can; 0.01: an LLM's decode pace)")
     args = parser.parse_args(argv)
     logs = Path(os.environ.get("TMPDIR", "/tmp"))
-    echo = EchoProcess("echo", args.token_delay, log_dir=logs).start().wait_serving()
+    echo = echo_process("echo", args.token_delay, log_dir=logs).start().wait_serving()
     gateway, address = start_gateway(echo.address, logs / "gateway-bench.log")
     try:
         results = asyncio.run(measure({"direct": echo.address, "gateway": address}, args.requests, args.streams,

@@ -27,7 +27,7 @@ import grpc  # noqa: E402
 import torch  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
-from forgeway.client.testing import wait_serving  # noqa: E402
+from forgeway.testing import wait_serving  # noqa: E402
 from forgeway.up import free_port  # noqa: E402
 from forgeway.v1 import backend_pb2_grpc, generate_pb2  # noqa: E402
 

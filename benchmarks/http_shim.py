@@ -33,7 +33,7 @@ import grpc
 import httpx
 import openai
 
-from forgeway.gateway.http.testing import free_port, serve_process
+from forgeway.testing import ServiceProcess, free_port
 from forgeway.v1 import backend_pb2_grpc, generate_pb2
 
 RESULTS = Path(__file__).parent / "results"
@@ -184,7 +184,7 @@ async def short_completions(bases: dict[str, str], texts: list[str], args) -> di
 def vs_llamacpp(args) -> int:
     """The shim through the gateway in front of `forgeway serve llamacpp` vs `python -m llama_cpp.server`."""
     import llama_cpp
-    from forgeway.services.openai_proxy.local_upstream import start_llama_server
+    from forgeway.testing import start_llama_server
     from llama_cpp.server.settings import ModelSettings
     from llamacpp_overhead import build_gguf, cpu_model, prompts
 
@@ -194,11 +194,11 @@ def vs_llamacpp(args) -> int:
     with tempfile.TemporaryDirectory(prefix="forgeway-bench-") as tmp:
         gguf = build_gguf(args.shape, Path(tmp))  # in a child process: no torch in this one
         models = [{"name": LLAMACPP_MODEL, "source": str(gguf), "n_ctx": LLAMACPP_N_CTX, "max_queue": 64, **threads}]
-        with serve_process("llamacpp", "--models", json.dumps(models), "--grace-seconds", "1", timeout=120) as backend:
-            http_port = free_port()
+        with ServiceProcess("llamacpp", "--models", json.dumps(models), "--grace-seconds", "1", timeout=120) as backend:
+            http_port = free_port("127.0.0.1")
             gateway_env = {"FORGEWAY_BACKENDS": json.dumps({"llamacpp": backend.address}),
                            "FORGEWAY_HTTP_PORT": str(http_port)}
-            with serve_process("gateway", "--grace-seconds", "1", env=gateway_env):
+            with ServiceProcess("gateway", "--grace-seconds", "1", env=gateway_env):
                 upstream = start_llama_server(gguf, model=LLAMACPP_MODEL, n_ctx=LLAMACPP_N_CTX)
                 try:
                     bases = {"forgeway_shim": f"http://127.0.0.1:{http_port}/v1",
@@ -265,8 +265,8 @@ def main(argv: list[str] | None = None) -> int:
                                     "--torch-threads", "1")
         else:
             model, flags = "echo", ("--token-delay", "0", "--context-length", "100000")
-        with serve_process("hf" if args.hf else "echo", *flags, "--grace-seconds", "1", timeout=180) as backend:
-            port = free_port()
+        with ServiceProcess("hf" if args.hf else "echo", *flags, "--grace-seconds", "1", timeout=180) as backend:
+            port = free_port("127.0.0.1")
             shim = subprocess.Popen([sys.executable, "-m", "forgeway.gateway.http", "--target", backend.address,
                                      "--port", str(port)], env={**os.environ, "HF_HUB_OFFLINE": "1"})
             try:

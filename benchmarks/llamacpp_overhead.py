@@ -33,7 +33,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import httpx  # noqa: E402
 import llama_cpp  # noqa: E402
 
-from forgeway.client.testing import wait_serving  # noqa: E402
+from forgeway.testing import wait_serving  # noqa: E402
 from forgeway.up import free_port  # noqa: E402
 
 from llamacpp_contenders import N_CTX, InProcessWorker, forgeway, llama_cpp_server, worker_main  # noqa: E402
@@ -55,8 +55,9 @@ def build_gguf(shape: str, folder: Path) -> Path:
     code = f"""
 from pathlib import Path
 from forgeway.services.llamacpp.export import export_gguf
-from forgeway.testing.llama import TINY, LlamaShape, init_llama, save_model
-from forgeway.testing.tokenizer import train_tokenizer
+from forgeway.demo.llama import LlamaShape, init_llama, save_model
+from forgeway.demo.tokenizer import train_tokenizer
+from forgeway.testing.llama import TINY
 size = TINY if {shape!r} == "tiny" else LlamaShape(hidden_size=512, intermediate_size=1536, num_hidden_layers=8,
                                                  num_attention_heads=8, num_key_value_heads=4)
 tokenizer = train_tokenizer()

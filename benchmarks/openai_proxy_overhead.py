@@ -30,7 +30,7 @@ import grpc
 import openai
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from forgeway.services.openai_proxy.local_upstream import LLAMA_CPP_SETTINGS, free_port, start_llama_server, tiny_model
+from forgeway.testing import LLAMA_CPP_SETTINGS, free_port, start_llama_server, tiny_model
 from forgeway.v1 import backend_pb2_grpc, generate_pb2
 
 RESULTS = Path(__file__).parent / "results" / "openai_proxy_overhead.json"
@@ -101,7 +101,7 @@ async def measure(targets: dict[str, Direct | Proxied], requests: int, streams: 
 
 
 def start_proxy(base_url: str, log: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
+    port = free_port("127.0.0.1")
     flags = [f"--{k.replace('_', '-')}={json.dumps(v) if isinstance(v, dict) else v}"
              for k, v in LLAMA_CPP_SETTINGS.items()]
     command = [sys.executable, "-m", "forgeway.cli", "serve", "openai", "--port", str(port), "--metrics-port=-1",

@@ -2,7 +2,7 @@
 directly in-process, same run, same machine, same data and hyperparameters.
 
   direct   trl.SFTTrainer / trl.DPOTrainer built here, timed by a callback at each optimizer step
-  service  TRLEngine behind an in-process gRPC server (port 0): Train over a real channel, timed by the progress
+  service  the TRL trainer service behind an in-process gRPC server (port 0): Train over a real channel, timed by the progress
            events' timestamps (one per step, as the service sends them)
 Steady-state steps/s skips the first WARM steps (dataset prep, first-step allocations) on both sides. Each side runs
 ROUNDS times alternately; the median and the best round are reported (on a shared, loaded machine the best round is
@@ -105,13 +105,13 @@ def bookkeeping_ms(root: Path, steps: int = 2000) -> float:
     (a JobStore append to SQLite), measured without training, so the figure is steady on a loaded machine."""
     from types import SimpleNamespace
 
-    from forgeway.services.training.engine import JobContext
     from forgeway.services.training.jobs import JobStore
+    from forgeway.services.training.runner import RunningJob
     from forgeway.services.trl.callbacks import JobCallback
 
     store = JobStore(root / "bookkeeping.db")
     job = store.create(train_pb2.TrainRequest(base_model="m"), "trl", "sft")
-    callback = JobCallback(JobContext(job.id, store, root / "bookkeeping"))
+    callback = JobCallback(RunningJob(job.id, store, root / "bookkeeping"))
     args = SimpleNamespace(per_device_train_batch_size=BATCH, gradient_accumulation_steps=1, output_dir=str(root))
     state = SimpleNamespace(global_step=0, max_steps=steps, epoch=0.0)
     control = SimpleNamespace(should_save=False, should_training_stop=False)
@@ -129,8 +129,8 @@ def bookkeeping_ms(root: Path, steps: int = 2000) -> float:
 
 
 async def main_async(args) -> dict:
-    from forgeway.services.runtime.server import start_server
-    from forgeway.services.trl.engine import TRLEngine
+    from forgeway.server.server import start_server
+    from forgeway.services.trl.service import TRLService
     from forgeway.services.trl.settings import TRLSettings
     from forgeway.testing import build_tiny_llama
 
@@ -138,7 +138,7 @@ async def main_async(args) -> dict:
     model_dir = build_tiny_llama(root / "tiny")
     settings = TRLSettings(home=root / "home", port=0, metrics_port=-1, host="127.0.0.1", log_level="WARNING",
                            allowed_roots=[root])
-    running = await start_server(TRLEngine(settings))
+    running = await start_server(TRLService(settings))
     await running.startup
     results: dict = {}
     async with grpc.aio.insecure_channel(running.address) as channel:

@@ -33,8 +33,8 @@ import grpc  # noqa: E402
 import psutil  # noqa: E402
 from google.protobuf import struct_pb2  # noqa: E402
 
-from forgeway.client.testing import wait_serving  # noqa: E402
-from forgeway.services.unsloth import launcher  # noqa: E402
+from forgeway.testing import wait_serving  # noqa: E402
+from forgeway.services.unsloth import environment  # noqa: E402
 from forgeway.up import free_port  # noqa: E402
 from forgeway.v1 import backend_pb2_grpc, capabilities_pb2, common_pb2, train_pb2  # noqa: E402
 
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     report: dict = {"benchmark": "unsloth_vs_trl", "gpu": device, "steps": args.steps, "warm_steps": WARM,
                     "machine": {"platform": platform.platform(), "python": platform.python_version(),
                                 "cpus": os.cpu_count()}}
-    unsloth_python = launcher.unsloth_python()
+    unsloth_python = environment.unsloth_python()
     if device is None and not args.cpu:
         report["skipped"] = "no GPU on this machine (nvidia-smi finds none): nothing measured; --cpu compares on CPU"
     elif unsloth_python is None:

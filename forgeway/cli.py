@@ -9,10 +9,10 @@ from pathlib import Path
 
 
 def _serve(name: str, argv: list[str]) -> int:
-    from forgeway.services.runtime import registry
-    from forgeway.services.runtime.logs import configure_logging
-    from forgeway.services.runtime.server import serve
-    from forgeway.services.runtime.settings import SettingsError, build_settings
+    from forgeway.server import registry
+    from forgeway.server.logs import configure_logging
+    from forgeway.server.server import serve
+    from forgeway.server.settings import SettingsError, build_settings
 
     try:
         cls = registry.load(name)
@@ -33,9 +33,26 @@ def _serve(name: str, argv: list[str]) -> int:
     return 0
 
 
+def _serve_help(missing: bool) -> int:
+    """`forgeway serve --help`: the services, what each is and needs, and how to see one's settings."""
+    from forgeway.server import registry
+
+    stream = sys.stderr if missing else sys.stdout
+    print("usage: forgeway serve SERVICE [--setting value ...]\n", file=stream)
+    print("Runs one service as a gRPC server. Services:", file=stream)
+    for name in sorted(registry.available()):
+        about, needs = registry.ABOUT.get(name, ("out-of-tree backend (entry point)", "its package"))
+        print(f"  {name:<10} {about}\n  {'':<10} needs: {needs}", file=stream)
+    print("\n`forgeway serve SERVICE --help` lists that service's settings (flags, FORGEWAY_* variables, YAML).",
+          file=stream)
+    if missing:
+        print("forgeway serve: a SERVICE is required", file=stream)
+    return 2 if missing else 0
+
+
 def _demo_model(out: Path | None, max_seconds: float) -> int:
-    from forgeway.services.runtime.settings import default_home
-    from forgeway.testing import build_demo_model
+    from forgeway.demo.build import build_demo_model
+    from forgeway.server.settings import default_home
 
     path = build_demo_model(out or default_home() / "models" / "demo", max_seconds=max_seconds)
     print(path)
@@ -50,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run one service (gateway, hf, llamacpp, openai, trl, unsloth, echo)",
                                 add_help=False)
-    serve.add_argument("service")
+    serve.add_argument("service", nargs="?")
     commands.add_parser("up", help="run the local stack, each service its own supervised process", add_help=False)
     demo = commands.add_parser("demo-model", help="build (once) the demo model that `make up` serves")
     demo.add_argument("--out", type=Path, help="where to write it (default FORGEWAY_HOME/models/demo)")
@@ -66,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     if client_cli.is_client_command(args):
         return client_cli.run_command(args, rest)
     if args.command == "serve":
+        if args.service in (None, "-h", "--help"):
+            return _serve_help(args.service is None and not rest)
         return _serve(args.service, rest)
     if args.command == "train-worker":
         from forgeway.services.training.worker import main as worker_main
@@ -84,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo-model":
         return _demo_model(args.out, args.max_seconds)
     if args.command == "services":
-        from forgeway.services.runtime import registry
+        from forgeway.server import registry
 
         for name, target in sorted(registry.available().items()):
             print(f"{name}\t{target}")

@@ -97,7 +97,7 @@ class StackSettings(BaseSettings):
     config_file: Path | None = Field(
         default=None, description="YAML settings file passed to every service as --config."
     )
-    launcher: list[str] = Field(
+    service_command: list[str] = Field(
         default_factory=lambda: [sys.executable, "-m", "forgeway.cli", "serve"],
         description="Command that starts one service; NAME --port PORT [--config FILE] are appended.",
     )
@@ -143,7 +143,7 @@ class ServiceSpec:
 
 
 @dataclass
-class ServiceProcess:
+class SupervisedService:
     """A running (or crashed) service and its restart bookkeeping."""
 
     spec: ServiceSpec
@@ -262,7 +262,7 @@ def plan_stack(settings: StackSettings) -> list[ServiceSpec]:
     specs: list[ServiceSpec] = []
     for name in names:
         port = settings.ports.get(name, DEFAULT_PORTS.get(name, 0)) or free_port(settings.host)
-        command = [*settings.launcher, name, "--port", str(port), *settings.service_args.get(name, [])]
+        command = [*settings.service_command, name, "--port", str(port), *settings.service_args.get(name, [])]
         if settings.config_file is not None:
             command += ["--config", str(settings.config_file)]
         env = dict(base_env)
@@ -299,21 +299,21 @@ class Supervisor:
 
     def __init__(self, settings: StackSettings, specs: Sequence[ServiceSpec], stop: threading.Event) -> None:
         self._settings = settings
-        self._children = [ServiceProcess(spec) for spec in specs]
+        self._children = [SupervisedService(spec) for spec in specs]
         self._stop = stop
 
     @property
     def specs(self) -> list[ServiceSpec]:
         return [child.spec for child in self._children]
 
-    def _group(self, gateway: bool) -> list[ServiceProcess]:
+    def _group(self, gateway: bool) -> list[SupervisedService]:
         return [child for child in self._children if (child.spec.name == GATEWAY) == gateway]
 
     def start(self) -> bool:
         """Starts the backends together, then the gateway; True once every one reports SERVING."""
         return all(self._start_group(group) for group in (self._group(gateway=False), self._group(gateway=True)))
 
-    def _start_group(self, group: Sequence[ServiceProcess]) -> bool:
+    def _start_group(self, group: Sequence[SupervisedService]) -> bool:
         if self._stop.is_set():
             return False
         for child in group:
@@ -362,7 +362,7 @@ class Supervisor:
             for child in self._children:
                 self._tend(child, now)
 
-    def _tend(self, child: ServiceProcess, now: float) -> None:
+    def _tend(self, child: SupervisedService, now: float) -> None:
         if child.restart_at is not None:
             if now >= child.restart_at:
                 child.start()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from forgeway.services.runtime.errors import ResourceExhausted
+from forgeway.core.errors import ResourceExhausted
 
 from . import metrics
 from .auth import Principal

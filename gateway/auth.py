@@ -6,7 +6,7 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 
-from forgeway.services.runtime.errors import PermissionDenied, Unauthenticated
+from forgeway.core.errors import PermissionDenied, Unauthenticated
 
 from .settings import ApiKey
 

@@ -5,20 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from forgeway.v1 import (
-    backend_pb2_grpc,
-    capabilities_pb2,
-    datasets_pb2_grpc,
-    jobs_pb2_grpc,
-    models_pb2,
-    models_pb2_grpc,
-)
+from forgeway.core.capabilities import features_from_proto, model_from_proto
+from forgeway.core.models import ModelInfo
+from forgeway.v1 import backend_pb2_grpc, capabilities_pb2, datasets_pb2_grpc, jobs_pb2_grpc, models_pb2_grpc
 
 from . import metrics
 from .breaker import STATE_VALUE, BreakerState, CircuitBreaker
@@ -29,7 +25,6 @@ log = logging.getLogger("forgeway.gateway.endpoint")
 SERVING = "SERVING"
 UNKNOWN = "UNKNOWN"
 HEALTH_BACKOFF_MIN, HEALTH_BACKOFF_MAX = 0.1, 1.0
-FEATURE_FLAGS = ("logprobs", "json_schema", "grammar", "stop", "seed", "multiple_choices", "adapters")
 
 
 @dataclass(frozen=True)
@@ -91,11 +86,13 @@ class Endpoint:
         self.health_reason = "not checked yet"
         self.capabilities: capabilities_pb2.CapabilitiesResponse | None = None
         self.capabilities_error = ""
-        self.model_index: dict[str, models_pb2.ModelInfo] = {}
+        self.model_index: dict[str, ModelInfo] = {}
         self.feature_names: frozenset[str] = frozenset()
         self.rpcs: frozenset[str] = frozenset()
         self.in_flight = 0
         self._refresh_now = asyncio.Event()
+        self._shared_refresh: asyncio.Future | None = None
+        self._shared_refresh_began = 0.0
         self._tasks: list[asyncio.Task] = []
         self._gauge_in_flight = metrics.ENDPOINT_IN_FLIGHT.labels(self.key)
         metrics.BREAKER_STATE.labels(self.key).set(0)
@@ -193,6 +190,16 @@ class Endpoint:
                 except Exception:  # a malformed answer: keep the last one, try again next time
                     log.exception("endpoint %s: reading capabilities failed", self.key)
 
+    async def refresh_shared(self, since: float) -> None:
+        """refresh(), joined by every caller that asks while one begun at or after `since` (monotonic) is in flight:
+        a burst of requests for a model nobody knows costs one Capabilities call per endpoint, not one per request,
+        and no caller relies on an answer read before it asked."""
+        shared = self._shared_refresh
+        if shared is None or shared.done() or self._shared_refresh_began < since:
+            self._shared_refresh_began = time.monotonic()
+            shared = self._shared_refresh = asyncio.ensure_future(self.refresh())
+        await asyncio.shield(shared)
+
     async def refresh(self) -> None:
         """Read Capabilities now; on failure keep the last answer and note why."""
         try:
@@ -209,13 +216,12 @@ class Endpoint:
             self.capabilities is None or self.capabilities.backend != caps.backend
         ):
             log.warning("endpoint %s: configured as %s but reports %s", self.key, self.spec.kind, caps.backend)
-        index: dict[str, models_pb2.ModelInfo] = {}
-        for model in caps.models:
-            for name in (model.name, *model.aliases):
+        index: dict[str, ModelInfo] = {}
+        for model in map(model_from_proto, caps.models):
+            for name in model.names:
                 index.setdefault(name, model)
-        gen = caps.generation
-        flags = {f for f in FEATURE_FLAGS if getattr(gen, f)} | set(gen.sampling_params)
-        self.feature_names = frozenset(flags | ({"streaming"} if gen.streaming else set()))
+        features = features_from_proto(caps.generation)
+        self.feature_names = frozenset(features.names() | ({"streaming"} if features.streaming else set()))
         self.model_index = index
         self.rpcs = frozenset(caps.rpcs)
         self.capabilities = caps

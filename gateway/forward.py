@@ -9,9 +9,9 @@ from typing import Any
 
 import grpc
 
-from forgeway.services.runtime.errors import DeadlineExceeded, ForgewayError, RemoteError, Unavailable, from_rpc_error
-from forgeway.services.runtime.interceptor import REQUEST_ID_KEY
-from forgeway.services.runtime.logs import REQUEST_ID
+from forgeway.core.errors import DeadlineExceeded, ForgewayError, RemoteError, Unavailable, from_rpc_error
+from forgeway.server.interceptor import REQUEST_ID_KEY
+from forgeway.server.logs import REQUEST_ID
 
 from . import metrics
 from .endpoint import Endpoint

@@ -8,7 +8,8 @@ from collections.abc import Awaitable, Callable
 
 import grpc
 
-from forgeway.services.runtime.errors import InvalidArgument, NotFound, Unavailable
+from forgeway.core import pages
+from forgeway.core.errors import InvalidArgument, NotFound, Unavailable
 from forgeway.v1 import (
     datasets_pb2,
     datasets_pb2_grpc,
@@ -20,7 +21,7 @@ from forgeway.v1 import (
 
 from .endpoint import Endpoint
 from .forward import call_metadata, remaining, translate
-from .owners import ask_owner, stream_from_owner
+from .owners import OwnerCache, ask_owner, stream_from_owner
 from .router import Route
 from .state import GatewayState
 from .status import merged_models
@@ -47,12 +48,12 @@ class _Owned:
         if what:
             principal.check_train(what)
 
-    def _candidates(self, rpc: str, cache: dict[str, str], item: str) -> tuple[list[Endpoint], list[str]]:
+    def _candidates(self, rpc: str, cache: OwnerCache, item: str) -> tuple[list[Endpoint], list[str]]:
         """Reachable endpoints serving rpc (the cached owner first) and the ones that cannot be reached now."""
         up, down = self.state.router.reachable(rpc)
         if not up:
             raise Unavailable(f"no endpoint serving {rpc} can be reached ({', '.join(down)})", retry_after=1.0)
-        return self.state.owners.ordered(cache, item, up), down
+        return cache.ordered(item, up), down
 
     async def _fan_out(self, rpc: str, context, call: Callable[[Endpoint, float | None, tuple], Awaitable]) -> list:
         endpoints, down = self.state.router.reachable(rpc)
@@ -79,7 +80,16 @@ class GatewayJobs(_Owned, jobs_pb2_grpc.JobServiceServicer):
         endpoints, down = self._candidates(_rpc("JobService", "GetJob"), self.state.owners.jobs, request.job_id)
         response, owner = await ask_owner(endpoints, down, "job", request.job_id, context,
                                           lambda e, t, m: e.jobs.GetJob(request, timeout=t, metadata=m))
-        self.state.owners.remember(self.state.owners.jobs, request.job_id, owner)
+        self.state.owners.jobs.remember(request.job_id, owner.key)
+        return response
+
+    async def ListJobEvents(self, request, context):
+        self._auth(context, "read jobs")
+        rpc = _rpc("JobService", "ListJobEvents")
+        endpoints, down = self._candidates(rpc, self.state.owners.jobs, request.job_id)
+        response, owner = await ask_owner(endpoints, down, "job", request.job_id, context,
+                                          lambda e, t, m: e.jobs.ListJobEvents(request, timeout=t, metadata=m))
+        self.state.owners.jobs.remember(request.job_id, owner.key)
         return response
 
     async def CancelJob(self, request, context):
@@ -94,14 +104,21 @@ class GatewayJobs(_Owned, jobs_pb2_grpc.JobServiceServicer):
         endpoints, down = self._candidates(_rpc("JobService", "WatchJob"), self.state.owners.jobs, request.job_id)
         async for message, _ in stream_from_owner(endpoints, down, "job", request.job_id, context,
                                                   lambda e, t, m: e.jobs.WatchJob(request, timeout=t, metadata=m)):
+            if message.event.HasField("artifact"):
+                await self.state.router.refresh()  # the new model is routable before the watcher hears of it
             yield message
 
     async def ListJobs(self, request, context):
+        """Every trainer's page below the same cursor, merged newest first: the first page_size of them are this
+        page, and its last job is the next page's cursor."""
         self._auth(context, "read jobs")
+        size = pages.page_size(request.page_size)
+        pages.job_cursor(request.page_token)  # a malformed token is the caller's error, not each trainer's
         answers = await self._fan_out(_rpc("JobService", "ListJobs"), context,
                                       lambda e, t, m: e.jobs.ListJobs(request, timeout=t, metadata=m))
-        jobs = sorted((job for answer in answers for job in answer.jobs), key=_newest_first)
-        return jobs_pb2.ListJobsResponse(jobs=jobs[: request.limit or 100])
+        jobs = sorted((job for answer in answers for job in answer.jobs), key=pages.JobCursor.of, reverse=True)
+        more = len(jobs) > size or any(answer.next_page_token for answer in answers)
+        return jobs_pb2.ListJobsResponse(jobs=jobs[:size], next_page_token=pages.next_jobs_token(jobs[:size], more))
 
 
 class GatewayDatasets(_Owned, datasets_pb2_grpc.DatasetServiceServicer):
@@ -114,7 +131,7 @@ class GatewayDatasets(_Owned, datasets_pb2_grpc.DatasetServiceServicer):
             lambda r, t, m: r.endpoint.datasets.UploadDataset(request_iterator, timeout=t, metadata=m),
             context, "UploadDataset",
         )
-        self.state.owners.remember(self.state.owners.datasets, response.dataset.id, route.endpoint)
+        self.state.owners.datasets.remember(response.dataset.id, route.endpoint.key)
         return response
 
     async def GetDataset(self, request, context):
@@ -123,7 +140,7 @@ class GatewayDatasets(_Owned, datasets_pb2_grpc.DatasetServiceServicer):
         endpoints, down = self._candidates(rpc, self.state.owners.datasets, request.dataset_id)
         response, owner = await ask_owner(endpoints, down, "dataset", request.dataset_id, context,
                                           lambda e, t, m: e.datasets.GetDataset(request, timeout=t, metadata=m))
-        self.state.owners.remember(self.state.owners.datasets, request.dataset_id, owner)
+        self.state.owners.datasets.remember(request.dataset_id, owner.key)
         return response
 
     async def ListDatasets(self, request, context):

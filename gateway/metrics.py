@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from forgeway.services.runtime.metrics import LATENCY_BUCKETS
+from forgeway.server.metrics import LATENCY_BUCKETS
 
 FINE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1)
 

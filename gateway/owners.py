@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
 
-from forgeway.services.runtime.errors import NotFound, Unavailable
+from forgeway.core.errors import NotFound, Unavailable
 from forgeway.v1 import datasets_pb2
 
 from .endpoint import Endpoint
@@ -17,23 +18,42 @@ from .forward import call_metadata, cancel_with, remaining, translate
 SKIP = frozenset({grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNIMPLEMENTED})
 
 
+class OwnerCache:
+    """Item id -> the key of the endpoint that holds it, bounded: beyond `limit` the least recently used is forgotten.
+    Every write goes through remember(), so no path can grow it past its bound."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._keys: OrderedDict[str, str] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def get(self, item: str) -> str | None:
+        key = self._keys.get(item)
+        if key is not None:
+            self._keys.move_to_end(item)
+        return key
+
+    def remember(self, item: str, endpoint_key: str) -> None:
+        self._keys[item] = endpoint_key
+        self._keys.move_to_end(item)
+        while len(self._keys) > self.limit:
+            self._keys.popitem(last=False)
+
+    def ordered(self, item: str, endpoints: list[Endpoint]) -> list[Endpoint]:
+        """The endpoints, the one remembered for item first."""
+        owner = self.get(item)
+        return sorted(endpoints, key=lambda e: e.key != owner)
+
+
 class Owners:
-    """A cache of who holds what. It only orders the search: any replica of the gateway finds the owner by asking."""
+    """Who holds which job and dataset. It only orders the search: any replica of the gateway finds the owner by
+    asking."""
 
     def __init__(self, limit: int = 10_000):
-        self.jobs: dict[str, str] = {}
-        self.datasets: dict[str, str] = {}
-        self.limit = limit
-
-    def remember(self, cache: dict[str, str], item: str, endpoint: Endpoint) -> None:
-        if len(cache) >= self.limit:
-            cache.pop(next(iter(cache)))
-        cache[item] = endpoint.key
-
-    @staticmethod
-    def ordered(cache: dict[str, str], item: str, endpoints: list[Endpoint]) -> list[Endpoint]:
-        owner = cache.get(item)
-        return sorted(endpoints, key=lambda e: e.key != owner)
+        self.jobs = OwnerCache(limit)
+        self.datasets = OwnerCache(limit)
 
     async def find_dataset(self, endpoints: list[Endpoint], dataset_id: str, timeout: float = 5.0) -> set[str]:
         """Keys of the endpoints that know a dataset (asked all at once)."""
@@ -43,8 +63,8 @@ class Owners:
             return_exceptions=True,
         )
         found = {e.key for e, answer in zip(endpoints, answers, strict=True) if not isinstance(answer, BaseException)}
-        for key in found:
-            self.datasets.setdefault(dataset_id, key)
+        if found and self.datasets.get(dataset_id) not in found:
+            self.datasets.remember(dataset_id, min(found))
         return found
 
 

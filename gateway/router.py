@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from forgeway.services.runtime.errors import (
-    ForgewayError,
-    InvalidArgument,
-    NotFound,
-    ResourceExhausted,
-    Unavailable,
-    Unimplemented,
-    Unsupported,
-)
-from forgeway.services.runtime.generation import GenerationRequest, Task
+from forgeway.core.errors import ForgewayError, NotFound, ResourceExhausted, Unavailable, Unimplemented
+from forgeway.core.generation import GenerationRequest
+from forgeway.core.models import check_servable
 
 from .endpoint import UNKNOWN, Endpoint
 from .settings import GatewaySettings
@@ -112,41 +107,53 @@ class Router:
             ordered.append(self.settings.resolve_alias(pick.model))
         return ordered
 
-    def _capable(self, endpoint: Endpoint, model: str, request: GenerationRequest, rpc: str) -> Exclusion | None:
-        key = endpoint.key
+    @staticmethod
+    def _capable(endpoint: Endpoint, model: str, request: GenerationRequest) -> Exclusion | None:
+        """Whether the endpoint's model can serve the request: core's check_servable, as an exclusion."""
         if endpoint.capabilities is None:
-            return Exclusion(key, HEALTH, endpoint.unavailable_reason)
-        if not endpoint.serves(rpc):
-            return Exclusion(key, CAPABILITY, f"does not serve {rpc}", Unimplemented(f"no backend serves {rpc}"))
-        if request.backend and endpoint.kind != request.backend:
-            return Exclusion(key, CAPABILITY, f"is {endpoint.kind}, not {request.backend}",
-                             InvalidArgument("backend", f"no {request.backend!r} backend serves model {model!r}"))
+            return Exclusion(endpoint.key, HEALTH, endpoint.unavailable_reason)
         info = endpoint.model_index.get(model)
         if info is None:
-            return Exclusion(key, MODEL, f"does not serve model {model!r}")
-        missing = sorted(request.features() - endpoint.feature_names)
-        if missing:
-            return Exclusion(key, CAPABILITY, f"lacks {', '.join(missing)}", Unsupported(missing[0], endpoint.kind))
-        task = request.task or request.input_task
-        served = Task.from_proto(info.task) or Task.TEXT_GENERATION
-        if task != served or request.input_task != served:
-            return Exclusion(key, CAPABILITY, f"serves {model} for {served.value}",
-                             InvalidArgument("task", f"model {model!r} serves {served.value}, not {task.value}"))
-        if request.messages and not info.chat:
-            return Exclusion(key, CAPABILITY, f"{model} has no chat template",
-                             InvalidArgument("messages", f"model {model!r} has no chat template; send a prompt"))
+            return Exclusion(endpoint.key, MODEL, f"does not serve model {model!r}")
+        try:
+            check_servable(request, info, endpoint.feature_names, endpoint.kind)
+        except ForgewayError as error:
+            return Exclusion(endpoint.key, CAPABILITY, error.message, error)
         return None
 
+    async def refresh(self, rpc: str = GENERATE) -> None:
+        """Read Capabilities now from every endpoint that serves rpc (a model was just published, or asked for and
+        not found): concurrent callers share one read per endpoint."""
+        since = time.monotonic()
+        await asyncio.gather(*(e.refresh_shared(since) for e in self.pool if e.capabilities is None or e.serves(rpc)))
+
+    async def plan_fresh(self, request: GenerationRequest, rpc: str = GENERATE) -> list[Route]:
+        """plan(), but a model no endpoint knows is looked for once more after refreshing their Capabilities, so a
+        model published a moment ago (a training job that just succeeded) is found rather than NOT_FOUND."""
+        try:
+            return self.plan(request, rpc)
+        except NotFound as error:
+            if error.kind != "model":
+                raise
+        await self.refresh(rpc)
+        return self.plan(request, rpc)
+
     def plan(self, request: GenerationRequest, rpc: str = GENERATE) -> list[Route]:
-        """Every route worth trying for a generation, best first. Raises the table's error when there is none."""
+        """Every route worth trying for a generation, best first. Raises the table's error when there is none.
+
+        Endpoints that do not serve rpc (a trainer, for Generate) are no candidates at all: an unknown model is
+        NOT_FOUND whatever else is in the pool."""
         limit = self.settings.limits.endpoint_max_in_flight
         routes: list[Route] = []
         exclusions: list[Exclusion] = []
+        candidates = [e for e in self.pool if e.capabilities is None or e.serves(rpc)]
+        if self.pool and not candidates:
+            raise Unimplemented(f"no backend serves {rpc}")
         for model in self.models_for(request.model):
             eligible: list[Endpoint] = []
             preferred: set[str] = set()
-            for endpoint in self.pool:
-                excluded = self._capable(endpoint, model, request, rpc) or usable(endpoint, limit)
+            for endpoint in candidates:
+                excluded = self._capable(endpoint, model, request) or usable(endpoint, limit)
                 if excluded is not None:
                     exclusions.append(excluded)
                     continue
@@ -158,8 +165,8 @@ class Router:
         if routes:
             return routes
         known = None
-        if all(e.capabilities is not None for e in self.pool):
-            known = {name for e in self.pool for name in e.model_index}
+        if all(e.capabilities is not None for e in candidates):
+            known = {name for e in candidates for name in e.model_index}
             known |= set(self.settings.model_aliases) | set(self.settings.model_groups)
         raise no_route(f"model {request.model!r}", exclusions, known, request.model)
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import contextlib
 import time
 
-from forgeway.services.runtime.errors import RemoteError
-from forgeway.services.runtime.generation import GenerationRequest
-from forgeway.v1 import backend_pb2_grpc, generate_pb2, train_pb2
+from forgeway.core.generation import GenerationRequest
+from forgeway.v1 import backend_pb2_grpc, generate_pb2
 
 from . import metrics
 from .auth import Principal
@@ -16,7 +15,7 @@ from .relay import coalesce, read_ahead
 from .router import GENERATE, GENERATE_STREAM, Route
 from .state import GatewayState
 from .status import aggregate
-from .training import FallbackNote, as_trl, declined_for_trl, plan_training, validate
+from .training import TrainingDispatch
 
 
 def _for_route(request: generate_pb2.GenerateRequest, route: Route) -> generate_pb2.GenerateRequest:
@@ -38,6 +37,7 @@ class GatewayBackend(backend_pb2_grpc.BackendServiceServicer):
 
     def __init__(self, state: GatewayState):
         self.state = state
+        self.training = TrainingDispatch(state)
 
     async def Capabilities(self, request, context):
         state = self.state
@@ -45,7 +45,7 @@ class GatewayBackend(backend_pb2_grpc.BackendServiceServicer):
             state.keys.authenticate(context.invocation_metadata())
         return aggregate(list(state.pool), state.settings)
 
-    def _prepare(self, request: generate_pb2.GenerateRequest, context, rpc: str):
+    async def _prepare(self, request: generate_pb2.GenerateRequest, context, rpc: str):
         """Auth, validation, admission, plugins and routing; nothing reaches a backend until all pass."""
         state = self.state
         principal: Principal = state.keys.authenticate(context.invocation_metadata())
@@ -58,7 +58,7 @@ class GatewayBackend(backend_pb2_grpc.BackendServiceServicer):
             if pipeline.pre:
                 request = pipeline.preprocess(request)
                 generation = GenerationRequest.from_proto(request)
-            routes = state.router.plan(generation, rpc)
+            routes = await state.router.plan_fresh(generation, rpc)
         except BaseException:
             ticket.done()
             raise
@@ -66,7 +66,7 @@ class GatewayBackend(backend_pb2_grpc.BackendServiceServicer):
 
     async def Generate(self, request, context):
         start = time.perf_counter()
-        request, pipeline, routes, ticket = self._prepare(request, context, GENERATE)
+        request, pipeline, routes, ticket = await self._prepare(request, context, GENERATE)
         tokens = 0
         try:
             response, route, waited = await self.state.forwarder.unary(
@@ -85,7 +85,7 @@ class GatewayBackend(backend_pb2_grpc.BackendServiceServicer):
 
     async def GenerateStream(self, request, context):
         start = time.perf_counter()
-        request, pipeline, routes, ticket = self._prepare(request, context, GENERATE_STREAM)
+        request, pipeline, routes, ticket = await self._prepare(request, context, GENERATE_STREAM)
         output = _StreamOutput(pipeline)
 
         def first_chunk(route: Route, backend_seconds: float) -> None:
@@ -109,50 +109,17 @@ class GatewayBackend(backend_pb2_grpc.BackendServiceServicer):
             ticket.done(output.tokens)
 
     async def Train(self, request, context):
-        state = self.state
-        principal = state.keys.authenticate(context.invocation_metadata())
-        principal.check_train("train")
-        validate(request)
-        state.admission.admit(principal).done()
-        limit = state.settings.limits.endpoint_max_in_flight
-        endpoints, fallback = plan_training(list(state.pool), request, limit)
-        yielded = False
-        try:
-            async for message in self._train_on(endpoints, fallback, request, context):
-                yielded = True
-                yield message
-        except RemoteError as exc:
-            auto = request.backend == train_pb2.TRAINING_BACKEND_UNSPECIFIED
-            if yielded or not auto or endpoints[0].kind != "unsloth" or not declined_for_trl(exc):
-                raise
-            trl, _ = plan_training(list(state.pool), as_trl(request), limit)
-            note = FallbackNote(requested="unsloth", used="trl", reason=f"unsloth declined: {exc.message}")
-            async for message in self._train_on(trl, note, request, context):
-                yield message
-
-    async def _train_on(self, endpoints, fallback: FallbackNote | None, request, context):
-        state = self.state
-        if fallback is not None:
-            metrics.FALLBACKS.labels(fallback.requested, fallback.used).inc()
-        if request.dataset.WhichOneof("source") == "dataset_id" and len(endpoints) > 1:
-            owners = await state.owners.find_dataset(endpoints, request.dataset.dataset_id)
-            endpoints = sorted(endpoints, key=lambda e: e.key not in owners)
-        routes = [Route(e, request.base_model) for e in endpoints]
-        job_id = ""
-        async for message, route in state.forwarder.stream(
-            routes, lambda r, t, m: r.endpoint.backend.Train(request, timeout=t, metadata=m), context, "Train",
-            extra_metadata=fallback.metadata() if fallback else (),
-        ):
-            if not job_id:
-                job_id = message.event.job_id
-                state.owners.jobs[job_id] = route.endpoint.key
-            elif fallback is not None:  # the trainer's own fallback event (recorded durably) or the gateway's notice
-                if not message.event.HasField("fallback"):
-                    yield fallback.event(job_id)
-                fallback = None
+        async for message in self.training.stream(self._trainer(context), request, context):
             yield message
-        if fallback is not None and job_id:
-            yield fallback.event(job_id)
+
+    async def CreateJob(self, request, context):
+        return await self.training.create(self._trainer(context), request.train, context)
+
+    def _trainer(self, context) -> Principal:
+        """The caller, if it may train."""
+        principal = self.state.keys.authenticate(context.invocation_metadata())
+        principal.check_train("train")
+        return principal
 
 
 class _StreamOutput:

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from forgeway.services.runtime.settings import ServiceSettings
+from forgeway.server.settings import ServiceSettings
 
 from .http.settings import HttpSettings
 

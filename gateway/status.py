@@ -6,8 +6,7 @@ import platform
 from collections.abc import Iterable
 
 from forgeway import __version__
-from forgeway.services.runtime.capabilities import hardware_to_proto
-from forgeway.services.runtime.hardware import detect
+from forgeway.server.hardware import detect, hardware_to_proto
 from forgeway.v1 import capabilities_pb2, models_pb2
 
 from .endpoint import Endpoint
@@ -15,8 +14,8 @@ from .settings import GatewaySettings
 
 # Every RPC the gateway forwards.
 GATEWAY_RPCS = [
-    *(f"forgeway.v1.BackendService/{m}" for m in ("Capabilities", "Generate", "GenerateStream", "Train")),
-    *(f"forgeway.v1.JobService/{m}" for m in ("GetJob", "ListJobs", "WatchJob", "CancelJob")),
+    *(f"forgeway.v1.BackendService/{m}" for m in ("Capabilities", "Generate", "GenerateStream", "Train", "CreateJob")),
+    *(f"forgeway.v1.JobService/{m}" for m in ("GetJob", "ListJobs", "ListJobEvents", "WatchJob", "CancelJob")),
     *(f"forgeway.v1.DatasetService/{m}" for m in ("UploadDataset", "GetDataset", "ListDatasets")),
     *(f"forgeway.v1.ModelService/{m}" for m in ("ListModels", "LoadModel", "UnloadModel")),
 ]

@@ -26,12 +26,14 @@ async def serve_in_process():
     `await serve_in_process(service)` returns the RunningServer once the service's start() has finished
     (ready or failed); pass wait=False to get it while start() is still running.
     """
-    from forgeway.services.runtime.server import start_server
+    from forgeway.server.server import start_server
+    from forgeway.services.runtime.engine import InferenceEngine
+    from forgeway.services.runtime.service import serving
 
     started = []
 
     async def serve(service, wait: bool = True):
-        running = await start_server(service)
+        running = await start_server(serving(service) if isinstance(service, InferenceEngine) else service)
         started.append(running)
         if wait:
             await running.startup

@@ -37,15 +37,14 @@ from typing import Any
 
 from forgeway.client import Client, DatasetSource, JobFailedError, LoRA, TrainingJob
 from forgeway.client.types import Job
-from forgeway.services.training.spec import REMOVED_METHODS
+from forgeway.core.enums import BACKEND, METHOD
 
 log = logging.getLogger("forgeway.compat.aligntune")
 
-BACKENDS = ("auto", "trl", "unsloth")
 ALGORITHMS = {"dpo": ("dpo", ""), "grpo": ("grpo", ""), "gspo": ("grpo", "gspo"), "drgrpo": ("grpo", "dr_grpo"),
               "dapo": ("grpo", "dapo"), "kto": ("kto", ""), "orpo": ("orpo", ""), "cpo": ("cpo", ""),
               "rloo": ("rloo", ""), "online_dpo": ("online_dpo", ""), "reward": ("reward", "")}
-UNAVAILABLE = {**REMOVED_METHODS,
+UNAVAILABLE = {**METHOD.removed,
                **{a: "an AlignTune-only algorithm" for a in ("counterfact_grpo", "gbmpo", "pace", "nmgrpo", "metaes")}}
 TASKS = {"supervised_fine_tuning": "text-generation", "instruction_following": "text-generation",
          "text_generation": "text-generation", "chat_completion": "text-generation",
@@ -234,7 +233,7 @@ def _request(client: Client, model_name: str, dataset_name: str, backend: str, m
              max_samples: int | None, peft_default: bool, kwargs: dict[str, Any]) -> dict[str, Any]:
     """Train keyword arguments for the SDK from AlignTune's (see the module docstring)."""
     backend = backend.value if hasattr(backend, "value") else str(backend)
-    if backend.lower() not in BACKENDS:
+    if backend.lower() not in BACKEND.names:
         raise ValueError(f"'{backend}' is not a valid BackendType")
     ignored = sorted(k.removeprefix("_ignored_") for k in kwargs if k not in PASSED)
     if ignored:

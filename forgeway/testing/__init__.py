@@ -1,34 +1,53 @@
-"""Tiny models built offline from a seed: tokenizer, Llama, GGUF, seq2seq, extractive QA, demo."""
+"""Test support, for tests and benchmarks only (production code never imports it): free ports, services as
+processes or in this process, an in-process gateway, a local OpenAI-compatible upstream, and tiny models built
+offline from a seed."""
 
 from __future__ import annotations
 
 import importlib
 from typing import TYPE_CHECKING, Any
 
-# Imported lazily so that, e.g., the GGUF exporter works without torch installed.
+# Imported lazily: the GGUF exporter works without torch, the process starters without transformers.
 _EXPORTS = {
-    "build_tokenizer": "forgeway.testing.tokenizer",
-    "train_tokenizer": "forgeway.testing.tokenizer",
-    "corpus_text": "forgeway.testing.tokenizer",
-    "CHAT_TEMPLATE": "forgeway.testing.chat_template",
-    "plain_chat_template": "forgeway.testing.chat_template",
+    "free_port": "forgeway.testing.processes",
+    "wait_serving": "forgeway.testing.processes",
+    "ServiceProcess": "forgeway.testing.processes",
+    "echo_process": "forgeway.testing.processes",
+    "start_echoes": "forgeway.testing.processes",
+    "run_cli": "forgeway.testing.processes",
+    "one_line_error": "forgeway.testing.processes",
+    "gateway_settings": "forgeway.testing.gateway",
+    "start_gateway": "forgeway.testing.gateway",
+    "stop_now": "forgeway.testing.gateway",
+    "wait_until": "forgeway.testing.gateway",
+    "LoopThread": "forgeway.testing.stacks",
+    "InProcessStack": "forgeway.testing.stacks",
+    "trainer_stack": "forgeway.testing.stacks",
+    "inference_stack": "forgeway.testing.stacks",
+    "LLAMA_CPP_SETTINGS": "forgeway.testing.upstream",
+    "LocalUpstream": "forgeway.testing.upstream",
+    "start_llama_server": "forgeway.testing.upstream",
+    "tiny_model": "forgeway.testing.upstream",
+    "build_tokenizer": "forgeway.testing.llama",
     "build_tiny_llama": "forgeway.testing.llama",
     "build_tiny_gguf": "forgeway.testing.gguf_export",
     "build_tiny_seq2seq": "forgeway.testing.seq2seq",
     "build_tiny_qa": "forgeway.testing.qa",
-    "build_demo_model": "forgeway.testing.demo",
 }
 
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
-    from forgeway.testing.chat_template import CHAT_TEMPLATE, plain_chat_template
-    from forgeway.testing.demo import build_demo_model
+    from forgeway.testing.gateway import gateway_settings, start_gateway, stop_now, wait_until
     from forgeway.testing.gguf_export import build_tiny_gguf
-    from forgeway.testing.llama import build_tiny_llama
+    from forgeway.testing.llama import build_tiny_llama, build_tokenizer
+    from forgeway.testing.processes import (
+        ServiceProcess, echo_process, free_port, one_line_error, run_cli, start_echoes, wait_serving,
+    )
     from forgeway.testing.qa import build_tiny_qa
     from forgeway.testing.seq2seq import build_tiny_seq2seq
-    from forgeway.testing.tokenizer import build_tokenizer, corpus_text, train_tokenizer
+    from forgeway.testing.stacks import InProcessStack, LoopThread, inference_stack, trainer_stack
+    from forgeway.testing.upstream import LLAMA_CPP_SETTINGS, LocalUpstream, start_llama_server, tiny_model
 
 
 def __getattr__(name: str) -> Any:

@@ -8,9 +8,9 @@ import torch
 from tokenizers import processors
 from transformers import BertConfig, BertForQuestionAnswering, PreTrainedTokenizerFast
 
-from forgeway.testing.chat_template import ENDOFTEXT
-from forgeway.testing.llama import save_model
-from forgeway.testing.tokenizer import train_tokenizer
+from forgeway.demo.chat_template import ENDOFTEXT
+from forgeway.demo.llama import save_model
+from forgeway.demo.tokenizer import train_tokenizer
 
 
 def build_tiny_qa(out_dir: str | Path, seed: int = 0) -> Path:

@@ -7,9 +7,9 @@ from pathlib import Path
 import torch
 from transformers import GenerationConfig, T5Config, T5ForConditionalGeneration
 
-from forgeway.testing.chat_template import ENDOFTEXT, IM_END
-from forgeway.testing.llama import save_model
-from forgeway.testing.tokenizer import train_tokenizer
+from forgeway.demo.chat_template import ENDOFTEXT, IM_END
+from forgeway.demo.llama import save_model
+from forgeway.demo.tokenizer import train_tokenizer
 
 
 def build_tiny_seq2seq(out_dir: str | Path, seed: int = 0) -> Path:

@@ -58,6 +58,11 @@ class BackendServiceStub:
                 request_serializer=forgeway_dot_v1_dot_train__pb2.TrainRequest.SerializeToString,
                 response_deserializer=forgeway_dot_v1_dot_train__pb2.TrainResponse.FromString,
                 _registered_method=True)
+        self.CreateJob = channel.unary_unary(
+                '/forgeway.v1.BackendService/CreateJob',
+                request_serializer=forgeway_dot_v1_dot_train__pb2.CreateJobRequest.SerializeToString,
+                response_deserializer=forgeway_dot_v1_dot_train__pb2.CreateJobResponse.FromString,
+                _registered_method=True)
 
 
 class BackendServiceServicer:
@@ -93,6 +98,13 @@ class BackendServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateJob(self, request, context):
+        """Create a durable training job and answer its record at once: Train without the stream.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BackendServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -115,6 +127,11 @@ def add_BackendServiceServicer_to_server(servicer, server):
                     servicer.Train,
                     request_deserializer=forgeway_dot_v1_dot_train__pb2.TrainRequest.FromString,
                     response_serializer=forgeway_dot_v1_dot_train__pb2.TrainResponse.SerializeToString,
+            ),
+            'CreateJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateJob,
+                    request_deserializer=forgeway_dot_v1_dot_train__pb2.CreateJobRequest.FromString,
+                    response_serializer=forgeway_dot_v1_dot_train__pb2.CreateJobResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -227,6 +244,33 @@ class BackendService:
             '/forgeway.v1.BackendService/Train',
             forgeway_dot_v1_dot_train__pb2.TrainRequest.SerializeToString,
             forgeway_dot_v1_dot_train__pb2.TrainResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/forgeway.v1.BackendService/CreateJob',
+            forgeway_dot_v1_dot_train__pb2.CreateJobRequest.SerializeToString,
+            forgeway_dot_v1_dot_train__pb2.CreateJobResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x66orgeway/v1/jobs.proto\x12\x0b\x66orgeway.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"D\n\x0bStateChange\x12$\n\x05state\x18\x01 \x01(\x0e\x32\x15.forgeway.v1.JobState\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xf1\x02\n\x08Progress\x12\x0c\n\x04step\x18\x01 \x01(\r\x12\x13\n\x0btotal_steps\x18\x02 \x01(\r\x12\r\n\x05\x65poch\x18\x03 \x01(\x02\x12\x11\n\x04loss\x18\x04 \x01(\x02H\x00\x88\x01\x01\x12\x1a\n\rlearning_rate\x18\x05 \x01(\x02H\x01\x88\x01\x01\x12\x16\n\tgrad_norm\x18\x06 \x01(\x02H\x02\x88\x01\x01\x12\x33\n\x07metrics\x18\x07 \x03(\x0b\x32\".forgeway.v1.Progress.MetricsEntry\x12\x1e\n\x11tokens_per_second\x18\x08 \x01(\x02H\x03\x88\x01\x01\x12\x18\n\x0b\x65ta_seconds\x18\t \x01(\x02H\x04\x88\x01\x01\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x42\x07\n\x05_lossB\x10\n\x0e_learning_rateB\x0c\n\n_grad_normB\x14\n\x12_tokens_per_secondB\x0e\n\x0c_eta_seconds\"&\n\x07LogLine\x12\r\n\x05level\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\"(\n\nCheckpoint\x12\x0c\n\x04step\x18\x01 \x01(\r\x12\x0c\n\x04path\x18\x02 \x01(\t\";\n\x08\x46\x61llback\x12\x11\n\trequested\x18\x01 \x01(\t\x12\x0c\n\x04used\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"<\n\x08\x41rtifact\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x03 \x01(\t\"\xde\x02\n\x08JobEvent\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05state\x18\x04 \x01(\x0b\x32\x18.forgeway.v1.StateChangeH\x00\x12)\n\x08progress\x18\x05 \x01(\x0b\x32\x15.forgeway.v1.ProgressH\x00\x12#\n\x03log\x18\x06 \x01(\x0b\x32\x14.forgeway.v1.LogLineH\x00\x12-\n\ncheckpoint\x18\x07 \x01(\x0b\x32\x17.forgeway.v1.CheckpointH\x00\x12)\n\x08\x66\x61llback\x18\x08 \x01(\x0b\x32\x15.forgeway.v1.FallbackH\x00\x12)\n\x08\x61rtifact\x18\t \x01(\x0b\x32\x15.forgeway.v1.ArtifactH\x00\x42\x06\n\x04kind\"\xf7\x03\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12$\n\x05state\x18\x02 \x01(\x0e\x32\x15.forgeway.v1.JobState\x12\x0f\n\x07\x62\x61\x63kend\x18\x03 \x01(\t\x12\x12\n\nbase_model\x18\x04 \x01(\t\x12\x0e\n\x06method\x18\x05 \x01(\t\x12+\n\x07\x63reated\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07updated\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x65rror\x18\x08 \x01(\t\x12\'\n\x08progress\x18\t \x01(\x0b\x32\x15.forgeway.v1.Progress\x12\'\n\x08\x61rtifact\x18\n \x01(\x0b\x32\x15.forgeway.v1.Artifact\x12\x15\n\rlast_sequence\x18\x0b \x01(\x04\x12\x0f\n\x07\x64\x61taset\x18\x0c \x01(\t\x12\x14\n\x0c\x65val_dataset\x18\r \x01(\t\x12\x13\n\x06\x65pochs\x18\x0e \x01(\x02H\x00\x88\x01\x01\x12\x17\n\nbatch_size\x18\x0f \x01(\rH\x01\x88\x01\x01\x12\x1a\n\rlearning_rate\x18\x10 \x01(\x02H\x02\x88\x01\x01\x12\x11\n\x04seed\x18\x11 \x01(\x04H\x03\x88\x01\x01\x42\t\n\x07_epochsB\r\n\x0b_batch_sizeB\x10\n\x0e_learning_rateB\x07\n\x05_seed\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"/\n\x0eGetJobResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.forgeway.v1.Job\"F\n\x0fListJobsRequest\x12$\n\x05state\x18\x01 \x01(\x0e\x32\x15.forgeway.v1.JobState\x12\r\n\x05limit\x18\x02 \x01(\r\"2\n\x10ListJobsResponse\x12\x1e\n\x04jobs\x18\x01 \x03(\x0b\x32\x10.forgeway.v1.Job\"9\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x04\"8\n\x10WatchJobResponse\x12$\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x15.forgeway.v1.JobEvent\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"2\n\x11\x43\x61ncelJobResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.forgeway.v1.Job*\x9a\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05\x32\xaf\x02\n\nJobService\x12\x41\n\x06GetJob\x12\x1a.forgeway.v1.GetJobRequest\x1a\x1b.forgeway.v1.GetJobResponse\x12G\n\x08ListJobs\x12\x1c.forgeway.v1.ListJobsRequest\x1a\x1d.forgeway.v1.ListJobsResponse\x12I\n\x08WatchJob\x12\x1c.forgeway.v1.WatchJobRequest\x1a\x1d.forgeway.v1.WatchJobResponse0\x01\x12J\n\tCancelJob\x12\x1d.forgeway.v1.CancelJobRequest\x1a\x1e.forgeway.v1.CancelJobResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x66orgeway/v1/jobs.proto\x12\x0b\x66orgeway.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"D\n\x0bStateChange\x12$\n\x05state\x18\x01 \x01(\x0e\x32\x15.forgeway.v1.JobState\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xf1\x02\n\x08Progress\x12\x0c\n\x04step\x18\x01 \x01(\r\x12\x13\n\x0btotal_steps\x18\x02 \x01(\r\x12\r\n\x05\x65poch\x18\x03 \x01(\x02\x12\x11\n\x04loss\x18\x04 \x01(\x02H\x00\x88\x01\x01\x12\x1a\n\rlearning_rate\x18\x05 \x01(\x02H\x01\x88\x01\x01\x12\x16\n\tgrad_norm\x18\x06 \x01(\x02H\x02\x88\x01\x01\x12\x33\n\x07metrics\x18\x07 \x03(\x0b\x32\".forgeway.v1.Progress.MetricsEntry\x12\x1e\n\x11tokens_per_second\x18\x08 \x01(\x02H\x03\x88\x01\x01\x12\x18\n\x0b\x65ta_seconds\x18\t \x01(\x02H\x04\x88\x01\x01\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x42\x07\n\x05_lossB\x10\n\x0e_learning_rateB\x0c\n\n_grad_normB\x14\n\x12_tokens_per_secondB\x0e\n\x0c_eta_seconds\"&\n\x07LogLine\x12\r\n\x05level\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\"(\n\nCheckpoint\x12\x0c\n\x04step\x18\x01 \x01(\r\x12\x0c\n\x04path\x18\x02 \x01(\t\";\n\x08\x46\x61llback\x12\x11\n\trequested\x18\x01 \x01(\t\x12\x0c\n\x04used\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"<\n\x08\x41rtifact\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x03 \x01(\t\"\xde\x02\n\x08JobEvent\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05state\x18\x04 \x01(\x0b\x32\x18.forgeway.v1.StateChangeH\x00\x12)\n\x08progress\x18\x05 \x01(\x0b\x32\x15.forgeway.v1.ProgressH\x00\x12#\n\x03log\x18\x06 \x01(\x0b\x32\x14.forgeway.v1.LogLineH\x00\x12-\n\ncheckpoint\x18\x07 \x01(\x0b\x32\x17.forgeway.v1.CheckpointH\x00\x12)\n\x08\x66\x61llback\x18\x08 \x01(\x0b\x32\x15.forgeway.v1.FallbackH\x00\x12)\n\x08\x61rtifact\x18\t \x01(\x0b\x32\x15.forgeway.v1.ArtifactH\x00\x42\x06\n\x04kind\"\x87\x04\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12$\n\x05state\x18\x02 \x01(\x0e\x32\x15.forgeway.v1.JobState\x12\x0f\n\x07\x62\x61\x63kend\x18\x03 \x01(\t\x12\x12\n\nbase_model\x18\x04 \x01(\t\x12\x0e\n\x06method\x18\x05 \x01(\t\x12+\n\x07\x63reated\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07updated\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x65rror\x18\x08 \x01(\t\x12\'\n\x08progress\x18\t \x01(\x0b\x32\x15.forgeway.v1.Progress\x12\'\n\x08\x61rtifact\x18\n \x01(\x0b\x32\x15.forgeway.v1.Artifact\x12\x15\n\rlast_sequence\x18\x0b \x01(\x04\x12\x0f\n\x07\x64\x61taset\x18\x0c \x01(\t\x12\x14\n\x0c\x65val_dataset\x18\r \x01(\t\x12\x13\n\x06\x65pochs\x18\x0e \x01(\x02H\x00\x88\x01\x01\x12\x17\n\nbatch_size\x18\x0f \x01(\rH\x01\x88\x01\x01\x12\x1a\n\rlearning_rate\x18\x10 \x01(\x02H\x02\x88\x01\x01\x12\x11\n\x04seed\x18\x11 \x01(\x04H\x03\x88\x01\x01\x12\x0e\n\x06suffix\x18\x12 \x01(\tB\t\n\x07_epochsB\r\n\x0b_batch_sizeB\x10\n\x0e_learning_rateB\x07\n\x05_seed\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"/\n\x0eGetJobResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.forgeway.v1.Job\"^\n\x0fListJobsRequest\x12$\n\x05state\x18\x01 \x01(\x0e\x32\x15.forgeway.v1.JobState\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"K\n\x10ListJobsResponse\x12\x1e\n\x04jobs\x18\x01 \x03(\x0b\x32\x10.forgeway.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"c\n\x14ListJobEventsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x14\n\x0cnewest_first\x18\x04 \x01(\x08\"W\n\x15ListJobEventsResponse\x12%\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x15.forgeway.v1.JobEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"9\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x04\"8\n\x10WatchJobResponse\x12$\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x15.forgeway.v1.JobEvent\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"2\n\x11\x43\x61ncelJobResponse\x12\x1d\n\x03job\x18\x01 \x01(\x0b\x32\x10.forgeway.v1.Job*\x9a\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05\x32\x87\x03\n\nJobService\x12\x41\n\x06GetJob\x12\x1a.forgeway.v1.GetJobRequest\x1a\x1b.forgeway.v1.GetJobResponse\x12G\n\x08ListJobs\x12\x1c.forgeway.v1.ListJobsRequest\x1a\x1d.forgeway.v1.ListJobsResponse\x12V\n\rListJobEvents\x12!.forgeway.v1.ListJobEventsRequest\x1a\".forgeway.v1.ListJobEventsResponse\x12I\n\x08WatchJob\x12\x1c.forgeway.v1.WatchJobRequest\x1a\x1d.forgeway.v1.WatchJobResponse0\x01\x12J\n\tCancelJob\x12\x1d.forgeway.v1.CancelJobRequest\x1a\x1e.forgeway.v1.CancelJobResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,8 +34,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_PROGRESS_METRICSENTRY']._loaded_options = None
   _globals['_PROGRESS_METRICSENTRY']._serialized_options = b'8\001'
-  _globals['_JOBSTATE']._serialized_start=1990
-  _globals['_JOBSTATE']._serialized_end=2144
+  _globals['_JOBSTATE']._serialized_start=2245
+  _globals['_JOBSTATE']._serialized_end=2399
   _globals['_STATECHANGE']._serialized_start=72
   _globals['_STATECHANGE']._serialized_end=140
   _globals['_PROGRESS']._serialized_start=143
@@ -53,23 +53,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_JOBEVENT']._serialized_start=720
   _globals['_JOBEVENT']._serialized_end=1070
   _globals['_JOB']._serialized_start=1073
-  _globals['_JOB']._serialized_end=1576
-  _globals['_GETJOBREQUEST']._serialized_start=1578
-  _globals['_GETJOBREQUEST']._serialized_end=1609
-  _globals['_GETJOBRESPONSE']._serialized_start=1611
-  _globals['_GETJOBRESPONSE']._serialized_end=1658
-  _globals['_LISTJOBSREQUEST']._serialized_start=1660
-  _globals['_LISTJOBSREQUEST']._serialized_end=1730
-  _globals['_LISTJOBSRESPONSE']._serialized_start=1732
-  _globals['_LISTJOBSRESPONSE']._serialized_end=1782
-  _globals['_WATCHJOBREQUEST']._serialized_start=1784
-  _globals['_WATCHJOBREQUEST']._serialized_end=1841
-  _globals['_WATCHJOBRESPONSE']._serialized_start=1843
-  _globals['_WATCHJOBRESPONSE']._serialized_end=1899
-  _globals['_CANCELJOBREQUEST']._serialized_start=1901
-  _globals['_CANCELJOBREQUEST']._serialized_end=1935
-  _globals['_CANCELJOBRESPONSE']._serialized_start=1937
-  _globals['_CANCELJOBRESPONSE']._serialized_end=1987
-  _globals['_JOBSERVICE']._serialized_start=2147
-  _globals['_JOBSERVICE']._serialized_end=2450
+  _globals['_JOB']._serialized_end=1592
+  _globals['_GETJOBREQUEST']._serialized_start=1594
+  _globals['_GETJOBREQUEST']._serialized_end=1625
+  _globals['_GETJOBRESPONSE']._serialized_start=1627
+  _globals['_GETJOBRESPONSE']._serialized_end=1674
+  _globals['_LISTJOBSREQUEST']._serialized_start=1676
+  _globals['_LISTJOBSREQUEST']._serialized_end=1770
+  _globals['_LISTJOBSRESPONSE']._serialized_start=1772
+  _globals['_LISTJOBSRESPONSE']._serialized_end=1847
+  _globals['_LISTJOBEVENTSREQUEST']._serialized_start=1849
+  _globals['_LISTJOBEVENTSREQUEST']._serialized_end=1948
+  _globals['_LISTJOBEVENTSRESPONSE']._serialized_start=1950
+  _globals['_LISTJOBEVENTSRESPONSE']._serialized_end=2037
+  _globals['_WATCHJOBREQUEST']._serialized_start=2039
+  _globals['_WATCHJOBREQUEST']._serialized_end=2096
+  _globals['_WATCHJOBRESPONSE']._serialized_start=2098
+  _globals['_WATCHJOBRESPONSE']._serialized_end=2154
+  _globals['_CANCELJOBREQUEST']._serialized_start=2156
+  _globals['_CANCELJOBREQUEST']._serialized_end=2190
+  _globals['_CANCELJOBRESPONSE']._serialized_start=2192
+  _globals['_CANCELJOBRESPONSE']._serialized_end=2242
+  _globals['_JOBSERVICE']._serialized_start=2402
+  _globals['_JOBSERVICE']._serialized_end=2793
 # @@protoc_insertion_point(module_scope)

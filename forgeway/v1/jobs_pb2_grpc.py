@@ -26,7 +26,8 @@ if _version_not_supported:
 
 
 class JobServiceStub:
-    """Job lifecycle: implemented by trainers and forwarded by the gateway.
+    """Job lifecycle: implemented by trainers and forwarded by the gateway (jobs are created with
+    BackendService.CreateJob or BackendService.Train).
     """
 
     def __init__(self, channel):
@@ -45,6 +46,11 @@ class JobServiceStub:
                 request_serializer=forgeway_dot_v1_dot_jobs__pb2.ListJobsRequest.SerializeToString,
                 response_deserializer=forgeway_dot_v1_dot_jobs__pb2.ListJobsResponse.FromString,
                 _registered_method=True)
+        self.ListJobEvents = channel.unary_unary(
+                '/forgeway.v1.JobService/ListJobEvents',
+                request_serializer=forgeway_dot_v1_dot_jobs__pb2.ListJobEventsRequest.SerializeToString,
+                response_deserializer=forgeway_dot_v1_dot_jobs__pb2.ListJobEventsResponse.FromString,
+                _registered_method=True)
         self.WatchJob = channel.unary_stream(
                 '/forgeway.v1.JobService/WatchJob',
                 request_serializer=forgeway_dot_v1_dot_jobs__pb2.WatchJobRequest.SerializeToString,
@@ -58,7 +64,8 @@ class JobServiceStub:
 
 
 class JobServiceServicer:
-    """Job lifecycle: implemented by trainers and forwarded by the gateway.
+    """Job lifecycle: implemented by trainers and forwarded by the gateway (jobs are created with
+    BackendService.CreateJob or BackendService.Train).
     """
 
     def GetJob(self, request, context):
@@ -69,7 +76,14 @@ class JobServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListJobs(self, request, context):
-        """List jobs.
+        """List jobs, a page at a time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListJobEvents(self, request, context):
+        """List one job's events, a page at a time.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -102,6 +116,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     request_deserializer=forgeway_dot_v1_dot_jobs__pb2.ListJobsRequest.FromString,
                     response_serializer=forgeway_dot_v1_dot_jobs__pb2.ListJobsResponse.SerializeToString,
             ),
+            'ListJobEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListJobEvents,
+                    request_deserializer=forgeway_dot_v1_dot_jobs__pb2.ListJobEventsRequest.FromString,
+                    response_serializer=forgeway_dot_v1_dot_jobs__pb2.ListJobEventsResponse.SerializeToString,
+            ),
             'WatchJob': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchJob,
                     request_deserializer=forgeway_dot_v1_dot_jobs__pb2.WatchJobRequest.FromString,
@@ -121,7 +140,8 @@ def add_JobServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class JobService:
-    """Job lifecycle: implemented by trainers and forwarded by the gateway.
+    """Job lifecycle: implemented by trainers and forwarded by the gateway (jobs are created with
+    BackendService.CreateJob or BackendService.Train).
     """
 
     @staticmethod
@@ -168,6 +188,33 @@ class JobService:
             '/forgeway.v1.JobService/ListJobs',
             forgeway_dot_v1_dot_jobs__pb2.ListJobsRequest.SerializeToString,
             forgeway_dot_v1_dot_jobs__pb2.ListJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListJobEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/forgeway.v1.JobService/ListJobEvents',
+            forgeway_dot_v1_dot_jobs__pb2.ListJobEventsRequest.SerializeToString,
+            forgeway_dot_v1_dot_jobs__pb2.ListJobEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -8,7 +8,14 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "task", "context_length", "quantization", "adapters", "loaded", "backend", "source", "aliases", "chat")
+    __slots__ = ("name", "task", "context_length", "quantization", "adapters", "loaded", "backend", "source", "aliases", "chat", "unsupported_features")
+    class UnsupportedFeaturesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     NAME_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_LENGTH_FIELD_NUMBER: _ClassVar[int]
@@ -19,6 +26,7 @@ class ModelInfo(_message.Message):
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     ALIASES_FIELD_NUMBER: _ClassVar[int]
     CHAT_FIELD_NUMBER: _ClassVar[int]
+    UNSUPPORTED_FEATURES_FIELD_NUMBER: _ClassVar[int]
     name: str
     task: _common_pb2.Task
     context_length: int
@@ -29,7 +37,8 @@ class ModelInfo(_message.Message):
     source: str
     aliases: _containers.RepeatedScalarFieldContainer[str]
     chat: bool
-    def __init__(self, name: _Optional[str] = ..., task: _Optional[_Union[_common_pb2.Task, str]] = ..., context_length: _Optional[int] = ..., quantization: _Optional[_Union[_common_pb2.Quantization, str]] = ..., adapters: _Optional[_Iterable[str]] = ..., loaded: _Optional[bool] = ..., backend: _Optional[str] = ..., source: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ..., chat: _Optional[bool] = ...) -> None: ...
+    unsupported_features: _containers.ScalarMap[str, str]
+    def __init__(self, name: _Optional[str] = ..., task: _Optional[_Union[_common_pb2.Task, str]] = ..., context_length: _Optional[int] = ..., quantization: _Optional[_Union[_common_pb2.Quantization, str]] = ..., adapters: _Optional[_Iterable[str]] = ..., loaded: _Optional[bool] = ..., backend: _Optional[str] = ..., source: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ..., chat: _Optional[bool] = ..., unsupported_features: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ()

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import json
 
+from forgeway.core.enums import FINISH_REASON
 from forgeway.v1 import generate_pb2
 
 from .errors import ParamOf
 from .schemas import ChatCompletionRequest, CompletionRequest, Sampling
 
-FINISH_REASON = {
-    generate_pb2.FINISH_REASON_STOP: "stop",
-    generate_pb2.FINISH_REASON_STOP_SEQUENCE: "stop",
-    generate_pb2.FINISH_REASON_LENGTH: "length",
-    generate_pb2.FINISH_REASON_CANCELLED: "cancelled",
-    generate_pb2.FINISH_REASON_ERROR: "error",
-}
+# Forgeway's finish reasons -> OpenAI's set (stop, length, tool_calls, content_filter); the choice keeps Forgeway's own
+# reason in `forgeway_finish_reason`, so a cancelled or failed choice is told apart from one that stopped.
+OPENAI_FINISH_REASON = {"stop": "stop", "stop_sequence": "stop", "length": "length", "cancelled": "stop", "error": "stop"}
+
+
+def finish_reasons(value: int) -> dict:
+    """The `finish_reason` and `forgeway_finish_reason` fields of an OpenAI choice for a contract finish reason."""
+    own = FINISH_REASON.name(value) or "stop"
+    return {"finish_reason": OPENAI_FINISH_REASON[own], "forgeway_finish_reason": own}
 
 # Feature names (GenerationFeatures, as Unsupported reports them) and contract fields -> OpenAI parameters.
 _PARAM = {
@@ -158,7 +161,7 @@ def chat_completion(response: generate_pb2.GenerateResponse, completion_id: str,
         "system_fingerprint": response.served_by or None,
         "choices": [
             {"index": c.index, "message": {"role": "assistant", "content": c.text, "refusal": None},
-             "finish_reason": FINISH_REASON.get(c.finish_reason, "stop"), "logprobs": chat_logprobs(c.logprobs)}
+             **finish_reasons(c.finish_reason), "logprobs": chat_logprobs(c.logprobs)}
             for c in response.choices
         ],
         "usage": usage(response.usage.prompt_tokens, response.usage.completion_tokens),
@@ -173,7 +176,7 @@ def text_completion(responses: list[generate_pb2.GenerateResponse], n: int, comp
         "model": responses[0].model,
         "system_fingerprint": responses[0].served_by or None,
         "choices": [
-            {"index": p * n + c.index, "text": c.text, "finish_reason": FINISH_REASON.get(c.finish_reason, "stop"),
+            {"index": p * n + c.index, "text": c.text, **finish_reasons(c.finish_reason),
              "logprobs": completion_logprobs(c.logprobs)}
             for p, response in enumerate(responses)
             for c in response.choices

@@ -5,34 +5,11 @@ from __future__ import annotations
 import re
 import secrets
 
-from forgeway.v1 import common_pb2, datasets_pb2, jobs_pb2, train_pb2
+from forgeway.core.enums import BACKEND, EXPORT_FORMAT, FINISHED_STATES, JOB_STATE, METHOD, QUANTIZATION, TASK
+from forgeway.v1 import datasets_pb2, jobs_pb2, train_pb2
 
 from .schemas_tuning import FineTuningJobRequest, Hyperparameters
 
-METHOD = {
-    "supervised": train_pb2.TRAINING_METHOD_SFT, "sft": train_pb2.TRAINING_METHOD_SFT,
-    "dpo": train_pb2.TRAINING_METHOD_DPO, "grpo": train_pb2.TRAINING_METHOD_GRPO,
-    "kto": train_pb2.TRAINING_METHOD_KTO, "orpo": train_pb2.TRAINING_METHOD_ORPO,
-    "cpo": train_pb2.TRAINING_METHOD_CPO, "rloo": train_pb2.TRAINING_METHOD_RLOO,
-    "online_dpo": train_pb2.TRAINING_METHOD_ONLINE_DPO, "reward": train_pb2.TRAINING_METHOD_REWARD,
-}
-BACKEND = {"auto": train_pb2.TRAINING_BACKEND_UNSPECIFIED, "trl": train_pb2.TRAINING_BACKEND_TRL,
-           "unsloth": train_pb2.TRAINING_BACKEND_UNSLOTH}
-QUANTIZATION = {"nf4": common_pb2.QUANTIZATION_4BIT_NF4, "fp4": common_pb2.QUANTIZATION_4BIT_FP4,
-                "int8": common_pb2.QUANTIZATION_8BIT}
-TASK = {"text-generation": common_pb2.TASK_TEXT_GENERATION, "summarization": common_pb2.TASK_SUMMARIZATION,
-        "extractive-question-answering": common_pb2.TASK_EXTRACTIVE_QUESTION_ANSWERING}
-EXPORT = {"adapter": train_pb2.EXPORT_FORMAT_ADAPTER, "merged": train_pb2.EXPORT_FORMAT_MERGED,
-          "gguf": train_pb2.EXPORT_FORMAT_GGUF}
-STATUS = {
-    jobs_pb2.JOB_STATE_UNSPECIFIED: "validating_files",
-    jobs_pb2.JOB_STATE_QUEUED: "queued",
-    jobs_pb2.JOB_STATE_RUNNING: "running",
-    jobs_pb2.JOB_STATE_SUCCEEDED: "succeeded",
-    jobs_pb2.JOB_STATE_FAILED: "failed",
-    jobs_pb2.JOB_STATE_CANCELLED: "cancelled",
-}
-FINISHED = {jobs_pb2.JOB_STATE_SUCCEEDED, jobs_pb2.JOB_STATE_FAILED, jobs_pb2.JOB_STATE_CANCELLED}
 METHOD_PARAMS = ("loss_type", "num_generations", "max_prompt_length", "max_completion_length", "reward_model")
 
 
@@ -46,16 +23,16 @@ def train_request(body: FineTuningJobRequest, base_learning_rate: float) -> trai
     hp: Hyperparameters = body.effective_hyperparameters
     request = train_pb2.TrainRequest(
         base_model=body.model,
-        method=METHOD[body.method_type],
+        method=METHOD.value(body.method_type, "method.type"),
         dataset=train_pb2.DatasetSource(dataset_id=body.training_file),
-        backend=BACKEND[body.backend or "auto"],
+        backend=BACKEND.value(body.backend or "auto"),
     )
     if body.validation_file:
         request.eval_dataset.dataset_id = body.validation_file
     if body.allow_fallback is not None:
         request.allow_fallback = body.allow_fallback
     if body.task:
-        request.task = TASK[body.task]
+        request.task = TASK.value(body.task)
     h = request.hyperparameters
     h.SetInParent()
     if isinstance(hp.n_epochs, int):
@@ -85,11 +62,12 @@ def train_request(body: FineTuningJobRequest, base_learning_rate: float) -> trai
                                                    target_modules=body.lora.target_modules))
     if body.quantization:
         request.quantization.CopyFrom(train_pb2.QuantizationParams(
-            quantization=QUANTIZATION[body.quantization], double_quant=bool(body.double_quant)))
+            quantization=QUANTIZATION.value(body.quantization), double_quant=bool(body.double_quant)))
     request.output.SetInParent()
     if body.suffix:
         request.output.model_name = tuned_model_name(body.model, body.suffix)
-    request.output.formats.extend(EXPORT[f] for f in body.export or [])
+        request.output.suffix = body.suffix
+    request.output.formats.extend(EXPORT_FORMAT.value(f) for f in body.export or [])
     return request
 
 
@@ -114,6 +92,17 @@ def seconds(timestamp) -> int:
     return int(timestamp.seconds)
 
 
+def status(state: int) -> str:
+    """A job state as OpenAI's job status (a job not yet recorded reads validating_files)."""
+    return JOB_STATE.name(state) or "validating_files"
+
+
+def multiplier(job: jobs_pb2.Job, base_learning_rate: float) -> float | None:
+    """The learning-rate multiplier asked for, read back from the job's 32-bit learning rate: rounded to the seven
+    digits a float32 holds, so 0.1 reads 0.1, not 0.10000000149."""
+    return float(f"{job.learning_rate / base_learning_rate:.7g}") if job.HasField("learning_rate") else None
+
+
 def job_object(job: jobs_pb2.Job, base_learning_rate: float) -> dict:
     """A Job as OpenAI's fine_tuning.job; hyperparameters the request left unset read null."""
     method = "supervised" if job.method in ("sft", "") else job.method
@@ -125,15 +114,14 @@ def job_object(job: jobs_pb2.Job, base_learning_rate: float) -> dict:
         "id": job.id,
         "object": "fine_tuning.job",
         "created_at": seconds(job.created),
-        "finished_at": seconds(job.updated) if job.state in FINISHED else None,
+        "finished_at": seconds(job.updated) if job.state in FINISHED_STATES else None,
         "model": job.base_model,
         "fine_tuned_model": job.artifact.model_name or None,
         "organization_id": "forgeway",
-        "status": STATUS.get(job.state, "validating_files"),
+        "status": status(job.state),
         "hyperparameters": {
-            "n_epochs": asked("epochs"), "batch_size": asked("batch_size"),
-            "learning_rate_multiplier": (job.learning_rate / base_learning_rate
-                                         if job.HasField("learning_rate") else None),
+            "n_epochs": _whole(asked("epochs")), "batch_size": asked("batch_size"),
+            "learning_rate_multiplier": multiplier(job, base_learning_rate),
         },
         "training_file": job.dataset or None,
         "validation_file": job.eval_dataset or None,
@@ -146,11 +134,16 @@ def job_object(job: jobs_pb2.Job, base_learning_rate: float) -> dict:
         "integrations": [],
         "metadata": None,
         "method": {"type": method},
-        "user_provided_suffix": None,
+        "user_provided_suffix": job.suffix or None,
         "backend": job.backend,
         "progress": {"step": progress.step, "total_steps": progress.total_steps, "epoch": progress.epoch,
                      "loss": progress.loss if progress.HasField("loss") else None},
     }
+
+
+def _whole(epochs: float | None) -> float | int | None:
+    """n_epochs as OpenAI gives it: an integer when it is one."""
+    return int(epochs) if epochs is not None and float(epochs).is_integer() else epochs
 
 
 def event_id(job_id: str, sequence: int) -> str:
@@ -168,7 +161,7 @@ def event_object(event: jobs_pb2.JobEvent) -> dict:
     kind = event.WhichOneof("kind")
     level, kind_out, data = "info", "message", {}
     if kind == "state":
-        state = STATUS.get(event.state.state, "validating_files")
+        state = status(event.state.state)
         message = f"Job {state}" + (f": {event.state.message}" if event.state.message else "")
         level = "error" if event.state.state == jobs_pb2.JOB_STATE_FAILED else "info"
     elif kind == "progress":

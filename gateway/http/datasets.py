@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from .errors import ApiError
+from .errors import OpenAIHTTPError
 
 # Known example formats (TRL's dataset types), by the keys that identify them, most specific first.
 FORMATS: list[tuple[str, frozenset[str]]] = [
@@ -35,8 +35,8 @@ class TrainingFile:
     format: str
 
 
-def _bad(line: int, why: str) -> ApiError:
-    return ApiError(400, f"invalid training file: line {line}: {why}", param="file", code="invalid_file_format")
+def _bad(line: int, why: str) -> OpenAIHTTPError:
+    return OpenAIHTTPError(400, f"invalid training file: line {line}: {why}", param="file", code="invalid_file_format")
 
 
 def _check_messages(value, line: int, where: str, *, allow_empty: bool = False) -> None:
@@ -120,6 +120,6 @@ def validate_jsonl(data: bytes) -> TrainingFile:
         rewritten.append(json.dumps(stored, ensure_ascii=False) if stored is not row else raw)
         rows += 1
     if not rows:
-        raise ApiError(400, "invalid training file: no examples", param="file", code="invalid_file_format")
+        raise OpenAIHTTPError(400, "invalid training file: no examples", param="file", code="invalid_file_format")
     content = data if kind != "openai_preference" else ("\n".join(rewritten) + "\n").encode()
     return TrainingFile(content=content, rows=rows, format="preference" if kind == "openai_preference" else kind)

@@ -12,8 +12,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from forgeway.services.runtime.errors import HTTP_STATUS, RemoteError, from_rpc_error
-from forgeway.services.runtime.logs import REQUEST_ID
+from forgeway.core.errors import HTTP_STATUS, RemoteError, from_rpc_error
+from forgeway.server.logs import REQUEST_ID
 
 log = logging.getLogger("forgeway.http")
 
@@ -41,8 +41,10 @@ CODE_OF_REASON = {"UNSUPPORTED": "unsupported_parameter", "INVALID_ARGUMENT": "i
 ParamOf = Callable[[str], str | None]
 
 
-class ApiError(Exception):
-    """An error answered as {"error": {"message", "type", "param", "code"}} with an HTTP status."""
+class OpenAIHTTPError(Exception):
+    """What the shim answers in OpenAI's shape, {"error": {"message", "type", "param", "code"}}, with an HTTP status.
+
+    (The SDK's `forgeway.client.errors.APIError` is the client's side of a failed call; this is the shim's answer.)"""
 
     def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None,
                  retry_after: float | None = None):
@@ -63,8 +65,9 @@ def identity_param(field: str) -> str | None:
     return field or None
 
 
-def from_grpc(error: grpc.RpcError, param_of: ParamOf = identity_param) -> ApiError:
-    """The ApiError of a gRPC failure: status by the table, param from BadRequest or ErrorInfo, code from the reason."""
+def from_grpc(error: grpc.RpcError, param_of: ParamOf = identity_param) -> OpenAIHTTPError:
+    """The OpenAIHTTPError of a gRPC failure: status by the table, param from BadRequest or ErrorInfo, code from the
+    reason."""
     remote: RemoteError = from_rpc_error(error)
     status = HTTP_STATUS.get(remote.code, 500)
     info = remote.error_info
@@ -79,7 +82,7 @@ def from_grpc(error: grpc.RpcError, param_of: ParamOf = identity_param) -> ApiEr
     if status == 500:  # details stay in the log, as at the gRPC edge
         log.error("upstream internal error: %s %s", remote.code.name, message)
         message = f"internal error (request id {REQUEST_ID.get() or 'unknown'})"
-    return ApiError(status, message, param=param_of(field) if field else None, code=code,
+    return OpenAIHTTPError(status, message, param=param_of(field) if field else None, code=code,
                     retry_after=remote.retry_after)
 
 
@@ -118,7 +121,7 @@ def param_from_loc(loc: tuple | list) -> str | None:
     return out or None
 
 
-def from_validation(exc: RequestValidationError) -> ApiError:
+def from_validation(exc: RequestValidationError) -> OpenAIHTTPError:
     """400 naming the first bad parameter; malformed JSON names the line, column and character position."""
     first = exc.errors()[0]
     kind, loc, ctx = first.get("type", ""), first.get("loc", ()), first.get("ctx") or {}
@@ -128,7 +131,7 @@ def from_validation(exc: RequestValidationError) -> ApiError:
         line = doc.count("\n", 0, pos) + 1
         column = pos - (doc.rfind("\n", 0, pos) + 1) + 1
         message = f"malformed JSON: {ctx.get('error', 'invalid')} at line {line} column {column} (char {pos})"
-        return ApiError(400, message, code="invalid_json")
+        return OpenAIHTTPError(400, message, code="invalid_json")
     param = param_from_loc(loc)
     if kind in ("unsupported_parameter", "invalid_parameter"):
         named = ".".join(p for p in (param, ctx.get("param")) if p) or None
@@ -136,24 +139,26 @@ def from_validation(exc: RequestValidationError) -> ApiError:
         message = first["msg"]
         if "what" in ctx:
             message = f"Unsupported parameter {named!r}: {ctx['what']} is not supported by Forgeway"
-        return ApiError(400, message, param=named, code=code)
+        return OpenAIHTTPError(400, message, param=named, code=code)
     if kind == "extra_forbidden":  # the last part is the unknown name itself
         param = ".".join(p for p in (param_from_loc(loc[:-1]), str(loc[-1])) if p)
-        return ApiError(400, f"Unrecognized request argument supplied: {param}", param=param, code="unknown_parameter")
+        return OpenAIHTTPError(400, f"Unrecognized request argument supplied: {param}", param=param,
+                               code="unknown_parameter")
     if kind == "missing":
-        return ApiError(400, f"Missing required parameter: {param!r}", param=param, code="missing_required_parameter")
+        return OpenAIHTTPError(400, f"Missing required parameter: {param!r}", param=param,
+                               code="missing_required_parameter")
     if kind in ("model_type", "model_attributes_type", "dict_type") and param is None:
-        return ApiError(400, "the request body must be a JSON object", code="invalid_request_body")
+        return OpenAIHTTPError(400, "the request body must be a JSON object", code="invalid_request_body")
     message = first.get("msg", "invalid value")
-    return ApiError(400, f"Invalid value for {param!r}: {message}" if param else message, param=param,
+    return OpenAIHTTPError(400, f"Invalid value for {param!r}: {message}" if param else message, param=param,
                     code="invalid_value")
 
 
 def install_error_handlers(app: FastAPI) -> None:
     """Every error the app answers comes out in OpenAI's shape."""
 
-    @app.exception_handler(ApiError)
-    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+    @app.exception_handler(OpenAIHTTPError)
+    async def _openai_http_error(request: Request, exc: OpenAIHTTPError) -> JSONResponse:
         return exc.response()
 
     @app.exception_handler(RequestValidationError)
@@ -165,7 +170,7 @@ def install_error_handlers(app: FastAPI) -> None:
         message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         if exc.status_code == 404:
             message = f"no route {request.method} {request.url.path}"
-        response = ApiError(exc.status_code, message).response()
+        response = OpenAIHTTPError(exc.status_code, message).response()
         response.headers.update(exc.headers or {})  # 405 keeps its Allow header
         return response
 
@@ -180,5 +185,5 @@ def checked_text(value: str, param: str) -> str:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise ApiError(400, f"{param} must be valid UTF-8", param=param, code="invalid_value") from None
+        raise OpenAIHTTPError(400, f"{param} must be valid UTF-8", param=param, code="invalid_value") from None
     return value

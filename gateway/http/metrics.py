@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Histogram
 
-from forgeway.services.runtime.metrics import LATENCY_BUCKETS
+from forgeway.server.metrics import LATENCY_BUCKETS
 
 HTTP_REQUESTS = Counter(
     "forgeway_http_requests", "HTTP requests answered by the shim, by route, method and status.",

@@ -9,9 +9,9 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from forgeway.services.runtime.logs import REQUEST_ID
+from forgeway.server.logs import REQUEST_ID
 
-from .errors import ApiError
+from .errors import OpenAIHTTPError
 from .metrics import HTTP_LATENCY, HTTP_REQUESTS
 from .settings import HttpSettings
 
@@ -71,7 +71,7 @@ class RequestGuard:
             log.exception("unhandled error on %s %s", scope["method"], scope["path"])
             if status[0]:
                 raise  # the response began: all that is left is to drop the connection
-            error = ApiError(500, f"internal error (request id {request_id})", code="internal_error")
+            error = OpenAIHTTPError(500, f"internal error (request id {request_id})", code="internal_error")
             await error.response()(scope, receive, tagged_send)
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
@@ -87,7 +87,8 @@ class RequestGuard:
         expected = expected_media_type(method, path)
         if has_body and expected and not media_type_matches(headers.get("content-type", ""), expected):
             got = headers.get("content-type") or "none"
-            return ApiError(415, f"Content-Type must be {expected}, got {got}", code="unsupported_media_type"), None
+            why = f"Content-Type must be {expected}, got {got}"
+            return OpenAIHTTPError(415, why, code="unsupported_media_type"), None
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             return self._too_large(limit), None
@@ -118,5 +119,5 @@ class RequestGuard:
         return None, replay
 
     @staticmethod
-    def _too_large(limit: int) -> ApiError:
-        return ApiError(413, f"request body larger than {limit} bytes", code="request_too_large")
+    def _too_large(limit: int) -> OpenAIHTTPError:
+        return OpenAIHTTPError(413, f"request body larger than {limit} bytes", code="request_too_large")

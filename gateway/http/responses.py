@@ -6,7 +6,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-FinishReason = Literal["stop", "length", "cancelled", "error"]
+FinishReason = Literal["stop", "length"]
+# Forgeway's own reason beside OpenAI's: stop_sequence, cancelled and error all read "stop" in finish_reason.
+OwnFinishReason = Literal["stop", "length", "stop_sequence", "cancelled", "error"]
 
 
 class ErrorDetail(BaseModel):
@@ -52,6 +54,7 @@ class ChatChoice(BaseModel):
     index: int
     message: AssistantMessage
     finish_reason: FinishReason
+    forgeway_finish_reason: OwnFinishReason
     logprobs: ChoiceLogprobs | None
 
 
@@ -76,6 +79,7 @@ class ChunkChoice(BaseModel):
     index: int
     delta: ChunkDelta
     finish_reason: FinishReason | None
+    forgeway_finish_reason: OwnFinishReason | None = None
     logprobs: ChoiceLogprobs | None
 
 
@@ -102,6 +106,7 @@ class CompletionChoice(BaseModel):
     index: int
     text: str
     finish_reason: FinishReason | None
+    forgeway_finish_reason: OwnFinishReason | None = None
     logprobs: CompletionLogprobs | None
 
 

@@ -63,8 +63,9 @@ async def chat_events(stream: GenerationStream, body: ChatCompletionRequest, par
     head = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": body.model,
             "system_fingerprint": None}
 
-    def chunk(index: int, delta: dict, finish_reason: str | None = None, logprobs=None) -> bytes:
-        choice = {"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason}
+    def chunk(index: int, delta: dict, finish_reason: int | None = None, logprobs=None) -> bytes:
+        reasons = convert.finish_reasons(finish_reason) if finish_reason is not None else {"finish_reason": None}
+        choice = {"index": index, "delta": delta, "logprobs": logprobs, **reasons}
         return event({**head, "choices": [choice], **({"usage": None} if include_usage else {})})
 
     sent: dict[int, str] = {}
@@ -81,8 +82,7 @@ async def chat_events(stream: GenerationStream, body: ChatCompletionRequest, par
             head["system_fingerprint"] = final.served_by or None
             for choice in final.choices:
                 rest = _unsent(choice.text, sent.get(choice.index, ""))
-                yield chunk(choice.index, {"content": rest} if rest else {},
-                            convert.FINISH_REASON.get(choice.finish_reason, "stop"))
+                yield chunk(choice.index, {"content": rest} if rest else {}, choice.finish_reason)
             if include_usage:
                 usage = convert.usage(final.usage.prompt_tokens, final.usage.completion_tokens)
                 yield event({**head, "choices": [], "usage": usage})
@@ -102,8 +102,9 @@ async def completion_events(stream: GenerationStream, body: CompletionRequest, p
     head = {"id": completion_id, "object": "text_completion", "created": created, "model": body.model,
             "system_fingerprint": None}
 
-    def chunk(index: int, text: str, finish_reason: str | None = None, logprobs=None) -> bytes:
-        choice = {"index": index, "text": text, "logprobs": logprobs, "finish_reason": finish_reason}
+    def chunk(index: int, text: str, finish_reason: int | None = None, logprobs=None) -> bytes:
+        reasons = convert.finish_reasons(finish_reason) if finish_reason is not None else {"finish_reason": None}
+        choice = {"index": index, "text": text, "logprobs": logprobs, **reasons}
         return event({**head, "choices": [choice], **({"usage": None} if include_usage else {})})
 
     sent: dict[int, str] = {}
@@ -121,8 +122,7 @@ async def completion_events(stream: GenerationStream, body: CompletionRequest, p
             head["system_fingerprint"] = message.final.served_by or None
             for choice in message.final.choices:
                 index = prompt * n + choice.index
-                yield chunk(index, _unsent(choice.text, sent.get(index, "")),
-                            convert.FINISH_REASON.get(choice.finish_reason, "stop"))
+                yield chunk(index, _unsent(choice.text, sent.get(index, "")), choice.finish_reason)
         if include_usage and finals:
             yield event({**head, "choices": [], "usage": convert.sum_usage(finals)})
         yield DONE

@@ -13,7 +13,7 @@ from forgeway.v1 import datasets_pb2
 
 from .convert_tuning import file_object
 from .datasets import validate_jsonl
-from .errors import ApiError, checked_text
+from .errors import OpenAIHTTPError, checked_text
 from .responses import documented
 from .schemas_tuning import FileList, FileObject
 from .upstream import Upstream, answer, call_metadata, upstream
@@ -47,12 +47,12 @@ async def upload_file(
 ) -> JSONResponse:
     """Upload a fine-tuning file; every line is checked (400 names the first bad one) before it is stored."""
     if purpose not in PURPOSES:
-        raise ApiError(400, f"purpose must be one of {', '.join(PURPOSES)}; got {purpose!r}", param="purpose",
+        raise OpenAIHTTPError(400, f"purpose must be one of {', '.join(PURPOSES)}; got {purpose!r}", param="purpose",
                        code="invalid_value")
     checked = validate_jsonl(await file.read())
     filename = (file.filename or "").rsplit("/", 1)[-1] or "training.jsonl"
     if not filename.isprintable() or len(filename) > 255:
-        raise ApiError(400, "file name must be printable and at most 255 characters", param="file",
+        raise OpenAIHTTPError(400, "file name must be printable and at most 255 characters", param="file",
                        code="invalid_value")
     call = target.datasets.UploadDataset(
         upload_messages(filename, checked.content, purpose, target.settings.upload_chunk_bytes),

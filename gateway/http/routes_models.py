@@ -10,10 +10,10 @@ from fastapi.responses import JSONResponse, Response
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-from forgeway.services.runtime.generation import Task
+from forgeway.core.generation import Task
 from forgeway.v1 import capabilities_pb2, models_pb2
 
-from .errors import ApiError
+from .errors import OpenAIHTTPError
 from .responses import Health, Model, ModelList, documented
 from .upstream import Upstream, answer, call_metadata, upstream
 
@@ -63,7 +63,7 @@ async def get_model(model: str, request: Request, target: Upstream = Depends(ups
         for entry in model_entries(info):
             if entry["id"] == model:
                 return JSONResponse(entry)
-    raise ApiError(404, f"The model {model!r} does not exist", param="model", code="model_not_found")
+    raise OpenAIHTTPError(404, f"The model {model!r} does not exist", param="model", code="model_not_found")
 
 
 @router.get("/healthz", tags=["health"], response_model=None, responses=documented(Health, statuses=()))

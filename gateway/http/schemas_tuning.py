@@ -4,15 +4,22 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from forgeway.services.training.spec import REMOVED_METHODS
 from pydantic import BaseModel, Field, field_validator, model_validator
+
+from forgeway.core.enums import BACKEND, EXPORT_FORMAT, METHOD, TASK, TRAINING_QUANTIZATIONS
 
 from .schemas import UINT32, Strict, Text, invalid, reject_unsupported, unsupported
 
 Auto = Literal["auto"]
 # OpenAI's method types, then the other TRL methods Forgeway runs ("sft" is another name for "supervised").
-METHODS = ("supervised", "dpo", "sft", "grpo", "kto", "orpo", "cpo", "rloo", "online_dpo", "reward")
-MethodType = Literal["supervised", "dpo", "sft", "grpo", "kto", "orpo", "cpo", "rloo", "online_dpo", "reward"]
+OPENAI_METHODS = ("supervised", "dpo")
+METHODS = (*OPENAI_METHODS, *(m for m in METHOD.names if m not in OPENAI_METHODS))
+# Names from the core's enum tables (a tuple subscript makes the same Literal as listing the names).
+MethodType = Literal[METHODS]
+BackendName = Literal[tuple(BACKEND.names)]
+QuantizationName = Literal[tuple(q for q in TRAINING_QUANTIZATIONS if q != "none")]
+TaskName = Literal[tuple(TASK.names)]
+ExportName = Literal[tuple(EXPORT_FORMAT.names)]
 
 
 class RewardFunction(Strict):
@@ -70,8 +77,8 @@ class Method(Strict):
     @field_validator("type", mode="before")
     @classmethod
     def _removed(cls, value: Any) -> Any:
-        if isinstance(value, str) and value.lower() in REMOVED_METHODS:
-            raise invalid("method.type", f"{value!r}: {REMOVED_METHODS[value.lower()]}")
+        if isinstance(value, str) and (why := METHOD.why_removed(value)):
+            raise invalid("method.type", f"{value!r}: {why}")
         return value
 
     @model_validator(mode="before")
@@ -113,13 +120,13 @@ class FineTuningJobRequest(Strict):
     suffix: Text | None = Field(None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
     seed: int | None = Field(None, ge=0, le=2**64 - 1)
     method: Method | None = None
-    backend: Literal["auto", "trl", "unsloth"] | None = Field(None, description="Forgeway extra: preferred trainer.")
+    backend: BackendName | None = Field(None, description="Forgeway extra: preferred trainer.")
     allow_fallback: bool | None = Field(None, description="Forgeway extra: use another trainer if it is unavailable.")
     lora: Lora | None = None
-    quantization: Literal["nf4", "fp4", "int8"] | None = Field(None, description="Forgeway extra: QLoRA loading.")
+    quantization: QuantizationName | None = Field(None, description="Forgeway extra: QLoRA loading.")
     double_quant: bool | None = None
-    task: Literal["text-generation", "summarization", "extractive-question-answering"] | None = None
-    export: list[Literal["adapter", "merged", "gguf"]] | None = Field(None, max_length=3)
+    task: TaskName | None = None
+    export: list[ExportName] | None = Field(None, max_length=3)
 
     @model_validator(mode="before")
     @classmethod

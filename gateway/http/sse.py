@@ -10,7 +10,7 @@ import grpc
 
 from forgeway.v1 import backend_pb2_grpc, generate_pb2
 
-from .errors import ApiError, ParamOf, from_grpc
+from .errors import OpenAIHTTPError, ParamOf, from_grpc
 
 DONE = b"data: [DONE]\n\n"
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -42,7 +42,7 @@ class GenerationStream:
             raise
         if any(first is grpc.aio.EOF for first in firsts):
             cls(calls, []).cancel()
-            raise ApiError(502, "the backend closed the stream without a response", code="bad_gateway")
+            raise OpenAIHTTPError(502, "the backend closed the stream without a response", code="bad_gateway")
         return cls(calls, firsts)
 
     def cancel(self) -> None:

@@ -11,7 +11,7 @@ from fastapi import Request
 
 from forgeway.v1 import backend_pb2_grpc, datasets_pb2_grpc, jobs_pb2_grpc, models_pb2_grpc
 
-from .errors import ApiError, ParamOf, from_grpc, identity_param
+from .errors import OpenAIHTTPError, ParamOf, from_grpc, identity_param
 from .middleware import SCOPE_REQUEST_ID
 from .settings import HttpSettings
 
@@ -51,7 +51,7 @@ def call_metadata(request: Request) -> tuple[tuple[str, str], ...]:
     authorization = request.headers.get("authorization")
     if authorization is not None:
         if not _PRINTABLE.match(authorization):
-            raise ApiError(401, "malformed Authorization header", code="invalid_api_key")
+            raise OpenAIHTTPError(401, "malformed Authorization header", code="invalid_api_key")
         metadata.append(("authorization", authorization))
     return tuple(metadata)
 
@@ -63,7 +63,7 @@ async def wait_for_disconnect(request: Request) -> None:
 
 
 async def answer(request: Request, call: Awaitable, param_of: ParamOf = identity_param):
-    """Await one unary gRPC call, cancelling it if the client disconnects first; gRPC errors become ApiErrors."""
+    """Await one unary gRPC call, cancelling it if the client disconnects first; gRPC errors become OpenAIHTTPErrors."""
     return (await answers(request, [call], param_of))[0]
 
 
@@ -77,7 +77,7 @@ async def answers(request: Request, calls: list, param_of: ParamOf = identity_pa
             for call in calls:
                 call.cancel()
             gathered.cancel()
-            raise ApiError(499, "client closed the request", code="client_closed_request")
+            raise OpenAIHTTPError(499, "client closed the request", code="client_closed_request")
         return gathered.result()
     except grpc.RpcError as error:
         for call in calls:

@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator
 
 from pydantic import Field
 
-from forgeway.services.runtime import metrics
-from forgeway.services.runtime.errors import InvalidArgument
+from forgeway.server import metrics
+from forgeway.core.errors import InvalidArgument
 from forgeway.services.runtime.engine import Features, InferenceEngine, LoadInfo, ModelInfo
-from forgeway.services.runtime.generation import (
+from forgeway.core.generation import (
     Completion,
     Delta,
     FinishReason,
@@ -21,7 +21,7 @@ from forgeway.services.runtime.generation import (
     apply_stop,
     held_back,
 )
-from forgeway.services.runtime.settings import ServiceSettings
+from forgeway.server.settings import ServiceSettings
 
 WORD = re.compile(r"\s*\S+")
 
@@ -58,7 +58,7 @@ class EchoEngine(InferenceEngine):
     def load(self) -> LoadInfo:
         return LoadInfo(in_flight=self.in_flight)
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[Delta | GenerationResult]:
+    async def generate(self, request: GenerationRequest, model: ModelInfo) -> AsyncIterator[Delta | GenerationResult]:
         start = time.perf_counter()
         text = request.prompt if request.prompt is not None else request.messages[-1].content
         words = WORD.findall(text) or [" "]

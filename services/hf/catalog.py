@@ -1,21 +1,64 @@
-"""Model-store entries this service can load on demand, described without loading them."""
+"""Model-store entries this service can load on demand: an in-memory index, re-read only when the store changes."""
 
 from __future__ import annotations
 
 import json
+import threading
+import time
+from dataclasses import replace
 
+from forgeway.core.generation import Task
+from forgeway.core.modelstore import ModelStore, StoredModel, StoreStamp
 from forgeway.services.runtime.engine import ModelInfo
-from forgeway.services.runtime.generation import Task
 
-from forgeway.services.runtime.modelstore import ModelStore, StoredModel
-
-
-def store_models(store: ModelStore, skip: set[str]) -> list[ModelInfo]:
-    """ModelInfo (loaded=False) for each loadable store entry not in skip."""
-    return [_describe(entry) for entry in store.list() if entry.name not in skip and entry.loadable]
+# A stamp whose newest mtime is this recent is not trusted: a change later in the same timestamp tick (coarse on
+# Linux, a second on some NFS servers) would leave it equal. Such a store is re-read until it has been still this
+# long ("racy git").
+SETTLE_NS = 1_000_000_000
 
 
-def _describe(entry: StoredModel) -> ModelInfo:
+class Catalog:
+    """The store's loadable entries as ModelInfo (loaded=False), kept in memory.
+
+    models() costs a stat of the store folder and of each known entry; it lists and reads the store again only when
+    that stamp changed (an entry published, replaced, removed or its metadata rewritten) or after invalidate()
+    (LoadModel, UnloadModel). `scans` counts the re-reads.
+    """
+
+    def __init__(self, store: ModelStore):
+        self.store = store
+        self.scans = 0
+        self._lock = threading.Lock()
+        self._entries: list[ModelInfo] = []
+        self._names: list[str] = []  # every entry folder seen, loadable or not: their stats are in the stamp
+        self._stamp: StoreStamp | None = None  # None: re-read on the next call
+
+    def invalidate(self) -> None:
+        """Re-read the store on the next call."""
+        self._stamp = None
+
+    def models(self, skip: set[str] | frozenset[str] = frozenset()) -> list[ModelInfo]:
+        """A fresh ModelInfo for each loadable entry not named in skip."""
+        with self._lock:
+            stamp = self.store.stamp(self._names)
+            if stamp != self._stamp:
+                self._scan()
+            entries = self._entries
+        return [replace(m) for m in entries if m.name not in skip]
+
+    def _scan(self) -> None:
+        before = self.store.stamp()  # taken first: a change during the scan shows up as a stamp that moved
+        listed = self.store.list()
+        self.scans += 1
+        self._entries = [describe(entry) for entry in listed if entry.loadable]
+        self._names = [entry.name for entry in listed]
+        stamp = self.store.stamp(self._names)
+        settled = stamp.stats[0] == before.stats[0] and stamp.newest_change < time.time_ns() - SETTLE_NS
+        self._stamp = stamp if settled else None
+
+
+def describe(entry: StoredModel) -> ModelInfo:
+    """What a store entry serves, from its metadata and config.json, without loading it."""
     config = _config(entry)
     task = entry.task
     if task is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from forgeway.services.runtime.generation import TokenLogprob
+from forgeway.core.generation import TokenLogprob
 
 from .models import LoadedModel
 from .sequence import Choice, Job

@@ -6,22 +6,23 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
-from forgeway.services.runtime import metrics
+from forgeway.server import metrics
 from forgeway.services.runtime.engine import Features, InferenceEngine, LoadInfo, ModelInfo
-from forgeway.services.runtime.errors import FailedPrecondition, InvalidArgument, NotFound
-from forgeway.services.runtime.generation import Delta, GenerationRequest, GenerationResult, Task
-from forgeway.services.runtime.hardware import installed_versions
+from forgeway.core.errors import FailedPrecondition, InvalidArgument, NotFound
+from forgeway.core.generation import Delta, GenerationRequest, GenerationResult, Task
+from forgeway.server.hardware import installed_versions
 
 from . import structured
-from .catalog import store_models
-from .jobs import build_job
+from .catalog import Catalog
+from .intake import TASK_LIMITS, build_job
 from .models import Source, load, resolve
 from .scheduler import CausalRunner, Runner
 from .settings import HFSettings, ModelSpec
-from forgeway.services.runtime.modelstore import ModelStore
+from forgeway.core.modelstore import ModelStore
 from .tasks import QuestionAnswerRunner, Seq2SeqRunner
 from .warmup import warm_up_request
 
@@ -57,6 +58,7 @@ class HFEngine(InferenceEngine):
     def __init__(self, settings: HFSettings):
         super().__init__(settings)
         self.store = ModelStore(settings.home / "models")
+        self.catalog = Catalog(self.store)
         self.served: dict[str, Served] = {}
         self.runners: dict[tuple[str, str], Runner] = {}
         self._loading: asyncio.Lock | None = None
@@ -117,20 +119,21 @@ class HFEngine(InferenceEngine):
             raise FailedPrecondition(f"adapter {name!r} is already loaded on this model")
         await asyncio.wrap_future(runner.call(lambda: runner.loaded.add_adapter(name, path)))
 
-    async def _load_spec(self, spec: ModelSpec) -> Served:
+    async def _load_spec(self, spec: ModelSpec, roots: list[Path] | None = None) -> Served:
+        """Load and warm up a model; with `roots`, a local path must lie under one of them."""
         if spec.name in self.served:
             raise FailedPrecondition(f"model {spec.name!r} is already loaded")
         before = set(self.runners.values())
         try:
-            return await self._load_new(spec)
+            return await self._load_new(spec, roots)
         except BaseException:
             for key, runner in [(k, r) for k, r in self.runners.items() if r not in before]:
                 del self.runners[key]  # a model that failed to load or warm up holds no memory or thread
                 await asyncio.to_thread(runner.stop)
             raise
 
-    async def _load_new(self, spec: ModelSpec) -> Served:
-        source = resolve(spec.path, self.store)
+    async def _load_new(self, spec: ModelSpec, roots: list[Path] | None) -> Served:
+        source = resolve(spec.path, self.store, roots)
         if source.is_adapter:
             base = source.adapter_base()
             if not base:
@@ -158,6 +161,8 @@ class HFEngine(InferenceEngine):
         if unknown:
             raise InvalidArgument(f"options.{unknown[0]}", "unknown option (known: context_length)")
         context = int(options["context_length"]) if options.get("context_length", "").isdigit() else None
+        roots = [self.store.root, *self.settings.model_roots]
+        self.catalog.invalidate()
         async with self.loading:
             if name in self.served:
                 raise FailedPrecondition(f"model {name!r} is already loaded; unload it first")
@@ -165,7 +170,7 @@ class HFEngine(InferenceEngine):
                 base = self.served.get(base_model)
                 if base is None:
                     raise NotFound("model", base_model, sorted(self.served))
-                found = resolve(source or name, self.store)
+                found = resolve(source or name, self.store, roots)
                 if not found.is_adapter:
                     raise InvalidArgument("source", f"{source or name!r} is not a peft adapter")
                 await self._attach(base.runner, name, found.location)
@@ -173,10 +178,11 @@ class HFEngine(InferenceEngine):
             else:
                 spec = ModelSpec(name=name, path=source or name, task=task, quantization=quantization,
                                  context_length=context)
-                await self._load_spec(spec)
+                await self._load_spec(spec, roots)
         return self.find_model(name)
 
     async def unload_model(self, name: str) -> None:
+        self.catalog.invalidate()
         async with self.loading:
             served = self.served.get(name)
             if served is None:  # an adapter configured beside its base model
@@ -211,8 +217,8 @@ class HFEngine(InferenceEngine):
 
     # -- generation ------------------------------------------------------------------------------------------------
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[Delta | GenerationResult]:
-        served = await self._served(self.find_model(request.model).name)
+    async def generate(self, request: GenerationRequest, model: ModelInfo) -> AsyncIterator[Delta | GenerationResult]:
+        served = await self._served(model.name)
         async for event in self._generate(served, request):
             yield event
 
@@ -246,7 +252,9 @@ class HFEngine(InferenceEngine):
                 infos.append(ModelInfo(name=spec.name, task=spec.task or Task.TEXT_GENERATION, loaded=False,
                                        source=spec.path, quantization=spec.quantization))
         if self.settings.load_on_demand:
-            infos += store_models(self.store, configured)
+            infos += self.catalog.models(configured)
+        for info in infos:
+            info.unsupported = dict(TASK_LIMITS.get(info.task, {}))
         return infos
 
     def features(self) -> Features:

@@ -17,11 +17,11 @@ from transformers import (
     AutoTokenizer,
 )
 
-from forgeway.services.runtime.errors import InvalidArgument, NotFound, Unsupported
-from forgeway.services.runtime.generation import Task
+from forgeway.core.errors import InvalidArgument, NotFound, Unsupported
+from forgeway.core.generation import Task
 
 from . import structured
-from forgeway.services.runtime.modelstore import ModelStore, StoredModel
+from forgeway.core.modelstore import ModelStore, StoredModel, confine
 from .text import IncrementalText, TokenBytes
 
 MODEL_CLASSES = {
@@ -53,19 +53,42 @@ class Source:
             return None
 
 
-def resolve(path: str, store: ModelStore) -> Source:
-    """A local folder as given, else a model-store name, else (where a hub is reachable) a hub id."""
-    local = Path(path).expanduser()
-    if local.is_dir():
-        return Source(str(local.resolve()))
+def resolve(path: str, store: ModelStore, roots: list[Path] | None = None) -> Source:
+    """A model-store name, else a local folder, else (where a hub is reachable) a hub id.
+
+    With `roots` (LoadModel), a local folder must lie under one of them (PERMISSION_DENIED) and hold a transformers
+    model or a peft adapter (INVALID_ARGUMENT naming `source`); models the settings name are trusted.
+    """
     entry = store.get(path)
     if entry is not None:
         if not entry.loadable:
             raise InvalidArgument("source", f"model-store entry {path!r} holds no transformers weights or adapter")
         return Source(str(entry.path.resolve()), entry)
-    if path.startswith((".", "/", "~")) or path.count("/") > 1:
+    local = Path(path).expanduser()
+    if path.startswith((".", "/", "~")) or local.is_dir():
+        folder = confine(local, roots, "source") if roots is not None else local.resolve()
+        if not folder.is_dir():
+            raise NotFound("model path", path)
+        if not (folder / "config.json").is_file() and not (folder / "adapter_config.json").is_file():
+            raise InvalidArgument("source", f"{path} holds no transformers model (config.json) or peft adapter "
+                                            "(adapter_config.json)")
+        return Source(str(folder))
+    if path.count("/") > 1:
         raise NotFound("model path", path)
     return Source(path)
+
+
+def read_config(location: str):
+    """The model's config: a folder transformers cannot read is INVALID_ARGUMENT, a hub id it cannot get NOT_FOUND."""
+    try:
+        return AutoConfig.from_pretrained(location)
+    except (OSError, ValueError) as exc:
+        if Path(location).is_dir():
+            why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise InvalidArgument("source", f"{location} holds no model transformers can read: {why}") from None
+        if isinstance(exc, OSError):  # not on the hub, or offline and not in the hub cache
+            raise NotFound("model", location) from None
+        raise
 
 
 def detect_task(config) -> Task:
@@ -170,7 +193,7 @@ def context_length(config, tokenizer, override: int | None) -> int:
 def load(source: Source, task: Task | None, quantization: str, device_name: str, dtype_name: str,
          context_override: int | None = None) -> LoadedModel:
     """Load weights and tokenizer (blocking: run it off the event loop)."""
-    config = AutoConfig.from_pretrained(source.location)
+    config = read_config(source.location)
     task = task or (source.entry.task if source.entry else None) or detect_task(config)
     device = pick_device(device_name)
     kwargs: dict = {"quantization_config": quantization_config(quantization, device)}

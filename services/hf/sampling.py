@@ -6,7 +6,7 @@ import random
 
 import torch
 
-from forgeway.services.runtime.generation import Sampling
+from forgeway.core.generation import Sampling
 
 
 class Sampler:

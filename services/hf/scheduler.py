@@ -14,8 +14,8 @@ from collections.abc import Callable
 import torch
 from transformers import DynamicCache
 
-from forgeway.services.runtime import metrics
-from forgeway.services.runtime.errors import Internal, InvalidArgument, ResourceExhausted, Unavailable
+from forgeway.server import metrics
+from forgeway.core.errors import Internal, InvalidArgument, ResourceExhausted, Unavailable
 from .batch import DecodeBatch
 from .decode import emit_tokens
 from .models import BASE, LoadedModel

@@ -7,8 +7,8 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from forgeway.services.runtime import metrics
-from forgeway.services.runtime.generation import (
+from forgeway.server import metrics
+from forgeway.core.generation import (
     Completion,
     Delta,
     FinishReason,

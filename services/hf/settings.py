@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from forgeway.services.runtime.generation import Task
-from forgeway.services.runtime.settings import ServiceSettings
+from forgeway.core.generation import Task
+from forgeway.server.settings import ServiceSettings
 
 Quantization = Literal["none", "nf4", "fp4", "int8"]
 
@@ -48,6 +49,10 @@ class HFSettings(ServiceSettings):
     max_new_tokens: int = Field(256, ge=1, description="Completion length when a request sets no max_tokens.")
     torch_threads: int = Field(0, ge=0, description="torch intra-op threads; 0 keeps torch's default.")
     load_on_demand: bool = Field(True, description="Load a model-store model on its first request.")
+    model_roots: list[Path] = Field(
+        default_factory=list,
+        description="Folders LoadModel may read models and adapters from, besides FORGEWAY_HOME/models.",
+    )
 
     @model_validator(mode="after")
     def _one_model_shortcut(self) -> HFSettings:

@@ -8,7 +8,7 @@ from collections import OrderedDict
 
 import torch
 
-from forgeway.services.runtime.errors import Unsupported
+from forgeway.core.errors import Unsupported
 
 try:
     import xgrammar

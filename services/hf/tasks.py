@@ -6,9 +6,9 @@ import torch
 from transformers import DynamicCache, EncoderDecoderCache
 from transformers.modeling_outputs import BaseModelOutput
 
-from forgeway.services.runtime import metrics
-from forgeway.services.runtime.errors import Internal
-from forgeway.services.runtime.generation import AnswerSpan, Completion, Delta, FinishReason
+from forgeway.server import metrics
+from forgeway.core.errors import Internal
+from forgeway.core.generation import AnswerSpan, Completion, Delta, FinishReason
 
 from .decode import emit_tokens
 from .scheduler import Runner, log

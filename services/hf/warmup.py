@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from forgeway.services.runtime.generation import GenerationRequest, Sampling, Task
+from forgeway.core.generation import GenerationRequest, Sampling, Task
 
 TEXT = "Forgeway warms up the model before it serves."
 

@@ -151,7 +151,7 @@ class Checkpoint:
 
 
 def _find_base(adapter_dir: Path, base: str) -> Path:
-    from forgeway.services.runtime.settings import default_home
+    from forgeway.server.settings import default_home
 
     candidates = [Path(base).expanduser(), adapter_dir / base, default_home() / "models" / base] if base else []
     for candidate in candidates:

@@ -1,22 +1,27 @@
-"""The llama.cpp backend: GGUF models served through llama-cpp-python, one thread per context, never torch."""
+"""The llama.cpp backend: GGUF models served by llama.cpp's own server engine, one managed child per model."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import threading
+import subprocess
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
-import llama_cpp
+import httpx
 
-from forgeway.services.runtime import metrics
+from forgeway.core.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted, Unavailable, \
+    Unsupported
+from forgeway.core.generation import Delta, FinishReason, GenerationRequest, GenerationResult, Task, \
+    apply_stop, held_back
+from forgeway.server import metrics
 from forgeway.services.runtime.engine import Features, InferenceEngine, LoadInfo, ModelInfo
-from forgeway.services.runtime.errors import FailedPrecondition, NotFound, Unsupported
-from forgeway.services.runtime.generation import Delta, GenerationRequest, GenerationResult, Task
 
-from .config import LlamaCppSettings, ModelConfig
-from .model import LoadedModel
+from . import native
+from .llama_server import LlamaServer, find_binary
+from .settings import LlamaCppSettings, ModelConfig
 from .source import locate_gguf
 
 log = logging.getLogger("forgeway.llamacpp")
@@ -24,11 +29,48 @@ log = logging.getLogger("forgeway.llamacpp")
 SAMPLING_PARAMS = frozenset(
     {"temperature", "top_p", "top_k", "min_p", "repetition_penalty", "presence_penalty", "frequency_penalty"}
 )
-_DONE = object()
+UNLOAD_GRACE_SECONDS = 30.0
+
+
+class ServedModel:
+    """One GGUF model and the llama-server child serving it, with the calls in flight to it."""
+
+    def __init__(self, config: ModelConfig, path: Path, server: LlamaServer):
+        self.config, self.path, self.server = config, path, server
+        self.n_ctx = config.n_ctx
+        self.chat = False
+        self.requests = 0  # HTTP requests to the child in flight (n > 1 sends n)
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    async def read_props(self) -> None:
+        """The context each slot has and whether the GGUF carries a chat template, as llama-server sees them."""
+        props = (await self.server.client.get("/props", timeout=10.0)).json()
+        self.n_ctx = int(props.get("default_generation_settings", {}).get("n_ctx") or self.n_ctx)
+        self.chat = bool(props.get("chat_template"))
+
+    def info(self) -> ModelInfo:
+        return ModelInfo(name=self.name, task=Task.TEXT_GENERATION, context_length=self.n_ctx, quantization="gguf",
+                         loaded=True, source=str(self.path), chat=self.chat, aliases=list(self.config.aliases))
+
+    @contextlib.contextmanager
+    def request(self):
+        self.requests += 1
+        self.idle.clear()
+        try:
+            yield
+        finally:
+            self.requests -= 1
+            if not self.requests:
+                self.idle.set()
 
 
 class LlamaCppEngine(InferenceEngine):
-    """Serves several GGUF models; each has `instances` llama.cpp contexts and a bounded queue in front of them."""
+    """Serves several GGUF models, each through its own llama-server with `instances` parallel slots."""
 
     kind = "llamacpp"
     Settings = LlamaCppSettings
@@ -36,43 +78,52 @@ class LlamaCppEngine(InferenceEngine):
 
     def __init__(self, settings: LlamaCppSettings):
         super().__init__(settings)
-        self.loaded: dict[str, LoadedModel] = {}
+        self.loaded: dict[str, ServedModel] = {}
         self.claimed: set[str] = set()  # names and aliases loaded or being loaded
+        self.binary: Path | None = None
+        self.version = ""
+        self.started = False
 
     async def start(self) -> None:
+        self.binary = find_binary(self.settings.server_binary)
+        self.version = await asyncio.to_thread(_version, self.binary)
         for config in self.settings.models:
             await self._open(config, confined=False)
+        self.started = True
 
     async def stop(self) -> None:
-        models, self.loaded = list(self.loaded.values()), {}
-        for model in models:
-            await asyncio.to_thread(model.close)
+        served, self.loaded = list(self.loaded.values()), {}
+        await asyncio.gather(*(s.server.stop() for s in served))
+
+    def _children_changed(self) -> None:
+        """Health follows the children: NOT_SERVING while one is down (it is being restarted)."""
+        if not self.started:
+            return
+        down = [s.server.failure for s in self.loaded.values() if not s.server.available]
+        self.ready = not down
+        self.failure = "; ".join(down)
+        metrics.QUEUE_DEPTH.labels(self.kind).set(self.load().queue_depth)
 
     def models(self) -> list[ModelInfo]:
-        return [m.info() for m in self.loaded.values()]
+        return [s.info() for s in self.loaded.values()]
 
     def features(self) -> Features:
         return Features(logprobs=True, json_schema=True, grammar=True, stop=True, seed=True, multiple_choices=True,
                         sampling_params=SAMPLING_PARAMS)
 
     def load(self) -> LoadInfo:
-        models = list(self.loaded.values())
+        served = list(self.loaded.values())
         return LoadInfo(
-            in_flight=sum(m.busy for m in models),
-            queue_depth=sum(m.waiting for m in models),
-            max_concurrency=sum(len(m.slots) for m in models),
-            max_queue=sum(m.config.max_queue for m in models),
+            in_flight=sum(min(s.requests, s.config.instances) for s in served),
+            queue_depth=sum(max(0, s.requests - s.config.instances) for s in served),
+            max_concurrency=sum(s.config.instances for s in served),
+            max_queue=sum(s.config.max_queue for s in served),
         )
 
     def library_versions(self) -> dict[str, str]:
-        return {"llama-cpp-python": llama_cpp.__version__,
-                "llama.cpp-gpu-offload": str(bool(llama_cpp.llama_supports_gpu_offload())).lower()}
+        return {"llama-server": self.version or "unknown"}
 
-    def model(self, name: str) -> LoadedModel:
-        for model in self.loaded.values():
-            if name == model.name or name in model.config.aliases:
-                return model
-        raise NotFound("model", name, list(self.loaded))
+    # -- models ----------------------------------------------------------------------------------------------------
 
     async def load_model(
         self, name: str, source: str, task: Task | None, quantization: str, base_model: str, options: dict[str, str]
@@ -83,18 +134,27 @@ class LlamaCppEngine(InferenceEngine):
             raise Unsupported(f"quantization {quantization}", self.kind, "a GGUF file carries its own quantization")
         if base_model:
             raise Unsupported("adapters", self.kind, "merge the adapter and export a GGUF (forgeway export-gguf)")
-        model = await self._open(ModelConfig.from_options(name, source, options), confined=True)
-        return model.info()
+        served = await self._open(ModelConfig.from_options(name, source, options), confined=True)
+        return served.info()
 
     async def unload_model(self, name: str) -> None:
-        model = self.model(name)
-        del self.loaded[model.name]  # new requests get NOT_FOUND; queued and running ones finish first
-        await model.drain()
-        await asyncio.to_thread(model.close)
-        self.claimed -= {model.name, *model.config.aliases}
-        log.info("unloaded %s", model.name)
+        served = self._served(name)
+        del self.loaded[served.name]  # new requests get NOT_FOUND; those in flight finish first
+        try:
+            await asyncio.wait_for(served.idle.wait(), UNLOAD_GRACE_SECONDS)
+        except TimeoutError:
+            log.warning("unloading %s with %d requests still in flight", served.name, served.requests)
+        await served.server.stop()
+        self.claimed -= {served.name, *served.config.aliases}
+        log.info("unloaded %s", served.name)
 
-    async def _open(self, config: ModelConfig, confined: bool) -> LoadedModel:
+    def _served(self, name: str) -> ServedModel:
+        for served in self.loaded.values():
+            if name == served.name or name in served.config.aliases:
+                return served
+        raise NotFound("model", name, list(self.loaded))
+
+    async def _open(self, config: ModelConfig, confined: bool) -> ServedModel:
         names = {config.name, *config.aliases}
         if names & self.claimed:
             raise FailedPrecondition(f"model name {sorted(names & self.claimed)[0]!r} is taken; unload it first")
@@ -102,93 +162,202 @@ class LlamaCppEngine(InferenceEngine):
         try:
             roots = self.settings.model_roots if confined else None
             path = await asyncio.to_thread(locate_gguf, config.source or config.name, self.settings.home, roots)
-            model = await asyncio.to_thread(LoadedModel.open, config, path, self.settings.verbose)
-            if self.settings.warmup:
-                await asyncio.to_thread(model.warm_up)
+            server = LlamaServer(config, path, self.binary, self.settings.home / "logs", self._children_changed,
+                                 warmup=self.settings.warmup, verbose=self.settings.verbose)
+            served = ServedModel(config, path, server)
+            await server.start()
+            try:
+                await served.read_props()
+            except BaseException:
+                await server.stop()
+                raise
         except BaseException:
             self.claimed -= names
             raise
-        gauge = metrics.QUEUE_DEPTH.labels(self.kind)
-        model.on_queue_change = lambda: gauge.set(self.load().queue_depth)
-        self.loaded[config.name] = model
-        log.info("loaded %s from %s (%s, n_ctx %d, %d slot(s))", config.name, path, model.file_type, model.n_ctx,
-                 len(model.slots))
-        return model
+        self.loaded[config.name] = served
+        log.info("serving %s from %s (n_ctx %d, %d slots)", config.name, path, served.n_ctx, config.instances)
+        self._children_changed()
+        return served
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[Delta | GenerationResult]:
+    # -- generation ------------------------------------------------------------------------------------------------
+
+    async def generate(self, request: GenerationRequest, info: ModelInfo) -> AsyncIterator[Delta | GenerationResult]:
         start = time.perf_counter()
-        model = self.model(request.model)
-        plan = await model.prepare(request)
-        planned = time.perf_counter()
-        slot = await model.acquire()
-        acquired = time.perf_counter()
-        loop = asyncio.get_running_loop()
-        events: asyncio.Queue = asyncio.Queue()
-        cancelled = threading.Event()
-        counter = metrics.TOKENS.labels(self.kind, model.name, "completion")
-        metrics.TOKENS.labels(self.kind, model.name, "prompt").inc(len(plan.prompt_tokens))
+        served = self.loaded.get(info.name)
+        if served is None:
+            raise NotFound("model", info.name, list(self.loaded))
+        if not served.server.available:
+            raise Unavailable(served.server.failure or f"llama-server for {served.name} is starting", retry_after=1.0)
+        limit = served.config.instances + served.config.max_queue
+        if served.requests + request.n > limit:
+            raise ResourceExhausted(f"model {served.name!r} has {served.requests} requests in flight or queued "
+                                    f"(limit {limit})", retry_after=0.5, reason="QUEUE_FULL")
+        prompt, prompt_tokens, max_tokens = await self._plan(served, request)
+        queue: asyncio.Queue = asyncio.Queue()
+        counter = metrics.TOKENS.labels(self.kind, served.name, "completion")
+        counted = [0]
 
-        def post(event) -> None:
-            try:
-                loop.call_soon_threadsafe(events.put_nowait, event)
-            except RuntimeError:  # the event loop is gone (shutdown): nobody is listening
-                cancelled.set()
+        def on_token() -> None:
+            counted[0] += 1
+            counter.inc()
 
-        def work():
-            try:
-                return slot.loop.run(plan, post, cancelled, counter.inc)
-            finally:
-                post(_DONE)
-
-        future = loop.run_in_executor(slot.executor, work)
-        future.add_done_callback(lambda _: model.release(slot))
-        # A cancelled RPC may leave this generator suspended, unclosed, in its caller's frame; the RPC's task ending
-        # is the signal that always arrives, so the decoding thread stops within a token either way.
-        caller = asyncio.current_task()
-        stop = lambda _: cancelled.set()  # noqa: E731
-        if caller is not None:
-            caller.add_done_callback(stop)
+        states = [native.ChoiceState(i, on_token=on_token) for i in range(request.n)]
+        tasks = [asyncio.create_task(self._choice(served, request, state, prompt, max_tokens, queue))
+                 for state in states]
+        first_token, done = 0.0, 0
         try:
-            done = False
-            while not done:
-                batch = [await events.get()]
-                while not events.empty():  # coalesce what piled up while the consumer was busy
-                    batch.append(events.get_nowait())
-                if batch[-1] is _DONE:
-                    batch.pop()
-                    done = True
-                for delta in _merge(batch):
-                    yield delta
-            stats = await future
+            while done < len(tasks):
+                event = await queue.get()
+                if event is None:
+                    done += 1
+                    continue
+                if isinstance(event, BaseException):
+                    raise event
+                first_token = first_token or time.perf_counter()
+                yield event
+            await asyncio.gather(*tasks)
         finally:
-            cancelled.set()
-            if caller is not None:
-                caller.remove_done_callback(stop)
+            for task in tasks:
+                task.cancel()  # closing a choice's HTTP stream stops its slot in llama-server
+            await asyncio.gather(*tasks, return_exceptions=True)
         end = time.perf_counter()
-        tokens = sum(c.completion_tokens for c in stats.choices)
-        if stats.first_token_at:
-            metrics.TIME_TO_FIRST_TOKEN.labels(self.kind, model.name).observe(stats.first_token_at - start)
+        tokens = sum(s.tokens for s in states)
+        counter.inc(max(0, tokens - counted[0]))  # llama-server's own count, for tokens that came merged
+        prompt_tokens = prompt_tokens or max(s.prompt_tokens for s in states)
+        metrics.TOKENS.labels(self.kind, served.name, "prompt").inc(prompt_tokens)
+        if first_token:
+            metrics.TIME_TO_FIRST_TOKEN.labels(self.kind, served.name).observe(first_token - start)
             if tokens > 1:
-                per_token = (end - stats.first_token_at) / (tokens - 1)
-                metrics.TIME_PER_OUTPUT_TOKEN.labels(self.kind, model.name).observe(per_token)
+                metrics.TIME_PER_OUTPUT_TOKEN.labels(self.kind, served.name).observe((end - first_token) / (tokens - 1))
         yield GenerationResult(
-            model=model.name,
-            choices=stats.choices,
-            prompt_tokens=len(plan.prompt_tokens),
-            queue_ms=(acquired - planned) * 1000,
-            time_to_first_token_ms=(stats.first_token_at - start) * 1000 if stats.first_token_at else 0.0,
-            total_ms=(end - start) * 1000,
-            served_by=f"{self.kind}/{self.settings.instance_id}",
+            model=served.name, choices=[s.completion() for s in states], prompt_tokens=prompt_tokens,
+            queue_ms=0.0, time_to_first_token_ms=(first_token - start) * 1000 if first_token else 0.0,
+            total_ms=(end - start) * 1000, served_by=f"{self.kind}/{self.settings.instance_id}",
         )
 
+    async def _plan(self, served: ServedModel, request: GenerationRequest) -> tuple[str | list[int], int, int]:
+        """The prompt to send (tokens, once counted), its length (0: not counted) and the completion's limit.
 
-def _merge(batch: list[Delta]) -> list[Delta]:
-    """Join consecutive deltas of the same choice into one."""
-    merged: list[Delta] = []
-    for delta in batch:
-        if merged and merged[-1].index == delta.index:
-            last = merged[-1]
-            merged[-1] = Delta(last.index, last.text + delta.text, last.logprobs + delta.logprobs)
-        else:
-            merged.append(delta)
-    return merged
+        A request that sets max_tokens has its prompt counted first, so one that cannot fit the context is refused
+        naming max_tokens before any work; one that does not gets the model's default, up to the context's end."""
+        s = request.sampling
+        if not s.max_tokens:
+            return request.prompt or "", 0, served.config.max_tokens
+        field = "messages" if request.messages else "prompt"
+        with served.request():
+            client = served.server.client
+            try:
+                text = request.prompt
+                if request.messages:
+                    text = (await _json(client.post("/apply-template", json=native.chat_body(request, served.config,
+                                                                                            1, 0)), request))["prompt"]
+                tokens = (await _json(client.post("/tokenize", json={"content": text, "add_special": True}),
+                                      request))["tokens"]
+            except httpx.TransportError as exc:
+                raise Unavailable(f"llama-server for {served.name} is unreachable: {exc}", retry_after=1.0) from None
+        room = served.n_ctx - len(tokens)
+        if room < 1:
+            raise InvalidArgument(field, f"{len(tokens)} tokens leave no room in the context of {served.n_ctx} tokens")
+        if s.max_tokens > room:
+            raise InvalidArgument("max_tokens", f"{s.max_tokens} is too large: model {served.name!r} has a context "
+                                                f"length of {served.n_ctx} tokens and the {field} takes {len(tokens)} "
+                                                f"({len(tokens)} + {s.max_tokens} > {served.n_ctx})")
+        return (text if request.messages else tokens), len(tokens), s.max_tokens
+
+    async def _choice(self, served: ServedModel, request: GenerationRequest, state: native.ChoiceState,
+                      prompt: str | list[int], max_tokens: int, queue: asyncio.Queue) -> None:
+        """Stream one choice from the child into the queue; None when it ends, or the error."""
+        try:
+            with served.request():
+                if request.messages:
+                    await self._chat(served, request, state, max_tokens, queue)
+                else:
+                    await self._complete(served, request, state, prompt, max_tokens, queue)
+        except asyncio.CancelledError:
+            raise
+        except httpx.TransportError as exc:
+            queue.put_nowait(Unavailable(f"llama-server for {served.name} went away: {type(exc).__name__}",
+                                         retry_after=1.0))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it
+            queue.put_nowait(exc)
+        finally:
+            queue.put_nowait(None)
+
+    async def _complete(self, served, request, state, prompt, max_tokens, queue) -> None:
+        body = native.completion_body(request, served.config, prompt, max_tokens, state.index)
+        async with served.server.client.stream("POST", "/completion", json=body) as response:
+            await _check(response, request)
+            async for line in response.aiter_lines():
+                data = native.sse_data(line)
+                if data is None:
+                    continue
+                if "error" in data:
+                    raise native.error_of(data["error"].get("code", 500), line[5:].encode(), request)
+                state.text += data.get("content", "")
+                for entry in data.get("completion_probabilities") or ():
+                    lp = native.token_logprob(entry, request.top_logprobs)
+                    state.logprobs.append(lp)
+                    state.pending.append(lp)
+                if data.get("stop"):
+                    state.reason = native.STOP_TYPES.get(data.get("stop_type"), FinishReason.LENGTH)
+                    state.tokens = int(data.get("tokens_predicted") or 0)
+                    state.prompt_tokens = int(data.get("tokens_evaluated") or 0)
+                elif data.get("content"):
+                    state.generated()
+                delta = state.delta(len(state.text))
+                if delta is not None:
+                    queue.put_nowait(delta)
+
+    async def _chat(self, served, request, state, max_tokens, queue) -> None:
+        stops = request.sampling.stop
+        body = native.chat_body(request, served.config, max_tokens, state.index)
+        async with served.server.client.stream("POST", "/v1/chat/completions", json=body) as response:
+            await _check(response, request)
+            async for line in response.aiter_lines():
+                data = native.sse_data(line)
+                if data is None:
+                    continue
+                if "error" in data:
+                    raise native.error_of(data["error"].get("code", 500), line[5:].encode(), request)
+                if data.get("usage"):
+                    state.prompt_tokens = int(data["usage"].get("prompt_tokens") or 0)
+                    state.tokens = int(data["usage"].get("completion_tokens") or state.tokens)
+                for choice in data.get("choices") or ():
+                    content = (choice.get("delta") or {}).get("content") or ""
+                    for entry in (choice.get("logprobs") or {}).get("content") or ():
+                        lp = native.token_logprob(entry, request.top_logprobs)
+                        state.logprobs.append(lp)
+                        state.pending.append(lp)
+                    if content:
+                        state.generated()
+                        state.text, stopped = apply_stop(state.text + content, stops)
+                        if stopped:  # the rest is not wanted: leaving closes the stream and frees the slot
+                            state.reason = FinishReason.STOP_SEQUENCE
+                            delta = state.delta(len(state.text))
+                            if delta is not None:
+                                queue.put_nowait(delta)
+                            return
+                    if choice.get("finish_reason"):
+                        state.reason = FinishReason.LENGTH if choice["finish_reason"] == "length" else FinishReason.STOP
+                    end = len(state.text) if state.reason else len(state.text) - held_back(state.text, stops)
+                    delta = state.delta(end)
+                    if delta is not None:
+                        queue.put_nowait(delta)
+
+
+async def _check(response: httpx.Response, request: GenerationRequest) -> None:
+    if response.status_code != 200:
+        raise native.error_of(response.status_code, await response.aread(), request)
+
+
+async def _json(call, request: GenerationRequest) -> dict:
+    response = await call
+    if response.status_code != 200:
+        raise native.error_of(response.status_code, response.content, request)
+    return response.json()
+
+
+def _version(binary: Path) -> str:
+    done = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=30)
+    lines = [line for line in (done.stdout + done.stderr).splitlines() if line.startswith("version:")]
+    return lines[0].removeprefix("version:").strip() if lines else "unknown"

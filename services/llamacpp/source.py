@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from forgeway.services.runtime.errors import FailedPrecondition, NotFound, PermissionDenied
-from forgeway.services.runtime.modelstore import ModelStore
+from forgeway.core.errors import FailedPrecondition, NotFound
+from forgeway.core.modelstore import ModelStore, confine
 
 GGUF_MAGIC = b"GGUF"
 
@@ -26,7 +26,7 @@ def locate_gguf(source: str, home: Path, roots: list[Path] | None = None) -> Pat
             raise NotFound("model", source, [m.name for m in store.list()])
         path = entry.path
     if roots is not None:
-        _confine(path, [store.root, *roots])
+        confine(path, [store.root, *roots], "source")
     if not path.exists():
         raise NotFound("model file", str(path))
     if path.is_dir():
@@ -59,10 +59,14 @@ def _only_gguf(folder: Path) -> Path:
     raise FailedPrecondition(f"{folder} holds several .gguf files ({names}); name one as the source")
 
 
-def _confine(path: Path, roots: list[Path]) -> None:
-    resolved = path.resolve()
-    for root in roots:
-        if resolved.is_relative_to(root.expanduser().resolve()):
-            return
-    allowed = ", ".join(str(r) for r in roots)
-    raise PermissionDenied(f"{path} is outside the folders models may be loaded from ({allowed})")
+def gguf_problem(path: Path) -> str:
+    """Why llama.cpp may have refused a file: the `gguf` reader's complaint, or a note that the file parses."""
+    try:
+        import gguf
+
+        gguf.GGUFReader(path)
+    except ImportError:
+        return "the gguf package is not installed to say more"
+    except Exception as exc:  # noqa: BLE001 - any parse failure is the reason
+        return f"corrupt GGUF: {exc}"
+    return "the GGUF parses; its architecture or tensors may be unsupported by this llama.cpp build"

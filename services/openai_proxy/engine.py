@@ -11,10 +11,10 @@ from pathlib import Path
 
 import openai
 
-from forgeway.services.runtime import metrics
+from forgeway.server import metrics
 from forgeway.services.runtime.engine import Features, InferenceEngine, LoadInfo, ModelInfo
-from forgeway.services.runtime.errors import ForgewayError, Internal, Unavailable, Unsupported
-from forgeway.services.runtime.generation import Completion, Delta, GenerationRequest, GenerationResult
+from forgeway.core.errors import ForgewayError, Internal, Unavailable, Unsupported
+from forgeway.core.generation import Completion, Delta, GenerationRequest, GenerationResult
 
 from .errors import scrub, upstream_error, upstream_message
 from .settings import OpenAIProxySettings, UpstreamModel
@@ -148,19 +148,19 @@ class OpenAIProxyEngine(InferenceEngine):
     def library_versions(self) -> dict[str, str]:
         return {"openai": openai.__version__}
 
-    def _upstream_model(self, request: GenerationRequest) -> UpstreamModel:
-        name = self.find_model(request.model).name
-        return next(m for m in self._served if m.name == name)
+    def _upstream_model(self, info: ModelInfo) -> UpstreamModel:
+        return next(m for m in self._served if m.name == info.name)
 
     def _timeout(self, deadline: float | None) -> float:
         if deadline is None:
             return self.settings.timeout_seconds
         return max(0.001, min(deadline, self.settings.timeout_seconds))
 
-    async def complete(self, request: GenerationRequest, deadline: float | None = None) -> GenerationResult:
+    async def complete(self, request: GenerationRequest, info: ModelInfo,
+                       deadline: float | None = None) -> GenerationResult:
         """One unary upstream call; deadline is the caller's remaining time in seconds."""
         start = time.perf_counter()
-        model = self._upstream_model(request)
+        model = self._upstream_model(info)
         call = build_call(request, model, self.settings)
         timeout = self._timeout(deadline)
         endpoint = self._client.chat.completions if call.chat else self._client.completions
@@ -191,11 +191,11 @@ class OpenAIProxyEngine(InferenceEngine):
         )  # fmt: skip
 
     async def generate(
-        self, request: GenerationRequest, deadline: float | None = None
+        self, request: GenerationRequest, info: ModelInfo, deadline: float | None = None
     ) -> AsyncIterator[Delta | GenerationResult]:
         """Stream from the upstream: a Delta per chunk, then the result. Closing this closes the upstream stream."""
         start = time.perf_counter()
-        model = self._upstream_model(request)
+        model = self._upstream_model(info)
         call = build_call(request, model, self.settings)
         timeout = self._timeout(deadline)
         if self.settings.stream_usage:
@@ -269,11 +269,6 @@ class OpenAIProxyEngine(InferenceEngine):
             return 0
         texts = [request.prompt] if request.prompt is not None else [m.content for m in request.messages]
         return sum(len(_tokenizer(model.tokenizer).encode(t).ids) for t in texts)
-
-    def servicers(self) -> list[tuple[object, object, str]]:
-        from .servicer import proxy_servicers
-
-        return proxy_servicers(self)
 
 
 def _finish(piece: ChoicePiece | None, stops: bool):

@@ -14,7 +14,7 @@ import time
 
 import openai
 
-from forgeway.services.runtime.errors import (
+from forgeway.core.errors import (
     DeadlineExceeded,
     FailedPrecondition,
     ForgewayError,

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import contextlib
 
-from forgeway.services.runtime.generation import GenerationRequest, GenerationResult
+from forgeway.core.generation import GenerationRequest, GenerationResult
+from forgeway.services.runtime.service import InferenceService
 from forgeway.services.runtime.servicers import BackendServicer, inference_servicers
 from forgeway.v1 import generate_pb2
+
+from .engine import OpenAIProxyEngine
 
 
 class ProxyBackendServicer(BackendServicer):
@@ -14,15 +17,15 @@ class ProxyBackendServicer(BackendServicer):
 
     async def Generate(self, request, context) -> generate_pb2.GenerateResponse:
         generation = GenerationRequest.from_proto(request)
-        self.engine.admit(generation)
-        result = await self.engine.complete(generation, deadline=context.time_remaining())
+        model = self.engine.admit(generation)
+        result = await self.engine.complete(generation, model, deadline=context.time_remaining())
         return result.to_proto()
 
     async def GenerateStream(self, request, context):
         generation = GenerationRequest.from_proto(request)
-        self.engine.admit(generation)
+        model = self.engine.admit(generation)
         # Closed with this handler (the interceptor closes it when the caller leaves): that closes the upstream stream.
-        async with contextlib.aclosing(self.engine.generate(generation, deadline=context.time_remaining())) as events:
+        async with contextlib.aclosing(self.engine.generate(generation, model, deadline=context.time_remaining())) as events:
             async for event in events:
                 if isinstance(event, GenerationResult):
                     yield generate_pb2.GenerateStreamResponse(final=event.to_proto())
@@ -30,9 +33,13 @@ class ProxyBackendServicer(BackendServicer):
                     yield event.to_proto()
 
 
-def proxy_servicers(engine) -> list[tuple[object, object, str]]:
-    """The runtime's servicers, with BackendService replaced by the proxy's."""
-    return [
-        (add, ProxyBackendServicer(engine, servicer.rpcs) if isinstance(servicer, BackendServicer) else servicer, name)
-        for add, servicer, name in inference_servicers(engine)
-    ]
+class OpenAIProxyService(InferenceService):
+    """`forgeway serve openai`: the runtime's servicers, with BackendService replaced by the proxy's."""
+
+    Engine = OpenAIProxyEngine
+
+    def servicers(self) -> list[tuple[object, object, str]]:
+        return [
+            (add, ProxyBackendServicer(self.engine, s.rpcs) if isinstance(s, BackendServicer) else s, name)
+            for add, s, name in inference_servicers(self.engine)
+        ]

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from forgeway.services.runtime.settings import ServiceSettings
+from forgeway.server.settings import ServiceSettings
 
 # Forgeway request features an upstream may take as extra JSON body fields (vLLM, llama.cpp servers).
 EXTRA_BODY_FEATURES = ("top_k", "min_p", "repetition_penalty", "grammar")

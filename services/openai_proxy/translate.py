@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from forgeway.services.runtime.errors import InvalidArgument, Unsupported
-from forgeway.services.runtime.generation import FinishReason, GenerationRequest, TokenLogprob
+from forgeway.core.errors import InvalidArgument, Unsupported
+from forgeway.core.generation import FinishReason, GenerationRequest, TokenLogprob
 
 from .settings import OpenAIProxySettings, UpstreamModel
 

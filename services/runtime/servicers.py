@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from forgeway.v1 import backend_pb2_grpc, generate_pb2, models_pb2, models_pb2_grpc
 
-from .capabilities import QUANTIZATION_FROM_PROTO, engine_capabilities, model_to_proto
+from forgeway.core.capabilities import model_to_proto
+from forgeway.core.enums import QUANTIZATION
+
+from .capabilities import engine_capabilities
 from .engine import InferenceEngine
-from .errors import InvalidArgument, Unimplemented
-from .generation import GenerationRequest, GenerationResult, Task
+from forgeway.core.errors import InvalidArgument, Unimplemented
+from forgeway.core.generation import GenerationRequest, GenerationResult, Task
 
 
 class BackendServicer(backend_pb2_grpc.BackendServiceServicer):
@@ -23,17 +26,17 @@ class BackendServicer(backend_pb2_grpc.BackendServiceServicer):
 
     async def Generate(self, request, context) -> generate_pb2.GenerateResponse:
         generation = GenerationRequest.from_proto(request)
-        self.engine.admit(generation)
+        model = self.engine.admit(generation)
         result = None
-        async for event in self.engine.generate(generation):
+        async for event in self.engine.generate(generation, model):
             if isinstance(event, GenerationResult):
                 result = event
         return result.to_proto()
 
     async def GenerateStream(self, request, context):
         generation = GenerationRequest.from_proto(request)
-        self.engine.admit(generation)
-        async for event in self.engine.generate(generation):
+        model = self.engine.admit(generation)
+        async for event in self.engine.generate(generation, model):
             if isinstance(event, GenerationResult):
                 yield generate_pb2.GenerateStreamResponse(final=event.to_proto())
             else:
@@ -42,6 +45,9 @@ class BackendServicer(backend_pb2_grpc.BackendServiceServicer):
     async def Train(self, request, context):
         raise Unimplemented(f"the {self.engine.kind} backend does not train; use a trainer (trl, unsloth)")
         yield  # an async generator, as the streaming RPC expects
+
+    async def CreateJob(self, request, context):
+        raise Unimplemented(f"the {self.engine.kind} backend does not train; use a trainer (trl, unsloth)")
 
 
 class ModelServicer(models_pb2_grpc.ModelServiceServicer):
@@ -60,7 +66,7 @@ class ModelServicer(models_pb2_grpc.ModelServiceServicer):
             request.name,
             request.source,
             Task.from_proto(request.task),
-            QUANTIZATION_FROM_PROTO.get(request.quantization, "none"),
+            QUANTIZATION.name(request.quantization) or "none",
             request.base_model,
             dict(request.options),
         )

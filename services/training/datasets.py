@@ -14,7 +14,7 @@ from pathlib import Path
 
 from google.protobuf import json_format, timestamp_pb2
 
-from forgeway.services.runtime.errors import InvalidArgument, ResourceExhausted
+from forgeway.core.errors import InvalidArgument, ResourceExhausted
 from forgeway.v1 import datasets_pb2
 
 from .errors import dataset_not_found

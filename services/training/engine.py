@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import abc
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 from pydantic import Field
 
-from forgeway.services.runtime.errors import NotFound, PermissionDenied
-from forgeway.services.runtime.generation import Task
-from forgeway.services.runtime.hardware import Hardware, detect
-from forgeway.services.runtime.modelstore import ModelStore
-from forgeway.services.runtime.settings import ServiceSettings
-from forgeway.v1 import jobs_pb2
+from forgeway.core.errors import NotFound
+from forgeway.core.generation import Task
+from forgeway.server.hardware import Hardware, detect
+from forgeway.core.modelstore import ModelStore, confine
+from forgeway.server.settings import ServiceSettings
 
 from .datasets import DatasetStore
-from .jobs import JobStore
 from .spec import TrainSpec
 
 
@@ -73,40 +70,33 @@ class JobCancelled(Exception):
         self.step, self.checkpoint = step, checkpoint
 
 
-class JobContext:
-    """A running job as its engine sees it: where to write, how to report, whether to stop."""
+class JobContext(Protocol):
+    """A running job as its engine sees it: where to write, how to report, whether to stop. The trainer service
+    gives an engine one backed by its job store (runner.RunningJob); a worker process, one backed by the job's
+    folder (worker.FileJobContext)."""
 
-    def __init__(self, job_id: str, jobs: JobStore, home: Path, resume_from: Path | None = None):
-        self.job_id = job_id
-        self.jobs = jobs
-        self.job_dir = home / "jobs" / job_id
-        self.job_dir.mkdir(parents=True, exist_ok=True)
-        self.resume_from = resume_from
-        self.cancel_requested = threading.Event()
-        self.shutdown_requested = threading.Event()
+    job_id: str
+    job_dir: Path
+    resume_from: Path | None
 
     @property
     def should_stop(self) -> bool:
-        """Stop at the next step: the job was cancelled, or the service is shutting down (it resumes on restart)."""
-        return self.cancel_requested.is_set() or self.shutdown_requested.is_set()
+        """Stop at the next step (and checkpoint): the job was cancelled, or its trainer is shutting down."""
 
-    def progress(self, **fields) -> None:
-        metrics = fields.pop("metrics", None) or {}
-        self.jobs.append(self.job_id, progress=jobs_pb2.Progress(metrics=metrics, **fields))
+    def progress(self, **fields) -> None: ...
 
-    def log(self, text: str, level: str = "info") -> None:
-        self.jobs.append(self.job_id, log=jobs_pb2.LogLine(level=level, text=text))
+    def log(self, text: str, level: str = "info") -> None: ...
 
-    def checkpoint(self, step: int, path: Path) -> None:
-        self.jobs.append(self.job_id, checkpoint=jobs_pb2.Checkpoint(step=step, path=str(path)))
+    def checkpoint(self, step: int, path: Path) -> None: ...
 
     def artifact(self, model_name: str, path: Path, format: str) -> None:
         """A secondary artifact (a merged model or GGUF beside the adapter); run() returns the primary one."""
-        self.jobs.append(self.job_id, artifact=jobs_pb2.Artifact(model_name=model_name, path=str(path), format=format))
 
 
 class TrainingEngine(abc.ABC):
-    """A backend that trains. Subclasses implement availability, features, validate and run.
+    """A backend that trains. Subclasses implement availability, features, validate and run. It knows no transport
+    and no job database: the trainer service (service.py) queues and records jobs, and a worker process (worker.py)
+    builds the engine alone to run one job.
 
     Args:
         settings: the service's settings, built once in main.
@@ -121,24 +111,9 @@ class TrainingEngine(abc.ABC):
         self.failure = ""
         self.models = ModelStore(settings.home / "models")
         self.datasets = DatasetStore(settings.home / "datasets", settings.max_dataset_bytes)
-        from .runner import JobRunner  # the runner drives this engine
-
-        self.runner = JobRunner(self)
-
-    async def start(self) -> None:
-        await self.prepare()
-        await self.runner.start()
 
     async def prepare(self) -> None:
         """Check the engine can run (import its libraries, detect hardware); raise to stay NOT_SERVING."""
-
-    async def stop(self) -> None:
-        await self.runner.stop()
-
-    def servicers(self) -> list[tuple[object, object, str]]:
-        from .servicers import trainer_servicers
-
-        return trainer_servicers(self, self.runner)
 
     @abc.abstractmethod
     def availability(self) -> tuple[bool, str]:
@@ -166,11 +141,7 @@ class TrainingEngine(abc.ABC):
 
     def allowed(self, path: Path, field_name: str) -> Path:
         """A local path, resolved, if it lies inside home or an allowed root; else PermissionDenied."""
-        resolved = path.expanduser().resolve()
-        roots = [self.settings.home.resolve(), *(r.expanduser().resolve() for r in self.settings.allowed_roots)]
-        if not any(resolved.is_relative_to(root) for root in roots):
-            raise PermissionDenied(f"{field_name}: {path} is outside the allowed roots", metadata={"field": field_name})
-        return resolved
+        return confine(path, [self.settings.home, *self.settings.allowed_roots], field_name)
 
     def resolve_base_model(self, name: str) -> str:
         """A model-store name, an allowed local path, or (where a hub is reachable) a hub id."""

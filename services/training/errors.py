@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from forgeway.services.runtime.errors import NotFound
+from forgeway.core.errors import NotFound
 
 
 def job_not_found(job_id: str) -> NotFound:

@@ -17,13 +17,18 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from forgeway.services.runtime.errors import Unavailable
+from forgeway.core.errors import Unavailable
 
-from .engine import JobCancelled, JobContext, TrainedModel, TrainingEngine
-from .launchers import POLL_SECONDS, EventFollower, WorkerFailed, mixed_precision
+from . import jobfolder
+from .engine import JobCancelled, TrainedModel, TrainingEngine
+from .jobfolder import EventFollower, WorkerFailed
+from .launchers import POLL_SECONDS, mixed_precision
 from .spec import TrainSpec
-from .worker import CANCEL, prepare_job_dir
+
+if TYPE_CHECKING:
+    from .runner import RunningJob
 
 log = logging.getLogger("forgeway.training")
 SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
@@ -182,7 +187,7 @@ class KubernetesJobLauncher:
         self.api = api if api is not None else KubeAPI()  # outside a pod the trainer stays NOT_SERVING, saying why
         self.status_seconds = status_seconds
 
-    async def manifest(self, spec: TrainSpec, job: JobContext, name: str) -> dict:
+    async def manifest(self, spec: TrainSpec, job: RunningJob, name: str) -> dict:
         settings, api = self.engine.settings, self.api
         pod_name = os.environ.get("POD_NAME", "")
         pod = await api.call("GET", f"/api/v1/namespaces/{api.namespace}/pods/{pod_name}") if pod_name else None
@@ -201,7 +206,7 @@ class KubernetesJobLauncher:
             return pytorchjob_manifest(name, job.job_id, pod_name, body, nodes, owner_reference(pod))
         return job_manifest(name, job.job_id, pod_name, body, owner_reference(pod))
 
-    async def run(self, spec: TrainSpec, job: JobContext) -> TrainedModel:
+    async def run(self, spec: TrainSpec, job: RunningJob) -> TrainedModel:
         api, name = self.api, f"forgeway-train-{job.job_id}"
         path = self.kind.path(api.namespace, name)
         offsets = job.job_dir / "events.offset"
@@ -210,8 +215,8 @@ class KubernetesJobLauncher:
         if attached:
             job.log(f"re-attached to {self.kind.kind} {name}")
         else:
-            prepare_job_dir(job.job_dir, self.engine.kind, job.job_id, job.jobs.request(job.job_id),
-                            self.engine.settings.model_dump(mode="json"), job.resume_from)
+            jobfolder.prepare(job.job_dir, self.engine.kind, job.job_id, job.request,
+                              self.engine.settings.model_dump(mode="json"), job.resume_from)
             offsets.write_text("0")
             follower.offset = 0
             created = await api.call("POST", self.kind.path(api.namespace), await self.manifest(spec, job, name))
@@ -219,7 +224,7 @@ class KubernetesJobLauncher:
                     + ("" if created else " (it already existed)"))
         return await self._follow(job, follower, path)
 
-    async def _follow(self, job: JobContext, follower: EventFollower, path: str) -> TrainedModel:
+    async def _follow(self, job: RunningJob, follower: EventFollower, path: str) -> TrainedModel:
         next_status, cancel_sent, deleted, finished = 0.0, 0.0, False, False
         grace = self.engine.settings.grace_seconds
         while follower.poll() is None:
@@ -228,7 +233,7 @@ class KubernetesJobLauncher:
                 raise JobCancelled(follower.step, follower.checkpoint)
             now = time.monotonic()
             if job.cancel_requested.is_set() and not cancel_sent:
-                (job.job_dir / CANCEL).touch()
+                jobfolder.request_cancel(job.job_dir)
                 cancel_sent = now
             if cancel_sent and not deleted and now - cancel_sent > grace:  # SIGTERM: the worker checkpoints and ends
                 await self._delete(path)

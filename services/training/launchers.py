@@ -1,23 +1,25 @@
 """Launchers: where a training job runs: in the trainer's process, under `accelerate launch` (one process per GPU), or
-on Kubernetes (kubejobs.py). Every one returns the TrainedModel or raises as TrainingEngine.run does."""
+on Kubernetes (kubejobs.py); the runner picks one by the `launcher` setting. Every one returns the TrainedModel or raises as TrainingEngine.run does; the ones that
+run a worker process talk to it through the job's folder (jobfolder.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from forgeway.services.runtime.errors import ForgewayError
-
-from .engine import JobCancelled, JobContext, TrainedModel, TrainingEngine
+from . import jobfolder
+from .engine import TrainedModel, TrainingEngine
+from .jobfolder import EventFollower, WorkerFailed
 from .spec import TrainSpec
-from .worker import CANCEL, EVENTS, FINAL, prepare_job_dir
+
+if TYPE_CHECKING:
+    from .runner import RunningJob
 
 POLL_SECONDS = 0.5
 MIXED_PRECISION = {"fp32": "no", "fp16": "fp16", "bf16": "bf16"}  # the request's precision wins over the config's
@@ -28,34 +30,13 @@ class Launcher(Protocol):
 
     name: str
 
-    async def run(self, spec: TrainSpec, job: JobContext) -> TrainedModel: ...
-
-
-class WorkerFailed(ForgewayError):
-    """A job that ran outside the trainer failed; the message is the worker's reason (the job's error)."""
-
-    reason = "TRAINING_WORKER_FAILED"
+    async def run(self, spec: TrainSpec, job: RunningJob) -> TrainedModel: ...
 
 
 def visible_gpus() -> int:
     """CUDA devices this process sees (torch only if the engine already imported it)."""
     torch = sys.modules.get("torch")
     return torch.cuda.device_count() if torch is not None and torch.cuda.is_available() else 0
-
-
-def choose_launcher(engine: TrainingEngine, kube_api=None) -> Launcher:
-    """The `launcher` setting; auto: in-process for 0-1 visible GPUs, accelerate for more (Kubernetes only when set,
-    through kube_api, by default the pod's in-cluster access)."""
-    name = engine.settings.launcher
-    if name == "auto":
-        name = "accelerate" if visible_gpus() > 1 else "inprocess"
-    if name == "inprocess":
-        return InProcessLauncher(engine)
-    if name == "accelerate":
-        return AccelerateLauncher(engine)
-    from .kubejobs import KubernetesJobLauncher
-
-    return KubernetesJobLauncher(engine, pytorchjob=name == "pytorchjob" or engine.settings.job_nodes > 1, api=kube_api)
 
 
 class InProcessLauncher:
@@ -66,66 +47,8 @@ class InProcessLauncher:
     def __init__(self, engine: TrainingEngine):
         self.engine = engine
 
-    async def run(self, spec: TrainSpec, job: JobContext) -> TrainedModel:
+    async def run(self, spec: TrainSpec, job: RunningJob) -> TrainedModel:
         return await asyncio.to_thread(self.engine.run, spec, job)
-
-
-class EventFollower:
-    """Reads a worker's events.jsonl into the job's history as lines arrive; keeps the final line (result, cancelled
-    or error). With offset_file, how far it read survives a restart of the trainer (re-attaching to a running Job)."""
-
-    def __init__(self, job: JobContext, offset_file: Path | None = None):
-        self.job = job
-        self.path = job.job_dir / EVENTS
-        self.offset_file = offset_file
-        self.offset = int(offset_file.read_text() or 0) if offset_file and offset_file.exists() else 0
-        self.final: tuple[str, dict] | None = None
-        self.step, self.checkpoint = 0, None
-
-    def poll(self) -> tuple[str, dict] | None:
-        try:
-            with open(self.path, "rb") as events:
-                events.seek(self.offset)
-                data = events.read()
-        except FileNotFoundError:
-            return self.final
-        complete = data[: data.rfind(b"\n") + 1]  # a line still being written waits for the next poll
-        for line in complete.splitlines():
-            if line.strip() and self.final is None:
-                self.apply(json.loads(line))
-        if complete:
-            self.offset += len(complete)
-            if self.offset_file:
-                self.offset_file.write_text(str(self.offset))
-        return self.final
-
-    def apply(self, event: dict) -> None:
-        (kind, fields), = event.items()
-        if kind in FINAL:
-            self.final = (kind, fields)
-        elif kind == "progress":
-            self.step = int(fields.get("step", self.step))
-            self.job.progress(**fields)
-        elif kind == "log":
-            self.job.log(fields["text"], fields.get("level", "info"))
-        elif kind == "checkpoint":
-            self.step, self.checkpoint = fields["step"], Path(fields["path"])
-            self.job.checkpoint(fields["step"], self.checkpoint)
-        elif kind == "artifact":
-            self.job.artifact(fields["model_name"], Path(fields["path"]), fields["format"])
-
-    def outcome(self) -> TrainedModel:
-        """The final line as run() would end: the TrainedModel, JobCancelled, or WorkerFailed."""
-        kind, fields = self.final or ("error", {"message": "the worker ended without a result"})
-        if kind == "result":
-            return TrainedModel(fields["model_name"], Path(fields["path"]), fields["format"], fields.get("metrics") or {})
-        checkpoint = Path(fields["checkpoint"]) if fields.get("checkpoint") else None
-        if kind == "cancelled" and self.job.should_stop:
-            raise JobCancelled(fields["step"], checkpoint)
-        if kind == "cancelled":  # a signal from outside (an evicted pod, a killed process), not the trainer's cancel
-            raise WorkerFailed(f"the training worker was stopped from outside at step {fields['step']}"
-                               + (f"; checkpoint kept at {checkpoint}" if checkpoint else ""))
-        raise WorkerFailed(fields["message"])
 
 
 def worker_args(service: str, job_dir: Path) -> list[str]:
@@ -147,7 +70,7 @@ class AccelerateLauncher:
     def __init__(self, engine: TrainingEngine):
         self.engine = engine
 
-    def command(self, spec: TrainSpec, job: JobContext) -> tuple[list[str], dict[str, str]]:
+    def command(self, spec: TrainSpec, job: RunningJob) -> tuple[list[str], dict[str, str]]:
         settings, gpus = self.engine.settings, visible_gpus()
         processes = settings.accelerate_processes or max(gpus, 1)
         command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes),
@@ -161,9 +84,9 @@ class AccelerateLauncher:
         job.log(f"launching {processes} process(es) with accelerate launch" + ("" if gpus else " on CPU (gloo)"))
         return command + worker_args(self.engine.kind, job.job_dir), env
 
-    async def run(self, spec: TrainSpec, job: JobContext) -> TrainedModel:
-        prepare_job_dir(job.job_dir, self.engine.kind, job.job_id, job.jobs.request(job.job_id),
-                        self.engine.settings.model_dump(mode="json"), job.resume_from)
+    async def run(self, spec: TrainSpec, job: RunningJob) -> TrainedModel:
+        jobfolder.prepare(job.job_dir, self.engine.kind, job.job_id, job.request,
+                          self.engine.settings.model_dump(mode="json"), job.resume_from)
         command, env = self.command(spec, job)
         follower = EventFollower(job)
         with open(job.job_dir / "worker.log", "ab") as output:
@@ -175,7 +98,7 @@ class AccelerateLauncher:
             while process.returncode is None:
                 follower.poll()
                 if job.should_stop and not stopping:  # cancel or the trainer's shutdown: every rank stops together
-                    (job.job_dir / CANCEL).touch()
+                    jobfolder.request_cancel(job.job_dir)
                     stopping = True
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(process.wait(), POLL_SECONDS)

@@ -1,25 +1,79 @@
-"""JobRunner: one training job per device at a time, the rest queued; cancel, restart recovery, live watching."""
+"""JobRunner: one training job per device at a time, the rest queued; creation, cancel, restart recovery, watching."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from forgeway.services.runtime.errors import FailedPrecondition, ForgewayError, ResourceExhausted
+from forgeway.core.errors import FailedPrecondition, ForgewayError, InvalidArgument, ResourceExhausted, Unavailable
 from forgeway.v1 import jobs_pb2, train_pb2
 
-from .engine import JobCancelled, JobContext, TrainingEngine
+from .engine import JobCancelled, TrainingEngine
 from .jobs import TERMINAL, JobStore
-from .launchers import Launcher, choose_launcher
+from .launchers import AccelerateLauncher, InProcessLauncher, Launcher, visible_gpus
 from .spec import TrainSpec
 
 log = logging.getLogger("forgeway.training")
 
 
+def choose_launcher(engine: TrainingEngine, kube_api=None) -> Launcher:
+    """The `launcher` setting; auto: in-process for 0-1 visible GPUs, accelerate for more (Kubernetes only when set,
+    through kube_api, by default the pod's in-cluster access)."""
+    name = engine.settings.launcher
+    if name == "auto":
+        name = "accelerate" if visible_gpus() > 1 else "inprocess"
+    if name == "inprocess":
+        return InProcessLauncher(engine)
+    if name == "accelerate":
+        return AccelerateLauncher(engine)
+    from .kubejobs import KubernetesJobLauncher
+
+    return KubernetesJobLauncher(engine, pytorchjob=name == "pytorchjob" or engine.settings.job_nodes > 1, api=kube_api)
+
+
+class RunningJob:
+    """The job a launcher runs, as its trainer service sees it: the engine's JobContext backed by the job store,
+    plus the stored request and the trainer's reasons to stop it."""
+
+    def __init__(self, job_id: str, jobs: JobStore, home: Path, resume_from: Path | None = None):
+        self.job_id = job_id
+        self.jobs = jobs
+        self.job_dir = home / "jobs" / job_id
+        self.job_dir.mkdir(parents=True, exist_ok=True)
+        self.resume_from = resume_from
+        self.cancel_requested = threading.Event()
+        self.shutdown_requested = threading.Event()
+
+    @property
+    def request(self) -> train_pb2.TrainRequest:
+        """The request the job was created from, as stored."""
+        return self.jobs.request(self.job_id)
+
+    @property
+    def should_stop(self) -> bool:
+        """Stop at the next step: the job was cancelled, or the service is shutting down (it resumes on restart)."""
+        return self.cancel_requested.is_set() or self.shutdown_requested.is_set()
+
+    def progress(self, **fields) -> None:
+        metrics = fields.pop("metrics", None) or {}
+        self.jobs.append(self.job_id, progress=jobs_pb2.Progress(metrics=metrics, **fields))
+
+    def log(self, text: str, level: str = "info") -> None:
+        self.jobs.append(self.job_id, log=jobs_pb2.LogLine(level=level, text=text))
+
+    def checkpoint(self, step: int, path: Path) -> None:
+        self.jobs.append(self.job_id, checkpoint=jobs_pb2.Checkpoint(step=step, path=str(path)))
+
+    def artifact(self, model_name: str, path: Path, format: str) -> None:
+        self.jobs.append(self.job_id, artifact=jobs_pb2.Artifact(model_name=model_name, path=str(path), format=format))
+
+
 class JobRunner:
-    """Owns the job queue of one trainer service and the JobStore behind it."""
+    """The job queue of one trainer service and the job store behind it (FORGEWAY_HOME/jobs.db): the service
+    builds it; an engine running in a worker process has none."""
 
     def __init__(self, engine: TrainingEngine):
         self.engine = engine
@@ -27,7 +81,7 @@ class JobRunner:
         self.jobs = JobStore(engine.settings.home / "jobs.db", on_event=self._on_event)
         self.queue: list[str] = []
         self.wakeup = asyncio.Event()
-        self.running: JobContext | None = None
+        self.running: RunningJob | None = None
         self.stopping = False
         self._watchers: dict[str, set[asyncio.Event]] = {}
         self._task: asyncio.Task | None = None
@@ -62,8 +116,31 @@ class JobRunner:
             await asyncio.gather(self._task, return_exceptions=True)
         self.jobs.close()
 
+    async def create(self, request: train_pb2.TrainRequest, notice: jobs_pb2.Fallback | None = None) -> jobs_pb2.Job:
+        """Validate a request and queue its job; answers the job's record (QUEUED). `notice` is the gateway's word
+        that it fell back to this trainer, recorded in the job's history."""
+        spec = TrainSpec.from_proto(request)
+        available, reason = self.engine.availability()
+        if not available or not self.engine.ready:
+            raise Unavailable(f"{self.engine.kind} cannot train here: {reason or self.engine.failure}", retry_after=30)
+        fallback = notice if notice is not None else self._fallback(spec)
+        await asyncio.to_thread(self.engine.validate, spec)
+        return self.submit(request, spec, fallback)
+
+    def _fallback(self, spec: TrainSpec) -> jobs_pb2.Fallback | None:
+        """A request for another trainer that reached this one directly: a fallback to record, or refused when the
+        request disallows fallback."""
+        kind = self.engine.kind
+        if spec.backend in ("auto", kind):
+            return None
+        if not spec.allow_fallback:
+            raise InvalidArgument("backend", f"this is the {kind} trainer; {spec.backend} was asked for with "
+                                  "allow_fallback false")
+        return jobs_pb2.Fallback(requested=spec.backend, used=kind, reason=f"the request reached the {kind} trainer")
+
     def submit(self, request: train_pb2.TrainRequest, spec: TrainSpec,
                fallback: jobs_pb2.Fallback | None = None) -> jobs_pb2.Job:
+        """Queue a validated request's job; its record as queued."""
         if len(self.queue) >= self.engine.settings.max_queued_jobs:
             raise ResourceExhausted(f"{len(self.queue)} jobs already queued", retry_after=60, quota="queued_jobs")
         job = self.jobs.create(request, self.engine.kind, spec.method)
@@ -75,7 +152,7 @@ class JobRunner:
             self.jobs.append(job.id, state=jobs_pb2.StateChange(state=jobs_pb2.JOB_STATE_QUEUED,
                                                                  message=f"queued (position {position})"))
         self.wakeup.set()
-        return job
+        return self.jobs.get(job.id)
 
     def cancel(self, job_id: str) -> jobs_pb2.Job:
         job = self.jobs.get(job_id)
@@ -144,11 +221,11 @@ class JobRunner:
                 await self._run(self.queue.pop(0))
 
     async def _run(self, job_id: str) -> None:
-        job = JobContext(job_id, self.jobs, self.engine.settings.home, resume_from=self.last_checkpoint(job_id))
+        job = RunningJob(job_id, self.jobs, self.engine.settings.home, resume_from=self.last_checkpoint(job_id))
         self.running = job
         self.jobs.append(job_id, state=jobs_pb2.StateChange(state=jobs_pb2.JOB_STATE_RUNNING, message="running"))
         try:
-            spec = TrainSpec.from_proto(self.jobs.request(job_id))  # inside the try: a bad stored request fails its job
+            spec = TrainSpec.from_proto(job.request)  # inside the try: a bad stored request fails its job
             trained = await self.launcher.run(spec, job)
         except JobCancelled as exc:
             if job.shutdown_requested.is_set() and not job.cancel_requested.is_set():

@@ -1,16 +1,18 @@
-"""Thin gRPC adapters of a trainer service: BackendService (Capabilities, Train), JobService, DatasetService."""
+"""Thin gRPC adapters of a trainer service: BackendService (Capabilities, Train, CreateJob), JobService,
+DatasetService."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import platform
 
 from google.protobuf import json_format
 
 from forgeway import __version__
-from forgeway.services.runtime.capabilities import QUANTIZATION_TO_PROTO, hardware_to_proto
-from forgeway.services.runtime.errors import InvalidArgument, Unavailable, Unimplemented
+from forgeway.core import pages
+from forgeway.core.enums import EXPORT_FORMAT, METHOD, QUANTIZATION
+from forgeway.core.errors import InvalidArgument, Unimplemented
+from forgeway.server.hardware import hardware_to_proto
 from forgeway.v1 import (
     backend_pb2_grpc,
     capabilities_pb2,
@@ -23,14 +25,14 @@ from forgeway.v1 import (
 
 from .engine import TrainingEngine
 from .runner import JobRunner
-from .spec import EXPORTS, METHOD_BY_NAME, TrainSpec
 
 # The gateway's notice that it fell back to this trainer (JSON Fallback), recorded in the job's history.
 FALLBACK_METADATA = "x-forgeway-fallback"
 RPCS = [
     "forgeway.v1.BackendService/Capabilities",
     "forgeway.v1.BackendService/Train",
-    *(f"forgeway.v1.JobService/{m}" for m in ("GetJob", "ListJobs", "WatchJob", "CancelJob")),
+    "forgeway.v1.BackendService/CreateJob",
+    *(f"forgeway.v1.JobService/{m}" for m in ("GetJob", "ListJobs", "ListJobEvents", "WatchJob", "CancelJob")),
     *(f"forgeway.v1.DatasetService/{m}" for m in ("UploadDataset", "GetDataset", "ListDatasets")),
 ]
 
@@ -42,7 +44,6 @@ class TrainerBackendServicer(backend_pb2_grpc.BackendServiceServicer):
     async def Capabilities(self, request, context):
         available, reason = self.engine.availability()
         features = self.engine.features()
-        export_by_name = {v: k for k, v in EXPORTS.items()}
         load = capabilities_pb2.Load(in_flight=1 if self.runner.running else 0, queue_depth=len(self.runner.queue),
                                      max_concurrency=1, max_queue=self.engine.settings.max_queued_jobs)
         return capabilities_pb2.CapabilitiesResponse(
@@ -54,11 +55,11 @@ class TrainerBackendServicer(backend_pb2_grpc.BackendServiceServicer):
                 reason=reason if not available or self.engine.ready else (self.engine.failure or "starting")),
             rpcs=RPCS,
             training=capabilities_pb2.TrainingFeatures(
-                methods=[METHOD_BY_NAME[m] for m in features.methods],
+                methods=[METHOD.to_value[m] for m in features.methods],
                 tasks=[t.to_proto() for t in features.tasks],
                 lora=features.lora,
-                quantizations=[QUANTIZATION_TO_PROTO[q] for q in features.quantizations],
-                export_formats=[export_by_name[f] for f in features.export_formats],
+                quantizations=[QUANTIZATION.to_value[q] for q in features.quantizations],
+                export_formats=[EXPORT_FORMAT.to_value[f] for f in features.export_formats],
             ),
             hardware=hardware_to_proto(self.engine.hardware()),
             load=load,
@@ -74,15 +75,12 @@ class TrainerBackendServicer(backend_pb2_grpc.BackendServiceServicer):
         yield
 
     async def Train(self, request, context):
-        spec = TrainSpec.from_proto(request)
-        available, reason = self.engine.availability()
-        if not available or not self.engine.ready:
-            raise Unavailable(f"{self.engine.kind} cannot train here: {reason or self.engine.failure}", retry_after=30)
-        fallback = _fallback(context, spec, self.engine.kind)
-        await asyncio.to_thread(self.engine.validate, spec)
-        job = self.runner.submit(request, spec, fallback)
+        job = await self.runner.create(request, _gateway_notice(context))
         async for event in self.runner.watch(job.id):
             yield train_pb2.TrainResponse(event=event)
+
+    async def CreateJob(self, request, context):
+        return train_pb2.CreateJobResponse(job=await self.runner.create(request.train, _gateway_notice(context)))
 
 
 class JobServicer(jobs_pb2_grpc.JobServiceServicer):
@@ -93,7 +91,17 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         return jobs_pb2.GetJobResponse(job=self.runner.jobs.get(_job_id(request.job_id)))
 
     async def ListJobs(self, request, context):
-        return jobs_pb2.ListJobsResponse(jobs=self.runner.jobs.list(request.state, request.limit))
+        jobs, more = self.runner.jobs.list(request.state, pages.page_size(request.page_size),
+                                           pages.job_cursor(request.page_token))
+        return jobs_pb2.ListJobsResponse(jobs=jobs, next_page_token=pages.next_jobs_token(jobs, more))
+
+    async def ListJobEvents(self, request, context):
+        job_id, newest_first = _job_id(request.job_id), request.newest_first
+        events, more = self.runner.jobs.event_page(job_id, pages.page_size(request.page_size),
+                                                   pages.event_cursor(request.page_token, job_id, newest_first),
+                                                   newest_first)
+        return jobs_pb2.ListJobEventsResponse(
+            events=events, next_page_token=pages.next_events_token(job_id, events, more, newest_first))
 
     async def WatchJob(self, request, context):
         self.runner.jobs.get(_job_id(request.job_id))
@@ -120,28 +128,21 @@ class DatasetServicer(datasets_pb2_grpc.DatasetServiceServicer):
         return datasets_pb2.ListDatasetsResponse(datasets=self.engine.datasets.list())
 
 
-def _fallback(context, spec: TrainSpec, kind: str) -> jobs_pb2.Fallback | None:
-    """The fallback to record in the job: the gateway's notice (metadata), or a request for another trainer that
-    reached this one directly (refused when the request disallows fallback)."""
+def _gateway_notice(context) -> jobs_pb2.Fallback | None:
+    """The gateway's notice that it fell back to this trainer (metadata, JSON Fallback), if it sent one."""
     notice = dict(context.invocation_metadata() or ()).get(FALLBACK_METADATA)
-    if notice:
-        try:
-            return json_format.ParseDict(json.loads(notice), jobs_pb2.Fallback(), ignore_unknown_fields=True)
-        except (ValueError, json_format.ParseError):
-            raise InvalidArgument(FALLBACK_METADATA, "not a JSON Fallback") from None
-    if spec.backend in ("auto", kind):
+    if not notice:
         return None
-    if not spec.allow_fallback:
-        raise InvalidArgument("backend", f"this is the {kind} trainer; {spec.backend} was asked for with "
-                              "allow_fallback false")
-    return jobs_pb2.Fallback(requested=spec.backend, used=kind, reason=f"the request reached the {kind} trainer")
+    try:
+        return json_format.ParseDict(json.loads(notice), jobs_pb2.Fallback(), ignore_unknown_fields=True)
+    except (ValueError, json_format.ParseError):
+        raise InvalidArgument(FALLBACK_METADATA, "not a JSON Fallback") from None
 
 
 def _job_id(job_id: str) -> str:
     if not job_id:
         raise InvalidArgument("job_id", "required")
     return job_id
-
 
 
 def trainer_servicers(engine: TrainingEngine, runner: JobRunner) -> list[tuple[object, object, str]]:

@@ -6,42 +6,16 @@ from dataclasses import dataclass, field
 
 from google.protobuf import json_format
 
-from forgeway.services.runtime.errors import InvalidArgument
-from forgeway.services.runtime.generation import Task
+from forgeway.core.enums import BACKEND, EXPORT_FORMAT, METHOD, PRECISION, QUANTIZATION, TRAINING_QUANTIZATIONS
+from forgeway.core.errors import InvalidArgument
+from forgeway.core.generation import Task
 from forgeway.v1 import common_pb2, train_pb2
 
-METHODS: dict[int, str] = {
-    train_pb2.TRAINING_METHOD_SFT: "sft",
-    train_pb2.TRAINING_METHOD_DPO: "dpo",
-    train_pb2.TRAINING_METHOD_GRPO: "grpo",
-    train_pb2.TRAINING_METHOD_KTO: "kto",
-    train_pb2.TRAINING_METHOD_ORPO: "orpo",
-    train_pb2.TRAINING_METHOD_CPO: "cpo",
-    train_pb2.TRAINING_METHOD_RLOO: "rloo",
-    train_pb2.TRAINING_METHOD_ONLINE_DPO: "online_dpo",
-    train_pb2.TRAINING_METHOD_REWARD: "reward",
-}
-METHOD_BY_NAME = {name: value for value, name in METHODS.items()}
-REMOVED_METHODS = {"ppo": "TRL removed PPO; the nearest methods are grpo and rloo (online RL) or dpo (offline preferences)"}
-BACKENDS = {train_pb2.TRAINING_BACKEND_UNSPECIFIED: "auto", train_pb2.TRAINING_BACKEND_TRL: "trl",
-            train_pb2.TRAINING_BACKEND_UNSLOTH: "unsloth"}
-PRECISIONS = {train_pb2.PRECISION_UNSPECIFIED: "auto", train_pb2.PRECISION_FP32: "fp32",
-              train_pb2.PRECISION_FP16: "fp16", train_pb2.PRECISION_BF16: "bf16"}
-EXPORTS = {train_pb2.EXPORT_FORMAT_ADAPTER: "adapter", train_pb2.EXPORT_FORMAT_MERGED: "merged",
-           train_pb2.EXPORT_FORMAT_GGUF: "gguf"}
-QUANTIZATIONS = {common_pb2.QUANTIZATION_UNSPECIFIED: "none", common_pb2.QUANTIZATION_NONE: "none",
-                 common_pb2.QUANTIZATION_4BIT_NF4: "nf4", common_pb2.QUANTIZATION_4BIT_FP4: "fp4",
-                 common_pb2.QUANTIZATION_8BIT: "int8"}
-
-
-def parse_method(name: str) -> int:
-    """A method name as users type it ("sft", "DPO", "online-dpo") -> the enum; unknown or removed ones are rejected."""
-    key = name.strip().lower().replace("-", "_")
-    if key in REMOVED_METHODS:
-        raise InvalidArgument("method", f"{name!r}: {REMOVED_METHODS[key]}")
-    if key not in METHOD_BY_NAME:
-        raise InvalidArgument("method", f"unknown method {name!r}; allowed: {', '.join(METHOD_BY_NAME)}")
-    return METHOD_BY_NAME[key]
+# Old names still imported elsewhere: servicers.py (METHOD_BY_NAME, EXPORTS), tests/integration/test_trl_validation.py
+# (parse_method). Drop each once its importer reads forgeway.core.enums.
+METHOD_BY_NAME = METHOD.to_value
+EXPORTS = EXPORT_FORMAT.to_name
+parse_method = METHOD.value
 
 
 @dataclass(frozen=True)
@@ -127,8 +101,8 @@ class TrainSpec:
         errors: list[tuple[str, str]] = []
         if not msg.base_model:
             errors.append(("base_model", "required"))
-        if msg.method not in METHODS:
-            errors.append(("method", f"unknown method {msg.method}; allowed: {', '.join(METHOD_BY_NAME)}"))
+        if not METHOD.known(msg.method):
+            errors.append(("method", f"unknown method {msg.method}; allowed: {', '.join(METHOD.names)}"))
         task = Task.from_proto(msg.task) if msg.task else Task.TEXT_GENERATION
         if task is None:
             errors.append(("task", f"unknown task {msg.task}; allowed: {', '.join(t.value for t in Task)}"))
@@ -151,7 +125,7 @@ class TrainSpec:
              "must be in [0, 1)"),
             ("hyperparameters.max_seq_length", opt(hp, "max_seq_length") is not None and hp.max_seq_length < 8,
              "must be at least 8"),
-            ("hyperparameters.precision", hp.precision not in PRECISIONS, f"allowed: {', '.join(PRECISIONS.values())}"),
+            ("hyperparameters.precision", not PRECISION.known(hp.precision), f"allowed: {', '.join(PRECISION.names)}"),
         ]
         lora = None
         if msg.HasField("lora"):
@@ -162,9 +136,12 @@ class TrainSpec:
             ]
             lora = LoraSpec(msg.lora.r, msg.lora.alpha or 2 * msg.lora.r, msg.lora.dropout, tuple(msg.lora.target_modules))
         quant = msg.quantization.quantization if msg.HasField("quantization") else 0
-        checks.append(("quantization.quantization", quant not in QUANTIZATIONS,
-                       f"allowed for training: {', '.join(sorted(set(QUANTIZATIONS.values())))}"))
-        if QUANTIZATIONS.get(quant, "none") != "none" and lora is None:
+        # Unspecified trains unquantized; an unknown number has no name and is refused.
+        quantization = QUANTIZATION.to_name.get(quant or common_pb2.QUANTIZATION_NONE, "")
+        trainable = quantization in TRAINING_QUANTIZATIONS
+        checks.append(("quantization.quantization", not trainable,
+                       f"allowed for training: {', '.join(sorted(TRAINING_QUANTIZATIONS))}"))
+        if trainable and quantization != "none" and lora is None:
             errors.append(("lora", "quantized training (QLoRA) needs LoRA settings"))
         mp = msg.method_params
         checks += [
@@ -174,16 +151,16 @@ class TrainSpec:
         ]
         for i, rf in enumerate(mp.reward_functions):
             checks.append((f"method_params.reward_functions[{i}].name", not rf.name, "required"))
-        checks.append(("output.formats", any(f not in EXPORTS for f in msg.output.formats),
-                       f"allowed: {', '.join(EXPORTS.values())}"))
-        checks.append(("backend", msg.backend not in BACKENDS, f"allowed: {', '.join(BACKENDS.values())}"))
+        checks.append(("output.formats", not all(EXPORT_FORMAT.known(f) for f in msg.output.formats),
+                       f"allowed: {', '.join(EXPORT_FORMAT.names)}"))
+        checks.append(("backend", not BACKEND.known(msg.backend), f"allowed: {', '.join(BACKEND.names)}"))
         errors += [(name, why) for name, bad, why in checks if bad]
         if errors:
             (first_field, first_why), *more = errors
             raise InvalidArgument(first_field, first_why, more=more)
         return cls(
             base_model=msg.base_model,
-            method=METHODS[msg.method],
+            method=METHOD.name(msg.method),
             task=task,
             dataset=dataset,
             eval_dataset=eval_dataset,
@@ -196,10 +173,10 @@ class TrainSpec:
             warmup_ratio=opt(hp, "warmup_ratio"),
             max_seq_length=opt(hp, "max_seq_length"),
             seed=opt(hp, "seed"),
-            precision=PRECISIONS[hp.precision],
+            precision=PRECISION.name(hp.precision),
             save_steps=opt(hp, "save_steps"),
             lora=lora,
-            quantization=QUANTIZATIONS[quant],
+            quantization=quantization,
             double_quant=msg.quantization.double_quant,
             beta=opt(mp, "beta"),
             loss_type=mp.loss_type,
@@ -209,7 +186,7 @@ class TrainSpec:
             reward_functions=tuple((rf.name, rf.weight or 1.0) for rf in mp.reward_functions),
             reward_model=mp.reward_model,
             output_name=msg.output.model_name,
-            export_formats=tuple(EXPORTS[f] for f in msg.output.formats),
-            backend=BACKENDS[msg.backend],
+            export_formats=tuple(EXPORT_FORMAT.name(f) for f in msg.output.formats),
+            backend=BACKEND.name(msg.backend),
             allow_fallback=msg.allow_fallback if msg.HasField("allow_fallback") else True,
         )

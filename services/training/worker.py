@@ -1,11 +1,11 @@
-"""`forgeway train-worker`: one training job in a process of its own (accelerate launch, a Kubernetes Job), reporting
-through files in the job's folder that its trainer service reads back into the job's events."""
+"""`forgeway train-worker`: one training job in a process of its own (accelerate launch, a Kubernetes Job). It builds
+the trainer's engine alone, never its service: it reports through the job's folder (jobfolder.py), which the trainer
+service reads back into the job's events, and never opens the job database."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import signal
@@ -13,17 +13,12 @@ import sys
 import threading
 from pathlib import Path
 
-from forgeway.services.runtime.errors import ForgewayError
-from forgeway.v1 import train_pb2
+from forgeway.core.errors import ForgewayError
 
+from . import jobfolder
 from .engine import JobCancelled, TrainedModel
 from .spec import TrainSpec
 
-# The job folder's files. The trainer writes REQUEST and LAUNCH before it starts the worker, and CANCEL to stop it;
-# rank 0 of the worker appends EVENTS (JSON lines: progress, log, checkpoint, artifact; then one of result,
-# cancelled, error); another rank appends only its error.
-REQUEST, LAUNCH, EVENTS, CANCEL = "request.binpb", "launch.json", "events.jsonl", "cancel"
-FINAL = ("result", "cancelled", "error")
 EXIT_FAILED, EXIT_CANCELLED = 1, 3
 
 log = logging.getLogger("forgeway.training.worker")
@@ -35,8 +30,8 @@ def rank() -> int:
 
 
 class FileJobContext:
-    """A JobContext for a job running outside its trainer: the same methods, backed by the job folder's files.
-    Only rank 0 reports (any rank its error); every rank agrees on should_stop (an all-reduce when distributed)."""
+    """The JobContext of a job running outside its trainer, backed by the job folder's files. Only rank 0 reports
+    (any rank its error); every rank agrees on should_stop (an all-reduce when distributed)."""
 
     def __init__(self, job_id: str, job_dir: Path, resume_from: Path | None = None, writer: bool = True):
         self.job_id = job_id
@@ -47,7 +42,7 @@ class FileJobContext:
 
     @property
     def should_stop(self) -> bool:
-        local = self.stop_requested.is_set() or (self.job_dir / CANCEL).exists()
+        local = self.stop_requested.is_set() or jobfolder.cancel_requested(self.job_dir)
         torch = sys.modules.get("torch")
         if torch is None or not torch.distributed.is_available() or not torch.distributed.is_initialized():
             return local
@@ -60,11 +55,7 @@ class FileJobContext:
     def write(self, kind: str, **fields) -> None:
         if not self.writer and kind != "error":  # any rank's failure is the job's (the first final line wins)
             return
-        line = json.dumps({kind: fields}, default=str) + "\n"
-        with open(self.job_dir / EVENTS, "a", encoding="utf-8") as events:  # one write per line: O_APPEND keeps it whole
-            events.write(line)
-            events.flush()
-            os.fsync(events.fileno())  # the trainer may read it over NFS from another node
+        jobfolder.append_event(self.job_dir, kind, fields)
 
     def progress(self, **fields) -> None:
         self.write("progress", **fields)
@@ -79,39 +70,24 @@ class FileJobContext:
         self.write("artifact", model_name=model_name, path=str(path), format=format)
 
 
-def prepare_job_dir(job_dir: Path, service: str, job_id: str, request: train_pb2.TrainRequest, settings: dict,
-                    resume_from: Path | None) -> None:
-    """What a fresh worker reads (the trainer's side): the request, the trainer's settings, where to resume;
-    events and a cancel left by an earlier launch of this job are removed."""
-    job_dir.mkdir(parents=True, exist_ok=True)
-    for stale in (EVENTS, CANCEL):
-        (job_dir / stale).unlink(missing_ok=True)
-    (job_dir / REQUEST).write_bytes(request.SerializeToString())
-    launch = {"service": service, "job_id": job_id, "settings": settings,
-              "resume_from": str(resume_from) if resume_from else None}
-    (job_dir / LAUNCH).write_text(json.dumps(launch, default=str))
-
-
 def run_worker(service: str, job_dir: Path) -> int:
-    """Train the job in job_dir with the engine registered as `service`; the outcome goes to events.jsonl."""
-    from forgeway.services.runtime import registry
-    from forgeway.services.runtime.logs import configure_logging
+    """Train the job in job_dir with the engine of the service registered as `service`; the outcome goes to the
+    folder's events."""
+    from forgeway.server import registry
+    from forgeway.server.logs import configure_logging
 
-    launch = json.loads((job_dir / LAUNCH).read_text())
-    resume = Path(launch["resume_from"]) if launch.get("resume_from") else None
-    job = FileJobContext(launch["job_id"], job_dir, resume, writer=rank() == 0)
+    launch = jobfolder.read_launch(job_dir)
+    job = FileJobContext(launch.job_id, job_dir, launch.resume_from, writer=rank() == 0)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: job.stop_requested.set())  # stop at the next step, with a checkpoint
     try:
-        cls = registry.load(service)
-        settings = cls.Settings(**launch["settings"])  # the trainer's own settings: it trains as it would in-process
+        engine_class = registry.load(service).Engine  # the engine alone: the service (and its job store) is not built
+        settings = engine_class.Settings(**launch.settings)  # the trainer's own settings: it trains as in-process
         configure_logging(settings.log_level, settings.log_format)
-        engine = cls(settings)
-        engine.runner.jobs.close()  # the trainer's job database is the trainer's; the worker reports through files
+        engine = engine_class(settings)
         asyncio.run(engine.prepare())
         _pin_device()
-        spec = TrainSpec.from_proto(train_pb2.TrainRequest.FromString((job_dir / REQUEST).read_bytes()))
-        trained: TrainedModel = engine.run(spec, job)
+        trained: TrainedModel = engine.run(TrainSpec.from_proto(launch.request), job)
     except JobCancelled as exc:
         job.write("cancelled", step=exc.step, checkpoint=str(exc.checkpoint) if exc.checkpoint else None)
         return EXIT_CANCELLED

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import datasets
 
-from forgeway.services.runtime.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from forgeway.core.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from forgeway.services.training.datasets import DatasetStore
 from forgeway.services.training.spec import DatasetSpec
 

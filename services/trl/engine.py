@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
-from forgeway.services.runtime.generation import Task
-from forgeway.services.runtime.hardware import Hardware, detect, installed_versions
+from forgeway.core.generation import Task
+from forgeway.server.hardware import Hardware, detect, installed_versions
 from forgeway.services.training.engine import JobContext, TrainedModel, TrainingEngine, TrainingFeatures
 from forgeway.services.training.spec import TrainSpec
 

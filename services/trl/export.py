@@ -11,7 +11,7 @@ from pathlib import Path
 
 import transformers
 
-from forgeway.services.runtime.modelstore import ModelStore
+from forgeway.core.modelstore import ModelStore
 from forgeway.services.training.engine import TrainedModel
 
 from .loading import BaseModel, Precision, load_model

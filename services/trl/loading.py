@@ -10,8 +10,8 @@ import torch
 import transformers
 from peft import LoraConfig
 
-from forgeway.services.runtime.errors import InvalidArgument, NotFound, Unsupported
-from forgeway.services.runtime.modelstore import METADATA_FILE
+from forgeway.core.errors import InvalidArgument, NotFound, Unsupported
+from forgeway.core.modelstore import METADATA_FILE
 from forgeway.services.training.spec import TrainSpec
 
 PEFT_TASK_TYPES = {

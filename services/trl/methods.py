@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
-from forgeway.services.runtime.errors import InvalidArgument
+from forgeway.core.errors import InvalidArgument
 from forgeway.services.training.spec import TrainSpec
 
 DPO_LOSSES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",

@@ -9,8 +9,8 @@ from pathlib import Path
 import datasets
 from transformers import SchedulerType
 
-from forgeway.services.runtime.errors import InvalidArgument, Unsupported
-from forgeway.services.runtime.generation import Task
+from forgeway.core.errors import InvalidArgument, Unsupported
+from forgeway.core.generation import Task
 from forgeway.services.training.spec import TrainSpec
 
 from .datasets import LoadedDataset, detect_format, validate_rows

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 
-from forgeway.services.runtime.errors import InvalidArgument
+from forgeway.core.errors import InvalidArgument
 
 ENTRY_POINT_GROUP = "forgeway.rewards"
 MAX_ARGUMENT = 256

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import datasets
 import transformers
 
-from forgeway.services.runtime.generation import Task
+from forgeway.core.generation import Task
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from forgeway.services.runtime.errors import InvalidArgument, Unsupported
+from forgeway.core.errors import InvalidArgument, Unsupported
 
 
 class UnsupportedArchitecture(InvalidArgument):

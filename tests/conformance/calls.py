@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import grpc
 
-from forgeway.services.runtime.errors import RemoteError, from_rpc_error
+from forgeway.core.errors import RemoteError, from_rpc_error
 from forgeway.v1 import backend_pb2_grpc, generate_pb2
 
 from .endpoints import Endpoint

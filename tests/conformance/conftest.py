@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import grpc
 import pytest
 
+from forgeway.testing import wait_serving
 from forgeway.v1 import backend_pb2_grpc, capabilities_pb2
 
-from .endpoints import ENDPOINTS, Endpoint, wait_serving
+from .endpoints import ENDPOINTS, Endpoint
 
 
 @pytest.fixture(
@@ -18,7 +20,7 @@ from .endpoints import ENDPOINTS, Endpoint, wait_serving
 async def endpoint(request: pytest.FixtureRequest) -> AsyncIterator[Endpoint]:
     """A started endpoint, SERVING; started once per session and stopped after its last test."""
     async with ENDPOINTS[request.param].start() as ep:
-        await wait_serving(ep.address)
+        await asyncio.to_thread(wait_serving, ep.address, 120)
         yield ep
 
 

@@ -8,7 +8,7 @@ markers that gate it::
     async def hf() -> AsyncIterator[Endpoint]:
         model_dir = build_tiny_llama(tmp_dir)                 # a tiny real model, built offline
         engine = HfEngine(HfSettings(port=0, metrics_port=0, models=...))
-        running = await start_server(engine)                  # or a subprocess: `forgeway serve hf --port P`
+        running = await start_server(serving(engine))                  # or a subprocess: `forgeway serve hf --port P`
         try:
             yield Endpoint(name="hf", backend="hf", address=f"127.0.0.1:{running.port}",
                            metrics_url=f"http://127.0.0.1:{running.metrics_port}/metrics", model="tiny", prompt=...)
@@ -31,13 +31,12 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 
-import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
+from forgeway.services.runtime.service import serving
 from forgeway.services.echo.engine import EchoEngine, EchoSettings
-from forgeway.services.runtime.server import start_server
+from forgeway.server.server import start_server
 
 # Thirty-two distinct words: any backend generates at least ~24 tokens from it when max_tokens allows.
 PROMPT = (
@@ -86,24 +85,6 @@ def endpoint(name: str, *marks: pytest.MarkDecorator):
     return register
 
 
-async def wait_serving(address: str, service: str = "", timeout: float = 120.0) -> None:
-    """Poll grpc.health.v1 Check until SERVING; fail with the last answer on timeout."""
-    deadline = time.monotonic() + timeout
-    last = "no answer"
-    async with grpc.aio.insecure_channel(address) as channel:
-        health = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            try:
-                reply = await health.Check(health_pb2.HealthCheckRequest(service=service), timeout=2)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-                last = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
-            except grpc.aio.AioRpcError as exc:
-                last = f"{exc.code().name}: {exc.details()}"
-            await asyncio.sleep(0.1)
-    raise TimeoutError(f"{address} not SERVING after {timeout:.0f}s (last: {last})")
-
-
 def _read_counter(url: str, name: str, selector: Mapping[str, str]) -> float:
     with urllib.request.urlopen(url, timeout=5) as reply:
         text = reply.read().decode()
@@ -137,7 +118,7 @@ async def tokens_settled(ep: Endpoint, interval: float = 0.25, timeout: float = 
 async def echo() -> AsyncIterator[Endpoint]:
     """The model-free echo engine, in-process; a small token delay makes cancellation observable."""
     settings = EchoSettings(host="127.0.0.1", port=0, metrics_port=0, token_delay=0.02, model_name="echo")
-    running = await start_server(EchoEngine(settings))
+    running = await start_server(serving(EchoEngine(settings)))
     try:
         yield Endpoint(
             name="echo",
@@ -183,8 +164,8 @@ async def hf() -> AsyncIterator[Endpoint]:
 
     from forgeway.services.hf.engine import HFEngine
     from forgeway.services.hf.settings import HFSettings
-    from forgeway.testing.llama import LlamaShape, init_llama, save_model
-    from forgeway.testing.tokenizer import train_tokenizer
+    from forgeway.demo.llama import LlamaShape, init_llama, save_model
+    from forgeway.demo.tokenizer import train_tokenizer
 
     with tempfile.TemporaryDirectory(prefix="forgeway-hf-") as tmp:
         shape = LlamaShape(hidden_size=512, intermediate_size=1536, num_hidden_layers=8, num_attention_heads=8,
@@ -194,7 +175,7 @@ async def hf() -> AsyncIterator[Endpoint]:
                                             Path(tmp) / "conformance")
         settings = HFSettings(host="127.0.0.1", port=0, metrics_port=0, home=Path(tmp) / "home", torch_threads=1,
                               models=[{"name": "conformance", "path": str(model_dir)}])
-        running = await start_server(HFEngine(settings))
+        running = await start_server(serving(HFEngine(settings)))
         try:
             yield Endpoint(
                 name="hf",
@@ -218,8 +199,8 @@ async def llamacpp() -> AsyncIterator[Endpoint]:
     from pathlib import Path
 
     from forgeway.testing import build_tiny_gguf
-    from forgeway.testing.llama import LlamaShape, init_llama, save_model
-    from forgeway.testing.tokenizer import train_tokenizer
+    from forgeway.demo.llama import LlamaShape, init_llama, save_model
+    from forgeway.demo.tokenizer import train_tokenizer
     from forgeway.up import free_port
 
     with tempfile.TemporaryDirectory(prefix="forgeway-llamacpp-") as tmp:
@@ -261,7 +242,7 @@ async def openai_proxy() -> AsyncIterator[Endpoint]:
     the tiny GGUF. That server finishes a stream whose client went away before it answers anyone else, so the long
     generation stays short (200 tokens); a 10 ms deadline still expires before it ends."""
     from forgeway.services.openai_proxy.engine import OpenAIProxyEngine
-    from forgeway.services.openai_proxy.local_upstream import LLAMA_CPP_SETTINGS, start_llama_server, tiny_model
+    from forgeway.testing import LLAMA_CPP_SETTINGS, start_llama_server, tiny_model
     from forgeway.services.openai_proxy.settings import OpenAIProxySettings
 
     gguf, tokenizer = await asyncio.to_thread(tiny_model)
@@ -270,7 +251,7 @@ async def openai_proxy() -> AsyncIterator[Endpoint]:
         host="127.0.0.1", port=0, metrics_port=0, base_url=upstream.base_url,
         models=[{"name": "tiny", "tokenizer": tokenizer}], **LLAMA_CPP_SETTINGS,
     )  # fmt: skip
-    running = await start_server(OpenAIProxyEngine(settings))
+    running = await start_server(serving(OpenAIProxyEngine(settings)))
     try:
         yield Endpoint(
             name="openai",

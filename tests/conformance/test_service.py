@@ -44,6 +44,9 @@ async def test_rpcs_not_listed_are_unimplemented(backend, capabilities):
         pytest.skip("every BackendService RPC is listed")
     error = await stream_error(backend.Train(train_pb2.TrainRequest(), timeout=10))
     assert error.code == grpc.StatusCode.UNIMPLEMENTED, f"{error.code.name}: {error.message}"
+    if "CreateJob" in unlisted:
+        error = await rpc_error(backend.CreateJob(train_pb2.CreateJobRequest(), timeout=10))
+        assert error.code == grpc.StatusCode.UNIMPLEMENTED, f"{error.code.name}: {error.message}"
 
 
 @pytest.mark.parametrize("rpc", ["Generate", "GenerateStream"])

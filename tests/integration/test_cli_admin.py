@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from forgeway.client.testing import ServiceProcess, one_line_error, run_cli
+from forgeway.testing import ServiceProcess, one_line_error, run_cli
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from forgeway.client.testing import ServiceProcess, one_line_error, run_cli
+from forgeway.testing import ServiceProcess, one_line_error, run_cli
 from forgeway.up import free_port
 
 

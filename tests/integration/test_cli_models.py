@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (the llamacpp extra)")
 
-from forgeway.client.testing import inference_stack, one_line_error, run_cli  # noqa: E402
+from forgeway.testing import inference_stack, one_line_error, run_cli  # noqa: E402
 
 pytestmark = pytest.mark.llamacpp
 

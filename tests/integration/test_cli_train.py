@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from forgeway.client import Client
-from forgeway.client.testing import one_line_error, run_cli, trainer_stack
+from forgeway.testing import one_line_error, run_cli, trainer_stack
 
 pytestmark = [pytest.mark.trl, pytest.mark.slow]
 ROWS = [{"text": f"the cat number {i} sat on the mat and looked at the dog."} for i in range(6)]

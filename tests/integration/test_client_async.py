@@ -9,8 +9,8 @@ import pytest
 from forgeway.client import (
     AsyncClient, InvalidArgumentError, NotFoundError, Retry, UnavailableError, UnimplementedError,
 )
-from forgeway.gateway.testing import gateway_settings, start_gateway, stop_now
 from forgeway.services.echo.engine import EchoEngine, EchoSettings
+from forgeway.testing import gateway_settings, start_gateway, stop_now
 from forgeway.up import free_port
 
 
@@ -47,10 +47,10 @@ async def test_cancelling_a_stream_stops_the_backend(serve_in_process):
         async with await client.stream("slow", "w " * 500) as stream:
             assert (await stream.__anext__()).text == "w"
         for _ in range(100):
-            if echo.service.in_flight == 0:
+            if echo.service.engine.in_flight == 0:
                 break
             await asyncio.sleep(0.05)
-        assert echo.service.in_flight == 0
+        assert echo.service.engine.in_flight == 0
 
 
 async def test_retries_until_a_late_server_comes_up(serve_in_process):

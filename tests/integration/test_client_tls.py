@@ -11,6 +11,7 @@ import pytest
 
 from forgeway.client import AsyncClient, Tls, UnavailableError
 from forgeway.services.echo.engine import EchoEngine, EchoSettings
+from forgeway.services.runtime.service import serving
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command to make certificates")
 
@@ -39,7 +40,7 @@ async def serve_tls(folder: Path, require_client_cert: bool) -> tuple[grpc.aio.S
     await engine.start()
     engine.ready = True  # what the runtime's server does once start() returned
     server = grpc.aio.server()
-    for add, servicer, _ in engine.servicers():
+    for add, servicer, _ in serving(engine).servicers():
         add(servicer, server)
     credentials = grpc.ssl_server_credentials(
         [((folder / "server.key").read_bytes(), (folder / "server.pem").read_bytes())],

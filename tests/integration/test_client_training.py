@@ -11,7 +11,7 @@ from forgeway.client import (
     AsyncClient, Client, DeadlineExceededError, InvalidArgumentError, JobFailedError, NotFoundError, Retry,
     UnavailableError,
 )
-from forgeway.client.testing import trainer_stack
+from forgeway.testing import trainer_stack
 
 pytestmark = [pytest.mark.trl, pytest.mark.slow]
 ROWS = [{"text": f"the cat number {i} sat on the mat and looked at the dog."} for i in range(6)]

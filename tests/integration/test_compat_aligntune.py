@@ -8,9 +8,9 @@ import json
 import pytest
 
 from forgeway.client import Client
-from forgeway.client.testing import trainer_stack
 from forgeway.compat import aligntune
 from forgeway.compat.aligntune import create_rl_trainer, create_sft_trainer
+from forgeway.testing import trainer_stack
 
 pytestmark = [pytest.mark.trl, pytest.mark.slow]
 TEXT = [{"text": f"the cat number {i} sat on the mat and looked at the dog."} for i in range(6)]

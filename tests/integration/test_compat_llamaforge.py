@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (the llamacpp extra)")
 
 from forgeway.client import APIError, Client  # noqa: E402
-from forgeway.client.testing import inference_stack  # noqa: E402
+from forgeway.testing import inference_stack  # noqa: E402
 from forgeway.compat.llamaforge import BaseBackend, LlamaForge, get_backend, list_backends, register_backend  # noqa: E402
 
 pytestmark = pytest.mark.llamacpp

@@ -9,8 +9,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from forgeway.client import Client
-from forgeway.client.testing import ServiceProcess
 from forgeway.compat import modelforge
+from forgeway.testing import ServiceProcess
 from forgeway.up import free_port
 
 KEYS = {"status_code", "profile", "task", "gpu_name", "gpu_total_memory_gb", "ram_total_gb", "available_diskspace_gb",
@@ -54,7 +54,7 @@ def test_the_route_answers_json_and_form_posts(gateway):
 
 @pytest.mark.trl
 def test_detect_reads_the_trainers_machine_behind_the_gateway(tmp_path):
-    from forgeway.client.testing import trainer_stack
+    from forgeway.testing import trainer_stack
 
     with trainer_stack(tmp_path) as stack:
         answer = modelforge.detect("text-generation", target=stack.target)

@@ -9,10 +9,11 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 
-from forgeway.gateway.testing import gateway_settings, start_gateway, stop_now
+from forgeway.services.runtime.service import serving
 from forgeway.services.echo.engine import EchoEngine, EchoSettings
-from forgeway.services.runtime.errors import from_rpc_error
-from forgeway.services.runtime.server import start_server
+from forgeway.core.errors import from_rpc_error
+from forgeway.server.server import start_server
+from forgeway.testing import gateway_settings, start_gateway, stop_now
 from forgeway.v1 import backend_pb2_grpc, capabilities_pb2, generate_pb2, jobs_pb2, jobs_pb2_grpc, train_pb2
 
 
@@ -26,7 +27,7 @@ def bearer(secret: str) -> tuple[tuple[str, str], ...]:
 
 @pytest.fixture(scope="module")
 async def stub() -> AsyncIterator[backend_pb2_grpc.BackendServiceStub]:
-    echo = await start_server(EchoEngine(EchoSettings(port=0, metrics_port=-1, model_name="echo")))
+    echo = await start_server(serving(EchoEngine(EchoSettings(port=0, metrics_port=-1, model_name="echo"))))
     settings = gateway_settings(
         [f"127.0.0.1:{echo.port}"],
         api_keys=[key("ops", "sk-ops"), key("intern", "sk-intern", models=["other"], train=False),

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import grpc
 import pytest
 
-from forgeway.gateway.testing import EchoProcess, gateway_settings, start_echoes, start_gateway, stop_now, wait_until
-from forgeway.services.runtime.server import RunningServer
+from forgeway.server.server import RunningServer
+from forgeway.testing import ServiceProcess, gateway_settings, start_echoes, start_gateway, stop_now, wait_until
 from forgeway.v1 import backend_pb2_grpc, capabilities_pb2, generate_pb2
 
 PROMPT = "one two three four"  # four tokens, 0.4 s apart
@@ -21,7 +21,7 @@ PROMPT = "one two three four"  # four tokens, 0.4 s apart
 class Replicas:
     stub: backend_pb2_grpc.BackendServiceStub
     gateway: RunningServer
-    echoes: dict[str, EchoProcess]
+    echoes: dict[str, ServiceProcess]
 
     @property
     def endpoints(self):

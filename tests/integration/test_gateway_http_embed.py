@@ -6,13 +6,14 @@ import httpx
 import openai
 import pytest
 
-from forgeway.gateway.testing import gateway_settings, start_gateway, stop_now
+from forgeway.services.runtime.service import serving
 from forgeway.services.echo.engine import EchoEngine, EchoSettings
-from forgeway.services.runtime.server import start_server
+from forgeway.server.server import start_server
+from forgeway.testing import gateway_settings, start_gateway, stop_now
 
 
 async def test_http_api_runs_inside_the_gateway():
-    echo = await start_server(EchoEngine(EchoSettings(port=0, metrics_port=-1, model_name="echo")))
+    echo = await start_server(serving(EchoEngine(EchoSettings(port=0, metrics_port=-1, model_name="echo"))))
     gateway = await start_gateway(gateway_settings([f"127.0.0.1:{echo.port}"], http_port=0))
     service = gateway.service
     try:

@@ -9,12 +9,13 @@ import grpc
 import pytest
 from prometheus_client import REGISTRY
 
+from forgeway.services.runtime.service import serving
 from forgeway import __version__
-from forgeway.gateway.testing import gateway_settings, start_echoes, start_gateway, stop_now, wait_until
 from forgeway.services.echo.engine import EchoEngine, EchoSettings
-from forgeway.services.runtime.errors import Unavailable
-from forgeway.services.runtime.server import start_server
-from forgeway.services.runtime.settings import ServiceSettings
+from forgeway.core.errors import Unavailable
+from forgeway.server.server import start_server
+from forgeway.server.settings import ServiceSettings
+from forgeway.testing import gateway_settings, start_echoes, start_gateway, stop_now, wait_until
 from forgeway.v1 import backend_pb2_grpc, capabilities_pb2, generate_pb2, models_pb2
 
 LONG = "w " * 40  # 40 tokens at 0.1 s: four seconds of generation
@@ -66,7 +67,7 @@ async def stack(tmp_path_factory) -> AsyncIterator[dict]:
     (steady,) = start_echoes(("flaky", 0.0), log_dir=tmp_path_factory.mktemp("logs"))
     probe = RecordingBackend()
     flaky = FlakyEcho(EchoSettings(port=0, metrics_port=-1, model_name="flaky"))
-    servers = [await start_server(probe), await start_server(flaky)]
+    servers = [await start_server(probe), await start_server(serving(flaky))]
     settings = gateway_settings(
         [{"name": "slow", "address": slow.address}, {"name": "steady", "address": steady.address},
          {"name": "probe", "address": f"127.0.0.1:{servers[0].port}"},
@@ -103,11 +104,16 @@ async def wait_backend_idle(stub, timeout: float = 2.0) -> None:
 
 
 async def test_deadline_and_request_id_reach_the_backend(stack):
-    await stack["stub"].Generate(generate_pb2.GenerateRequest(model="probe", prompt="x"), timeout=3.3,
-                                 metadata=(("x-request-id", "req-gateway-42"),))
-    remaining, metadata = stack["probe"].seen[-1]
-    assert remaining is not None and 2.3 < remaining < 3.4  # what was left of the caller's 3.3 s
-    assert metadata["x-request-id"] == "req-gateway-42"
+    remaining = {}
+    for timeout in (100, 1000):
+        await stack["stub"].Generate(generate_pb2.GenerateRequest(model="probe", prompt="x"), timeout=timeout,
+                                     metadata=(("x-request-id", f"req-gateway-{timeout}"),))
+        remaining[timeout], metadata = stack["probe"].seen[-1]
+        assert metadata["x-request-id"] == f"req-gateway-{timeout}"
+    # What was left of each caller's own deadline, give or take gRPC rounding it up to three significant figures
+    # on the wire (up to 1% more); the 1000 s call got more than the whole 100 s one had, so no shorter deadline
+    # replaced it on the way.
+    assert 0 < remaining[100] <= 101 < remaining[1000] <= 1010
     await stack["stub"].Generate(generate_pb2.GenerateRequest(model="probe", prompt="x"))
     assert stack["probe"].seen[-1][0] is None, "no deadline from the caller, none invented"
 

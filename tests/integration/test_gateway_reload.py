@@ -11,17 +11,18 @@ import grpc
 import pytest
 import yaml
 
+from forgeway.services.runtime.service import serving
 from forgeway.gateway.settings import GatewaySettings
-from forgeway.gateway.testing import gateway_settings, start_gateway, stop_now, wait_until
 from forgeway.services.echo.engine import EchoEngine, EchoSettings
-from forgeway.services.runtime.server import start_server
-from forgeway.services.runtime.settings import build_settings
+from forgeway.server.server import start_server
+from forgeway.server.settings import build_settings
+from forgeway.testing import gateway_settings, start_gateway, stop_now, wait_until
 from forgeway.v1 import backend_pb2_grpc, generate_pb2
 
 
 @pytest.fixture(scope="module")
 async def echoes() -> AsyncIterator[list[str]]:
-    servers = [await start_server(EchoEngine(EchoSettings(port=0, metrics_port=-1, model_name=name)))
+    servers = [await start_server(serving(EchoEngine(EchoSettings(port=0, metrics_port=-1, model_name=name))))
                for name in ("first", "second")]
     yield [f"127.0.0.1:{s.port}" for s in servers]
     for server in servers:

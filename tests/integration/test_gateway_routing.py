@@ -10,12 +10,13 @@ import grpc
 import pytest
 from prometheus_client import REGISTRY
 
-from forgeway.gateway.testing import gateway_settings, start_echoes, start_gateway, stop_now
+from forgeway.services.runtime.service import serving
 from forgeway.services.echo.engine import EchoEngine, EchoSettings
 from forgeway.services.runtime.engine import Features
-from forgeway.services.runtime.errors import from_rpc_error
-from forgeway.services.runtime.generation import Delta, GenerationResult, TokenLogprob
-from forgeway.services.runtime.server import start_server
+from forgeway.core.errors import from_rpc_error
+from forgeway.core.generation import Delta, GenerationResult, TokenLogprob
+from forgeway.server.server import start_server
+from forgeway.testing import gateway_settings, start_echoes, start_gateway, stop_now
 from forgeway.v1 import backend_pb2_grpc, capabilities_pb2, generate_pb2
 
 
@@ -25,8 +26,8 @@ class CertainEcho(EchoEngine):
     def features(self) -> Features:
         return Features(stop=True, seed=True, multiple_choices=True, logprobs=True)
 
-    async def generate(self, request):
-        async for event in super().generate(request):
+    async def generate(self, request, model):
+        async for event in super().generate(request, model):
             if request.logprobs and isinstance(event, Delta):
                 event.logprobs = [TokenLogprob(event.text, event.text.encode(), 0.0)]
             elif request.logprobs and isinstance(event, GenerationResult):
@@ -39,7 +40,7 @@ class CertainEcho(EchoEngine):
 async def stack(tmp_path_factory) -> AsyncIterator[dict]:
     logs = tmp_path_factory.mktemp("logs")
     alpha1, alpha2, beta = start_echoes(("alpha", 0.02), ("alpha", 0.02), ("beta", 0.0), log_dir=logs)
-    certain = await start_server(CertainEcho(EchoSettings(port=0, metrics_port=-1, model_name="alpha")))
+    certain = await start_server(serving(CertainEcho(EchoSettings(port=0, metrics_port=-1, model_name="alpha"))))
     settings = gateway_settings(
         [{"name": "alpha1", "address": alpha1.address}, {"name": "alpha2", "address": alpha2.address},
          {"name": "beta", "address": beta.address}, {"name": "certain", "address": f"127.0.0.1:{certain.port}"}],

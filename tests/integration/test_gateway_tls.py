@@ -9,9 +9,10 @@ from pathlib import Path
 import grpc
 import pytest
 
-from forgeway.gateway.testing import gateway_settings, start_gateway, stop_now
+from forgeway.services.runtime.service import serving
 from forgeway.services.echo.engine import EchoEngine, EchoSettings
-from forgeway.services.runtime.server import start_server
+from forgeway.server.server import start_server
+from forgeway.testing import gateway_settings, start_gateway, stop_now
 from forgeway.v1 import backend_pb2_grpc, generate_pb2
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None,
@@ -39,7 +40,7 @@ async def test_gateway_reaches_an_mtls_backend_only_with_its_client_certificate(
     engine = EchoEngine(EchoSettings(
         port=0, metrics_port=-1, model_name="secure", tls_cert_file=tmp_path / "server.pem",
         tls_key_file=tmp_path / "server.key", tls_client_ca_file=tmp_path / "ca.pem"))
-    running = await start_server(engine)  # the runtime serves mTLS from the settings' files
+    running = await start_server(serving(engine))  # the runtime serves mTLS from the settings' files
     await running.startup
     port = running.port
     tls = {"ca_file": str(tmp_path / "ca.pem"), "server_name": "backend.test"}

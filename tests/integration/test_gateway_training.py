@@ -15,11 +15,11 @@ import grpc
 import pytest
 
 from forgeway import __version__
-from forgeway.gateway.testing import gateway_settings, start_gateway, stop_now
 from forgeway.gateway.training import FALLBACK_METADATA
-from forgeway.services.runtime.errors import NotFound
-from forgeway.services.runtime.server import start_server
-from forgeway.services.runtime.settings import ServiceSettings
+from forgeway.core.errors import NotFound
+from forgeway.server.server import start_server
+from forgeway.server.settings import ServiceSettings
+from forgeway.testing import gateway_settings, start_gateway, stop_now
 from forgeway.v1 import (
     backend_pb2_grpc, capabilities_pb2, datasets_pb2, datasets_pb2_grpc, jobs_pb2, jobs_pb2_grpc, train_pb2,
 )

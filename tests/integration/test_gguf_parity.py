@@ -10,7 +10,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from forgeway.testing import build_demo_model, build_tiny_gguf, build_tiny_llama
+from forgeway.demo.build import build_demo_model
+from forgeway.testing import build_tiny_gguf, build_tiny_llama
 
 llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (the llamacpp extra)")
 

@@ -9,8 +9,9 @@ import pytest
 
 pytestmark = pytest.mark.hf
 
-from forgeway.services.runtime.errors import from_rpc_error  # noqa: E402
-from forgeway.services.runtime.server import start_server  # noqa: E402
+from forgeway.services.runtime.service import serving
+from forgeway.core.errors import from_rpc_error  # noqa: E402
+from forgeway.server.server import start_server  # noqa: E402
 from forgeway.v1 import backend_pb2_grpc, capabilities_pb2, generate_pb2, models_pb2, models_pb2_grpc  # noqa: E402
 
 PROMPTS = [f"Story {i}: the {w} by the river" + " and the boat" * i
@@ -43,8 +44,8 @@ async def serve(home, models, **settings):
     from forgeway.services.hf.engine import HFEngine
     from forgeway.services.hf.settings import HFSettings
 
-    running = await start_server(HFEngine(HFSettings(host="127.0.0.1", port=0, metrics_port=-1, home=home,
-                                                     torch_threads=1, models=models, **settings)))
+    running = await start_server(serving(HFEngine(HFSettings(host="127.0.0.1", port=0, metrics_port=-1, home=home,
+                                                     torch_threads=1, models=models, **settings))))
     await running.startup
     assert running.service.ready, running.service.failure
     return running
@@ -55,7 +56,7 @@ async def channel(model_dirs):
     root, tiny, lora_a, lora_b = model_dirs
     models = [{"name": "tiny", "path": str(tiny), "adapters": [{"name": "a", "path": str(lora_a)},
                                                                {"name": "b", "path": str(lora_b)}]}]
-    running = await serve(root / "home", models)
+    running = await serve(root / "home", models, model_roots=[root])  # LoadModel reads the adapters from root
     async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as chan:
         yield chan
     await running.drain(0)
@@ -137,7 +138,8 @@ async def test_adapters_load_and_unload_at_run_time(channel, stub, model_dirs):
 async def test_unloading_every_adapter_brings_back_the_plain_model(model_dirs):
     root, tiny, lora_a, _ = model_dirs
     running = await serve(root / "home-unload", [{"name": "tiny", "path": str(tiny),
-                                                  "adapters": [{"name": "a", "path": str(lora_a)}]}])
+                                                  "adapters": [{"name": "a", "path": str(lora_a)}]}],
+                          model_roots=[root])
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as chan:
             stub, models = backend_pb2_grpc.BackendServiceStub(chan), models_pb2_grpc.ModelServiceStub(chan)

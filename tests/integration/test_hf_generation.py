@@ -10,8 +10,9 @@ import pytest
 
 pytestmark = pytest.mark.hf
 
-from forgeway.services.runtime.errors import from_rpc_error  # noqa: E402
-from forgeway.services.runtime.server import start_server  # noqa: E402
+from forgeway.services.runtime.service import serving
+from forgeway.core.errors import from_rpc_error  # noqa: E402
+from forgeway.server.server import start_server  # noqa: E402
 from forgeway.v1 import backend_pb2_grpc, generate_pb2  # noqa: E402
 
 FINISH = generate_pb2.FinishReason
@@ -40,7 +41,7 @@ async def stub(model_dirs):
     root, tiny, plain = model_dirs
     settings = HFSettings(host="127.0.0.1", port=0, metrics_port=-1, home=root / "home", torch_threads=1,
                           models=[{"name": "tiny", "path": str(tiny)}, {"name": "plain", "path": str(plain)}])
-    running = await start_server(HFEngine(settings))
+    running = await start_server(serving(HFEngine(settings)))
     await running.startup
     assert running.service.ready, running.service.failure
     async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
@@ -184,9 +185,14 @@ async def test_prompt_longer_than_the_context_names_the_limit(stub):
     assert [f for f, _ in error.field_violations] == ["prompt"] and "512" in error.message
 
 
-async def test_max_tokens_is_capped_by_the_context(stub):
-    reply = await stub.Generate(request(100_000, prompt="river boat " * 150), timeout=60)
-    assert reply.usage.prompt_tokens + reply.usage.completion_tokens <= 512
+async def test_max_tokens_past_the_context_names_max_tokens_and_unset_is_capped(stub):
+    error = await error_of(stub.Generate(request(100_000, prompt="river boat " * 150), timeout=60))
+    assert error.code == grpc.StatusCode.INVALID_ARGUMENT and [f for f, _ in error.field_violations] == ["max_tokens"]
+    error = await error_of(stub.Generate(request(500, prompt="river boat " * 150), timeout=60))  # 500 < 512 alone
+    assert [f for f, _ in error.field_violations] == ["max_tokens"] and "> 512" in error.message
+    unset = generate_pb2.GenerateRequest(model="tiny", prompt="river boat " * 150)  # no max_tokens: what fits
+    reply = await stub.Generate(unset, timeout=60)
+    assert reply.usage.prompt_tokens + reply.usage.completion_tokens == 512
     assert reply.choices[0].finish_reason == FINISH.FINISH_REASON_LENGTH
 
 

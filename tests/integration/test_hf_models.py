@@ -13,8 +13,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 pytestmark = pytest.mark.hf
 
-from forgeway.client.testing import wait_serving  # noqa: E402
-from forgeway.services.runtime.server import start_server  # noqa: E402
+from forgeway.services.runtime.service import serving
+from forgeway.testing import wait_serving  # noqa: E402
+from forgeway.server.server import start_server  # noqa: E402
 from forgeway.v1 import backend_pb2_grpc, capabilities_pb2, common_pb2, generate_pb2  # noqa: E402
 
 FINISH = generate_pb2.FinishReason
@@ -45,7 +46,7 @@ async def stub(root):
     from forgeway.services.hf.engine import HFEngine
 
     models = [{"name": "summarizer", "path": str(root / "t5")}, {"name": "reader", "path": str(root / "qa")}]
-    running = await start_server(HFEngine(settings(root, models=models)))
+    running = await start_server(serving(HFEngine(settings(root, models=models))))
     await running.startup
     assert running.service.ready, running.service.failure
     async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
@@ -69,6 +70,10 @@ async def test_capabilities_name_each_model_task_and_the_machine(stub):
     assert caps.load.max_concurrency > 0 and caps.load.in_flight == 0
     assert caps.generation.json_schema and caps.generation.adapters and not caps.generation.grammar
     assert caps.library_versions["transformers"] and caps.library_versions["torch"]
+    # What a model's task cannot do is declared with it, so the gateway refuses it before routing (check_servable).
+    assert "best span" in models["reader"].unsupported_features["logprobs"]
+    assert set(models["summarizer"].unsupported_features) == {"adapters"}
+    assert not models["stored"].unsupported_features
 
 
 async def test_summarization_streams_and_ends(stub):
@@ -134,7 +139,7 @@ async def test_a_store_model_loads_by_name_on_first_use(stub):
 async def test_with_no_models_configured_the_store_is_served(root):
     from forgeway.services.hf.engine import HFEngine
 
-    running = await start_server(HFEngine(settings(root)))
+    running = await start_server(serving(HFEngine(settings(root))))
     try:
         await running.startup
         assert running.service.ready, running.service.failure
@@ -161,7 +166,7 @@ async def test_a_model_that_cannot_load_leaves_the_service_not_serving_with_the_
         broken.mkdir(exist_ok=True)
         shutil.copy(root / "t5" / "config.json", broken / "config.json")
         model = {**model, "path": str(broken)}
-    running = await start_server(HFEngine(settings(root, models=[model])))
+    running = await start_server(serving(HFEngine(settings(root, models=[model]))))
     try:
         await running.startup
         assert await health(running.port) != SERVING
@@ -180,7 +185,7 @@ async def test_bitsandbytes_quantized_models_serve(root, quantization, proto):
     from forgeway.services.hf.engine import HFEngine
 
     model = {"name": "q", "path": str(root / "home" / "models" / "stored"), "quantization": quantization}
-    running = await start_server(HFEngine(settings(root, models=[model])))
+    running = await start_server(serving(HFEngine(settings(root, models=[model]))))
     try:
         await running.startup
         assert running.service.ready, running.service.failure
@@ -198,7 +203,7 @@ async def test_bitsandbytes_quantized_models_serve(root, quantization, proto):
 async def test_health_is_serving_only_after_load_and_warm_up(root):
     from forgeway.services.hf.engine import HFEngine
 
-    running = await start_server(HFEngine(settings(root, models=[{"name": "s", "path": str(root / "t5")}])))
+    running = await start_server(serving(HFEngine(settings(root, models=[{"name": "s", "path": str(root / "t5")}]))))
     try:
         assert await health(running.port) != SERVING, "health before the model loaded"
         await running.startup

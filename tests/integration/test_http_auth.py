@@ -18,7 +18,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from forgeway.gateway.http.app import create_app
 from forgeway.gateway.http.serve import BackgroundServer
-from forgeway.gateway.http.testing import free_port, serve_process
+from forgeway.testing import ServiceProcess, free_port
 from forgeway.v1 import backend_pb2_grpc, capabilities_pb2, models_pb2
 
 
@@ -99,10 +99,10 @@ def gateway_http() -> Iterator[str]:
             {"name": "intern", "sha256": hashlib.sha256(b"sk-intern").hexdigest(), "models": ["other"]},
             {"name": "burst", "sha256": hashlib.sha256(b"sk-burst").hexdigest(),
              "rate_limit": {"requests_per_minute": 1}}]
-    with serve_process("echo", "--grace-seconds", "1") as echo:
-        port = free_port()
+    with ServiceProcess("echo", "--grace-seconds", "1") as echo:
+        port = free_port("127.0.0.1")
         env = {"FORGEWAY_BACKENDS": json.dumps({"echo": echo.address}), "FORGEWAY_API_KEYS": json.dumps(keys)}
-        with serve_process("gateway", "--http-port", str(port), "--grace-seconds", "1", env=env):
+        with ServiceProcess("gateway", "--http-port", str(port), "--grace-seconds", "1", env=env):
             yield f"http://127.0.0.1:{port}"
 
 

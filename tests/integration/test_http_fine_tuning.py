@@ -8,10 +8,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import openai
 import pytest
 
-from forgeway.gateway.http.testing import free_port, serve_process
+from forgeway.testing import ServiceProcess, free_port
+from forgeway.v1 import backend_pb2_grpc, generate_pb2
 
 pytestmark = [pytest.mark.trl, pytest.mark.hf, pytest.mark.slow]
 
@@ -30,23 +32,24 @@ def wait_for(probe, timeout: float, what: str):
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory) -> Iterator[tuple[openai.OpenAI, Path]]:
-    """trl and hf on one FORGEWAY_HOME, a gateway in front of both, and its OpenAI HTTP API."""
+def stack(tmp_path_factory) -> Iterator[tuple[openai.OpenAI, Path, str]]:
+    """trl and hf on one FORGEWAY_HOME, a gateway in front of both, and its OpenAI HTTP API. The gateway's periodic
+    Capabilities refresh is an hour: whatever it learns during the tests, it learns from the calls themselves."""
     from forgeway.testing import build_tiny_llama
 
     home = tmp_path_factory.mktemp("http-tuning") / "home"
     base = build_tiny_llama(home / "base" / "tiny")
-    with serve_process("trl", "--torch-threads", "1", "--grace-seconds", "1", home=home, timeout=180) as trl, \
-            serve_process("hf", "--model", str(base), "--model-name", "tiny", "--torch-threads", "1",
+    with ServiceProcess("trl", "--torch-threads", "1", "--grace-seconds", "1", home=home, timeout=180) as trl, \
+            ServiceProcess("hf", "--model", str(base), "--model-name", "tiny", "--torch-threads", "1",
                           "--grace-seconds", "1", home=home, timeout=180) as hf:
-        http_port = free_port()
+        http_port = free_port("127.0.0.1")
         env = {"FORGEWAY_BACKENDS": json.dumps({"trl": trl.address, "hf": hf.address}),
-               "FORGEWAY_CAPABILITIES_REFRESH_SECONDS": "1"}
-        with serve_process("gateway", "--http-port", str(http_port), "--grace-seconds", "1", home=home, env=env,
-                           timeout=60):
+               "FORGEWAY_CAPABILITIES_REFRESH_SECONDS": "3600"}
+        with ServiceProcess("gateway", "--http-port", str(http_port), "--grace-seconds", "1", home=home, env=env,
+                           timeout=60) as gateway:
             client = openai.OpenAI(base_url=f"http://127.0.0.1:{http_port}/v1", api_key="k", max_retries=0)
             wait_for(lambda: _ready(client), 60, "the gateway's HTTP API")
-            yield client, base
+            yield client, base, gateway.address
 
 
 def _ready(client: openai.OpenAI) -> bool:
@@ -56,8 +59,21 @@ def _ready(client: openai.OpenAI) -> bool:
         return False
 
 
+def test_an_unknown_model_is_not_found_with_a_trainer_in_the_pool(stack):
+    """make up's pool (an inference backend and a trainer): 404 over HTTP, NOT_FOUND over gRPC, not 501."""
+    client, _, address = stack
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "hi"}])
+    assert caught.value.body["code"] == "model_not_found" and "tiny" in caught.value.body["message"]
+    with grpc.insecure_channel(address) as channel:
+        with pytest.raises(grpc.RpcError) as rpc:
+            backend_pb2_grpc.BackendServiceStub(channel).Generate(
+                generate_pb2.GenerateRequest(model="no-such-model", prompt="hi"), timeout=30)
+    assert rpc.value.code() == grpc.StatusCode.NOT_FOUND, rpc.value.details()
+
+
 def test_fine_tuning_job_from_upload_to_tuned_model(stack):
-    client, base = stack
+    client, base, _ = stack
     upload = client.files.create(file=("cats.jsonl", "".join(json.dumps(e) + "\n" for e in EXAMPLES).encode()),
                                  purpose="fine-tune")
     assert upload.bytes > 0 and upload.purpose == "fine-tune" and upload.model_extra["rows"] == len(EXAMPLES)
@@ -74,6 +90,10 @@ def test_fine_tuning_job_from_upload_to_tuned_model(stack):
                     in ("succeeded", "failed", "cancelled") and j, 600, "the job to finish")
     assert done.status == "succeeded", done.error
     assert done.fine_tuned_model and done.fine_tuned_model.startswith("ft-tiny-shim-")
+    # The moment the job says succeeded, its model answers through the same endpoint: no waiting for a refresh.
+    reply = client.chat.completions.create(model=done.fine_tuned_model, max_tokens=6,
+                                           messages=[{"role": "user", "content": "Where did cat 3 sit?"}])
+    assert reply.model == done.fine_tuned_model and reply.usage.completion_tokens > 0
     assert job.id in [j.id for j in client.fine_tuning.jobs.list()]
 
     events = client.fine_tuning.jobs.list_events(job.id, limit=100).data
@@ -84,8 +104,4 @@ def test_fine_tuning_job_from_upload_to_tuned_model(stack):
     with pytest.raises(openai.ConflictError):
         client.fine_tuning.jobs.cancel(job.id)
 
-    wait_for(lambda: any(m.id == done.fine_tuned_model for m in client.models.list()), 60,
-             "the gateway to see the tuned model")
-    reply = client.chat.completions.create(model=done.fine_tuned_model, max_tokens=6,
-                                           messages=[{"role": "user", "content": "Where did cat 3 sit?"}])
-    assert reply.model == done.fine_tuned_model and reply.usage.completion_tokens > 0
+    assert done.fine_tuned_model in [m.id for m in client.models.list()]

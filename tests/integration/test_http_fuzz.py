@@ -20,7 +20,7 @@ from schemathesis.checks import (  # noqa: E402
 from forgeway.gateway.http.app import create_app  # noqa: E402
 from forgeway.gateway.http.serve import BackgroundServer  # noqa: E402
 from forgeway.gateway.http.settings import HttpSettings  # noqa: E402
-from forgeway.gateway.http.testing import serve_process  # noqa: E402
+from forgeway.testing import ServiceProcess  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -30,7 +30,7 @@ BOUNDS = {"max_tokens": 32, "max_completion_tokens": 32, "n": 4}
 
 @pytest.fixture(scope="module")
 def shim_url() -> Iterator[str]:
-    with serve_process("echo", "--grace-seconds", "1") as echo:
+    with ServiceProcess("echo", "--grace-seconds", "1") as echo:
         settings = HttpSettings(generation_timeout_seconds=20, request_timeout_seconds=10)
         with BackgroundServer(create_app(echo.address, settings)) as server:
             yield server.url

@@ -12,7 +12,7 @@ import pytest
 
 from forgeway.gateway.http.app import create_app
 from forgeway.gateway.http.serve import BackgroundServer
-from forgeway.gateway.http.testing import serve_process
+from forgeway.testing import ServiceProcess
 
 pytestmark = [pytest.mark.hf, pytest.mark.slow]
 
@@ -28,7 +28,7 @@ def client(tmp_path_factory) -> Iterator[openai.OpenAI]:
 
     root: Path = tmp_path_factory.mktemp("http-hf")
     tiny = build_tiny_llama(root / "tiny")
-    with serve_process("hf", "--model", str(tiny), "--model-name", "tiny", "--torch-threads", "1",
+    with ServiceProcess("hf", "--model", str(tiny), "--model-name", "tiny", "--torch-threads", "1",
                        "--grace-seconds", "1", timeout=180) as hf:
         with BackgroundServer(create_app(hf.address)) as shim:
             yield openai.OpenAI(base_url=f"{shim.url}/v1", api_key="k", max_retries=0)

@@ -14,7 +14,7 @@ import pytest
 from forgeway.gateway.http.app import create_app
 from forgeway.gateway.http.serve import BackgroundServer
 from forgeway.gateway.http.settings import HttpSettings
-from forgeway.gateway.http.testing import ServiceProcess, serve_process
+from forgeway.testing import ServiceProcess
 from forgeway.v1 import backend_pb2_grpc, capabilities_pb2
 
 USER = [{"role": "user", "content": "one two three four five"}]
@@ -22,14 +22,14 @@ USER = [{"role": "user", "content": "one two three four five"}]
 
 @pytest.fixture(scope="module")
 def echo() -> Iterator[ServiceProcess]:
-    with serve_process("echo", "--grace-seconds", "1") as service:
+    with ServiceProcess("echo", "--grace-seconds", "1") as service:
         yield service
 
 
 @pytest.fixture(scope="module")
 def slow_echo() -> Iterator[ServiceProcess]:
     """50 ms per token: generations long enough to disconnect from or outlive a deadline."""
-    with serve_process("echo", "--token-delay", "0.05", "--grace-seconds", "1") as service:
+    with ServiceProcess("echo", "--token-delay", "0.05", "--grace-seconds", "1") as service:
         yield service
 
 
@@ -196,7 +196,7 @@ def test_error_after_the_stream_began_is_an_error_event(slow_shim):
 
 def test_disconnect_cancels_a_stream(slow_shim, slow_echo):
     wait_until(lambda: in_flight(slow_echo) == 0, 20, "earlier generations to end")
-    body = {"model": "echo", "messages": USER, "max_tokens": 100000, "stream": True}
+    body = {"model": "echo", "messages": USER, "max_tokens": 4000, "stream": True}
     with httpx.Client(timeout=30) as http, http.stream("POST", f"{slow_shim}/v1/chat/completions", json=body) as r:
         lines = r.iter_lines()
         assert [next(lines) for _ in range(6)]
@@ -206,7 +206,7 @@ def test_disconnect_cancels_a_stream(slow_shim, slow_echo):
 
 def test_disconnect_cancels_a_whole_completion(slow_shim, slow_echo):
     wait_until(lambda: in_flight(slow_echo) == 0, 20, "earlier generations to end")
-    body = {"model": "echo", "messages": USER, "max_tokens": 100000}
+    body = {"model": "echo", "messages": USER, "max_tokens": 4000}
     with pytest.raises(httpx.ReadTimeout), httpx.Client(timeout=httpx.Timeout(5, read=0.5)) as http:
         http.post(f"{slow_shim}/v1/chat/completions", json=body)
     wait_until(lambda: in_flight(slow_echo) == 0, 20, "the backend to stop generating")

@@ -18,10 +18,11 @@ import gguf  # noqa: E402
 import torch  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
-from forgeway.services.llamacpp.config import LlamaCppSettings  # noqa: E402
+from forgeway.services.runtime.service import serving
+from forgeway.services.llamacpp.settings import LlamaCppSettings  # noqa: E402
 from forgeway.services.llamacpp.engine import LlamaCppEngine  # noqa: E402
 from forgeway.services.llamacpp.export import export_gguf  # noqa: E402
-from forgeway.services.runtime.server import RunningServer, start_server  # noqa: E402
+from forgeway.server.server import RunningServer, start_server  # noqa: E402
 from forgeway.testing import build_tiny_llama  # noqa: E402
 from forgeway.v1 import backend_pb2_grpc, generate_pb2  # noqa: E402
 
@@ -56,7 +57,7 @@ async def server(tiny: Path) -> AsyncIterator[RunningServer]:
         path = export_gguf(tiny, tiny.parent / f"tiny-{outtype}.gguf", outtype)
         models.append({"name": outtype, "source": str(path), "n_ctx": 256, "n_threads": 1})
     settings = LlamaCppSettings(host="127.0.0.1", port=0, metrics_port=-1, home=tiny.parent, models=models)
-    running = await start_server(LlamaCppEngine(settings))
+    running = await start_server(serving(LlamaCppEngine(settings)))
     await running.startup
     assert running.service.ready, running.service.failure
     yield running

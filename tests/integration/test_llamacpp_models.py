@@ -14,10 +14,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (the llamacpp extra)")
 
-from forgeway.services.llamacpp.config import LlamaCppSettings  # noqa: E402
+from forgeway.services.runtime.service import serving
+from forgeway.services.llamacpp.settings import LlamaCppSettings  # noqa: E402
 from forgeway.services.llamacpp.engine import LlamaCppEngine  # noqa: E402
-from forgeway.services.runtime.errors import from_rpc_error  # noqa: E402
-from forgeway.services.runtime.server import RunningServer, start_server  # noqa: E402
+from forgeway.core.errors import from_rpc_error  # noqa: E402
+from forgeway.server.server import RunningServer, start_server  # noqa: E402
 from forgeway.testing import build_tiny_gguf, build_tiny_llama  # noqa: E402
 from forgeway.v1 import (  # noqa: E402
     backend_pb2_grpc, capabilities_pb2, common_pb2, generate_pb2, models_pb2, models_pb2_grpc,
@@ -38,7 +39,7 @@ def roots(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 def serve(home: Path, allowed: Path, **fields) -> RunningServer:
     settings = LlamaCppSettings(host="127.0.0.1", port=0, metrics_port=-1, home=home, model_roots=[allowed], **fields)
-    return start_server(LlamaCppEngine(settings))
+    return start_server(serving(LlamaCppEngine(settings)))
 
 
 @pytest.fixture(scope="module")
@@ -99,9 +100,14 @@ async def test_a_prompt_longer_than_the_context_is_invalid_argument(channel, roo
                                                timeout=10))
         assert error.code == grpc.StatusCode.INVALID_ARGUMENT and error.field_violations[0][0] == "prompt"
         assert "32" in error.message
-        # a prompt that fits, with max_tokens past the context, ends at the context with LENGTH
-        reply = await backend.Generate(generate_pb2.GenerateRequest(model="short", prompt="Hello",
-                                       sampling=generate_pb2.SamplingParams(max_tokens=500)), timeout=30)
+        # max_tokens past the context, alone or with the prompt, names max_tokens before any decoding
+        for max_tokens in (500, 31):
+            error = await failure(backend.Generate(generate_pb2.GenerateRequest(
+                model="short", prompt="Hello", sampling=generate_pb2.SamplingParams(max_tokens=max_tokens)), timeout=10))
+            assert error.code == grpc.StatusCode.INVALID_ARGUMENT, error.message
+            assert error.field_violations[0][0] == "max_tokens" and "32" in error.message
+        # a prompt that fits, with no max_tokens, ends at the context with LENGTH
+        reply = await backend.Generate(generate_pb2.GenerateRequest(model="short", prompt="Hello"), timeout=30)
         assert reply.choices[0].finish_reason == generate_pb2.FINISH_REASON_LENGTH
         assert reply.usage.total_tokens == 32
     finally:
@@ -154,16 +160,17 @@ async def test_model_store_entries_load_by_name_and_names_are_unique(channel, ro
 async def test_past_the_queue_limit_requests_are_resource_exhausted_with_retry_info(channel, roots):
     _, allowed = roots
     models = models_pb2_grpc.ModelServiceStub(channel)
-    await models.LoadModel(load("queued", str(allowed / "tiny.gguf"), n_ctx=2048, n_threads=1, max_queue=1),
-                           timeout=60)
+    # 2 slots and 1 place in the queue: of 6 calls at once, 3 are refused before any work
+    await models.LoadModel(load("queued", str(allowed / "tiny.gguf"), n_ctx=512, n_threads=1, instances=2,
+                                max_queue=1), timeout=60)
     try:
         backend = backend_pb2_grpc.BackendServiceStub(channel)
         req = generate_pb2.GenerateRequest(model="queued", prompt="Hello",
-                                           sampling=generate_pb2.SamplingParams(max_tokens=1500))
+                                           sampling=generate_pb2.SamplingParams(max_tokens=400))
         outcomes = await asyncio.gather(*(backend.Generate(req, timeout=60) for _ in range(6)), return_exceptions=True)
         errors = [from_rpc_error(o) for o in outcomes if isinstance(o, grpc.aio.AioRpcError)]
         done = [o for o in outcomes if isinstance(o, generate_pb2.GenerateResponse)]
-        assert len(errors) + len(done) == 6 and done and errors, outcomes
+        assert (len(errors), len(done)) == (3, 3), outcomes
         for error in errors:
             assert error.code == grpc.StatusCode.RESOURCE_EXHAUSTED, error.message
             assert error.retry_after is not None and error.retry_after > 0
@@ -194,18 +201,19 @@ def test_the_service_never_imports_torch(roots):
     script = f"""
 import asyncio, sys
 from forgeway.services.llamacpp.engine import LlamaCppEngine
-from forgeway.services.llamacpp.config import LlamaCppSettings
+from forgeway.services.llamacpp.settings import LlamaCppSettings
 from forgeway.services.llamacpp import export
-from forgeway.services.runtime import registry
+from forgeway.server import registry
 from forgeway.v1 import generate_pb2
-from forgeway.services.runtime.generation import GenerationRequest
-engine = registry.load("llamacpp")(LlamaCppSettings(models=[{{"name": "t", "source": {str(allowed / "tiny.gguf")!r}}}]))
+from forgeway.core.generation import GenerationRequest
+service = registry.load("llamacpp")(LlamaCppSettings(models=[{{"name": "t", "source": {str(allowed / "tiny.gguf")!r}}}]))
+engine = service.engine
 async def main():
     await engine.start()
     engine.ready = True
     req = GenerationRequest.from_proto(generate_pb2.GenerateRequest(model="t", prompt="Hi",
                                        sampling=generate_pb2.SamplingParams(max_tokens=3)))
-    events = [e async for e in engine.generate(req)]
+    events = [e async for e in engine.generate(req, engine.admit(req))]
     await engine.stop()
     return events[-1].completion_tokens
 print(asyncio.run(main()), "torch" in sys.modules, "transformers" in sys.modules)
@@ -219,7 +227,9 @@ async def test_forgeway_serve_llamacpp_runs_without_torch_and_drains_on_sigterm(
     import json
     import signal
 
-    from forgeway.client.testing import wait_serving
+    import psutil
+
+    from forgeway.testing import wait_serving
 
     if not Path("/proc/self/maps").exists():
         pytest.skip("reads /proc/PID/maps")
@@ -237,7 +247,9 @@ async def test_forgeway_serve_llamacpp_runs_without_torch_and_drains_on_sigterm(
                 model="tiny", prompt="Hello", sampling=generate_pb2.SamplingParams(max_tokens=4)), timeout=30)
             assert reply.usage.completion_tokens == 4
         mapped = Path(f"/proc/{process.pid}/maps").read_text()
-        assert "llama" in mapped and "torch" not in mapped
+        engines = [c for c in psutil.Process(process.pid).children() if c.name() == "llama-server"]
+        assert "torch" not in mapped and len(engines) == 1  # llama.cpp runs in the child, llama.cpp's own server
+        assert all(c.laddr.ip == "127.0.0.1" for c in engines[0].net_connections("inet") if c.status == "LISTEN")
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0, (tmp_path / "serve.log").read_text()[-2000:]
     finally:

@@ -11,10 +11,11 @@ import pytest
 
 pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (the llamacpp extra)")
 
-from forgeway.services.llamacpp.config import LlamaCppSettings  # noqa: E402
+from forgeway.services.runtime.service import serving
+from forgeway.services.llamacpp.settings import LlamaCppSettings  # noqa: E402
 from forgeway.services.llamacpp.engine import LlamaCppEngine  # noqa: E402
-from forgeway.services.runtime.errors import from_rpc_error  # noqa: E402
-from forgeway.services.runtime.server import RunningServer, start_server  # noqa: E402
+from forgeway.core.errors import from_rpc_error  # noqa: E402
+from forgeway.server.server import RunningServer, start_server  # noqa: E402
 from forgeway.testing import build_tiny_gguf, build_tiny_llama  # noqa: E402
 from forgeway.v1 import backend_pb2_grpc, generate_pb2  # noqa: E402
 
@@ -36,7 +37,7 @@ async def server(tiny_gguf: Path) -> AsyncIterator[RunningServer]:
         host="127.0.0.1", port=0, metrics_port=-1, home=tiny_gguf.parent.parent,
         models=[{"name": "tiny", "source": str(tiny_gguf), "n_ctx": 512, "n_threads": 1, "aliases": ["tiny-alias"]}],
     )
-    running = await start_server(LlamaCppEngine(settings))
+    running = await start_server(serving(LlamaCppEngine(settings)))
     await running.startup
     assert running.service.ready, running.service.failure
     yield running
@@ -94,7 +95,9 @@ async def test_stream_carries_whole_characters_and_logprobs_match_the_bytes(back
     assert "".join(d.text for d in deltas) == choice.text
     assert b"".join(token_bytes).decode("utf-8", "replace") == choice.text
     assert [lp.token_bytes for d in deltas for lp in d.logprobs] == token_bytes
-    assert len(choice.logprobs) == final.usage.completion_tokens == 48
+    # llama-server sends a token once its text ends on a whole character: a character split over tokens arrives as
+    # one entry (the last token's log probability, all its bytes), so there may be fewer entries than tokens.
+    assert 0 < len(choice.logprobs) <= final.usage.completion_tokens == 48
     for lp in choice.logprobs:
         tops = [t.logprob for t in lp.top_logprobs]
         assert len(tops) == 3 and tops == sorted(tops, reverse=True) and tops[0] <= 0
@@ -121,8 +124,10 @@ async def test_json_schema_output_parses_and_follows_the_schema(backend):
     schema = {"type": "object", "properties": {"ok": {"type": "boolean"}, "n": {"type": "integer"}},
               "required": ["ok", "n"], "additionalProperties": False}
     req = request(structured_output=generate_pb2.StructuredOutput(json_schema=json.dumps(schema)),
-                  sampling={"max_tokens": 64})
+                  sampling={"max_tokens": 400})
     reply = await backend.Generate(req, timeout=30)
+    # llama.cpp's schema grammar allows whitespace between tokens, which a random model spends freely: room for it
+    assert reply.choices[0].finish_reason == FINISH.FINISH_REASON_STOP, reply.choices[0].text
     value = json.loads(reply.choices[0].text)
     assert set(value) == {"ok", "n"} and isinstance(value["ok"], bool) and isinstance(value["n"], int)
     obj = await backend.Generate(request(structured_output=generate_pb2.StructuredOutput(json_object=True),

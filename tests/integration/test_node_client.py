@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from forgeway.client.testing import ServiceProcess
+from forgeway.testing import ServiceProcess
 
 NODE_CLIENT = Path(__file__).resolve().parents[2] / "clients" / "node"
 pytestmark = pytest.mark.node

@@ -14,9 +14,10 @@ import openai
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from forgeway.services.runtime.service import serving
 from forgeway.services.openai_proxy.engine import NO_KEY, OpenAIProxyEngine
 from forgeway.services.openai_proxy.errors import upstream_error
-from forgeway.services.openai_proxy.local_upstream import (
+from forgeway.testing import (
     LLAMA_CPP_SETTINGS,
     LocalUpstream,
     free_port,
@@ -24,8 +25,8 @@ from forgeway.services.openai_proxy.local_upstream import (
     tiny_model,
 )
 from forgeway.services.openai_proxy.settings import OpenAIProxySettings
-from forgeway.services.runtime.errors import NotFound, RemoteError, from_rpc_error
-from forgeway.services.runtime.server import start_server
+from forgeway.core.errors import NotFound, RemoteError, from_rpc_error
+from forgeway.server.server import start_server
 from forgeway.v1 import backend_pb2_grpc, capabilities_pb2, generate_pb2
 
 pytestmark = pytest.mark.llamacpp
@@ -70,7 +71,7 @@ async def proxy(base_url: str, **overrides) -> AsyncIterator[Proxy]:
               **overrides}  # fmt: skip
     settings = OpenAIProxySettings(host="127.0.0.1", port=0, metrics_port=-1, base_url=base_url, **values)
     engine = OpenAIProxyEngine(settings)
-    running = await start_server(engine)
+    running = await start_server(serving(engine))
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
             yield Proxy(engine, f"127.0.0.1:{running.port}", channel)
@@ -139,7 +140,7 @@ async def test_frozen_upstream_is_deadline_exceeded(upstream):
 
 
 async def test_started_before_its_upstream_it_waits_not_serving():
-    port = free_port()
+    port = free_port("127.0.0.1")
     async with proxy(f"http://127.0.0.1:{port}/v1") as p:
         state = await p.until(available=False)
         assert "unreachable" in state.reason
@@ -196,7 +197,7 @@ async def test_a_wrong_key_is_unavailable_and_never_leaks(locked_upstream, debug
 
 async def test_a_401_during_a_generation_is_upstream_unauthenticated(debug_logs):
     """The upstream comes back with another key (the proxy's was revoked): the next call meets the 401 itself."""
-    port = free_port()
+    port = free_port("127.0.0.1")
     first = await asyncio.to_thread(start_llama_server, tiny_model()[0], model="tiny", n_ctx=512, port=port,
                                     api_key=UPSTREAM_KEY)
     async with proxy(first.base_url, api_key=UPSTREAM_KEY, health_interval_seconds=3600, max_retries=2) as p:

@@ -14,16 +14,17 @@ import openai
 import psutil
 import pytest
 
+from forgeway.services.runtime.service import serving
 from forgeway.services.openai_proxy.engine import OpenAIProxyEngine
-from forgeway.services.openai_proxy.local_upstream import (
+from forgeway.testing import (
     LLAMA_CPP_SETTINGS,
     LocalUpstream,
     start_llama_server,
     tiny_model,
 )
 from forgeway.services.openai_proxy.settings import OpenAIProxySettings
-from forgeway.services.runtime.errors import RemoteError, from_rpc_error
-from forgeway.services.runtime.server import start_server
+from forgeway.core.errors import RemoteError, from_rpc_error
+from forgeway.server.server import start_server
 from forgeway.v1 import backend_pb2_grpc, capabilities_pb2, generate_pb2
 
 pytestmark = pytest.mark.llamacpp
@@ -69,7 +70,7 @@ async def proxy(upstream: LocalUpstream, **overrides) -> AsyncIterator[Proxy]:
     values = {**LLAMA_CPP_SETTINGS, "models": [{"name": "tiny"}], "health_interval_seconds": 0.2, **overrides}
     settings = OpenAIProxySettings(host="127.0.0.1", port=0, metrics_port=-1, base_url=upstream.base_url, **values)
     engine = OpenAIProxyEngine(settings)
-    running = await start_server(engine)
+    running = await start_server(serving(engine))
     deadline = time.monotonic() + 30
     while not engine.ready and time.monotonic() < deadline:
         await asyncio.sleep(0.05)

@@ -16,8 +16,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from forgeway.client.testing import wait_serving
-from forgeway.services.runtime.errors import from_rpc_error
+from forgeway.core.errors import from_rpc_error
+from forgeway.testing import wait_serving
 from forgeway.v1 import backend_pb2_grpc, generate_pb2
 
 SERVE = [sys.executable, "-m", "forgeway.cli", "serve"]

@@ -117,7 +117,7 @@ def health_only_service(tmp_path: Path) -> Path:
 def start_stack(tmp_path: Path) -> Iterator[Callable[..., Stack]]:
     started: list[Stack] = []
 
-    def start(service: str, launcher: list[str] | None = None, **settings: object) -> Stack:
+    def start(service: str, service_command: list[str] | None = None, **settings: object) -> Stack:
         port = free_port("127.0.0.1")
         env = {
             **os.environ,
@@ -127,8 +127,8 @@ def start_stack(tmp_path: Path) -> Iterator[Callable[..., Stack]]:
             "FORGEWAY_UP_RESTART_BACKOFF_S": "0.2",
             "HF_HUB_OFFLINE": "1",
         }
-        if launcher is not None:
-            env["FORGEWAY_UP_LAUNCHER"] = json.dumps(launcher)
+        if service_command is not None:
+            env["FORGEWAY_UP_SERVICE_COMMAND"] = json.dumps(service_command)
         env.update({f"FORGEWAY_UP_{key.upper()}": str(value) for key, value in settings.items()})
         stdout, stderr = tmp_path / "up.stdout", tmp_path / "up.stderr"
         with stdout.open("wb") as out, stderr.open("wb") as err:
@@ -174,7 +174,7 @@ def check_restart_and_stop(stack: Stack) -> None:
 def test_health_only_service_is_restarted_after_kill_and_stopped_by_sigterm(
     start_stack: Callable[..., Stack], health_only_service: Path
 ) -> None:
-    stack = start_stack("alpha", launcher=[sys.executable, str(health_only_service)])
+    stack = start_stack("alpha", service_command=[sys.executable, str(health_only_service)])
     check_restart_and_stop(stack)
     log = stack.service_log()
     assert log.count("serving alpha") == 2
@@ -201,7 +201,7 @@ def test_a_service_that_exits_at_startup_fails_the_stack_with_its_output(
         home=tmp_path,
         services=["broken"],
         ports={"broken": free_port("127.0.0.1")},
-        launcher=[sys.executable, "-c", "import sys; print('no model here', file=sys.stderr); sys.exit(3)"],
+        service_command=[sys.executable, "-c", "import sys; print('no model here', file=sys.stderr); sys.exit(3)"],
         startup_timeout_s=60,
     )
     with caplog.at_level(logging.INFO, logger="forgeway.up"):

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from trl_harness import assert_succeeded, final_state, request, settings, trl_service
 
-from forgeway.services.training.worker import CANCEL, EVENTS, EXIT_CANCELLED, EXIT_FAILED, prepare_job_dir
+from forgeway.services.training.jobfolder import CANCEL, EVENTS, prepare
+from forgeway.services.training.worker import EXIT_CANCELLED, EXIT_FAILED
 from forgeway.v1 import jobs_pb2
 
 pytestmark = [pytest.mark.trl, pytest.mark.slow]
@@ -76,7 +77,7 @@ def worker(job_dir: Path, service: str = "trl") -> subprocess.CompletedProcess:
 
 def test_the_worker_alone_stops_at_its_first_step_when_the_cancel_file_is_there(tmp_path):
     job_dir = tmp_path / "jobs" / "job-alone"
-    prepare_job_dir(job_dir, "trl", "job-alone", request(steps=50), settings(tmp_path).model_dump(mode="json"), None)
+    prepare(job_dir, "trl", "job-alone", request(steps=50), settings(tmp_path).model_dump(mode="json"), None)
     (job_dir / CANCEL).touch()
     done = worker(job_dir)
     assert done.returncode == EXIT_CANCELLED, done.stderr[-2000:]
@@ -85,11 +86,12 @@ def test_the_worker_alone_stops_at_its_first_step_when_the_cancel_file_is_there(
     assert events[-1] == {"cancelled": {"step": 1, "checkpoint": checkpoint["path"]}}
     assert checkpoint["step"] == 1 and Path(checkpoint["path"]).is_dir()
     assert any("loss" in e.get("progress", {}) for e in events)
+    assert not list(tmp_path.glob("jobs.db*"))  # the job database is the trainer service's alone
 
 
 def test_the_worker_reports_an_unknown_trainer_as_the_jobs_error(tmp_path):
     job_dir = tmp_path / "jobs" / "job-nobody"
-    prepare_job_dir(job_dir, "nobody", "job-nobody", request(steps=1, base_model="none"), {}, None)
+    prepare(job_dir, "nobody", "job-nobody", request(steps=1, base_model="none"), {}, None)
     done = worker(job_dir, service="nobody")
     assert done.returncode == EXIT_FAILED
     (event,) = lines(job_dir)

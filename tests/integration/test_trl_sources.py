@@ -11,6 +11,7 @@ import grpc
 import pytest
 from trl_harness import PREFERENCES, TEXT, assert_succeeded, request, rows, tiny, trl_service
 
+from forgeway.services.runtime.service import serving
 from forgeway.v1 import datasets_pb2, generate_pb2, jobs_pb2, train_pb2
 
 pytestmark = [pytest.mark.trl, pytest.mark.slow]
@@ -88,13 +89,13 @@ async def test_a_request_for_unsloth_that_reaches_trl_records_a_fallback(trainer
 async def test_the_trained_adapter_is_served_by_name_by_the_hf_service(trainer):
     from forgeway.services.hf.engine import HFEngine
     from forgeway.services.hf.settings import HFSettings
-    from forgeway.services.runtime.server import start_server
+    from forgeway.server.server import start_server
     from forgeway.v1 import backend_pb2_grpc
 
     assert_succeeded(await trainer.train(request(steps=3, output=M.TrainOutput(model_name="served-sft"))))
     settings = HFSettings(host="127.0.0.1", port=0, metrics_port=-1, home=trainer.home, torch_threads=1,
                           models=[{"name": "served-sft", "path": "served-sft"}])  # a model-store name
-    running = await start_server(HFEngine(settings))
+    running = await start_server(serving(HFEngine(settings)))
     await running.startup
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:

@@ -6,7 +6,7 @@ import grpc
 import pytest
 from trl_harness import PREFERENCES, TEXT, request, rows, tiny, trl_service
 
-from forgeway.services.runtime.errors import from_rpc_error
+from forgeway.core.errors import from_rpc_error
 from forgeway.v1 import capabilities_pb2, common_pb2, jobs_pb2, train_pb2
 
 pytestmark = pytest.mark.trl
@@ -92,7 +92,7 @@ async def test_too_few_rows(trainer):
 
 
 async def test_ppo_is_rejected_naming_the_nearest_methods():
-    from forgeway.services.runtime.errors import InvalidArgument
+    from forgeway.core.errors import InvalidArgument
     from forgeway.services.training.spec import parse_method
 
     with pytest.raises(InvalidArgument) as caught:

@@ -14,13 +14,12 @@ import grpc
 import pytest
 from trl_harness import TEXT, PREFERENCES, request, rows, tiny, trl_service
 
-from forgeway.client.testing import wait_serving
-from forgeway.gateway.testing import gateway_settings, start_gateway, stop_now, wait_until
-from forgeway.services.unsloth import launcher
+from forgeway.services.unsloth import environment
+from forgeway.testing import gateway_settings, start_gateway, stop_now, wait_serving, wait_until
 from forgeway.up import free_port
 from forgeway.v1 import backend_pb2_grpc, capabilities_pb2, common_pb2, jobs_pb2, train_pb2
 
-PYTHON = launcher.unsloth_python()
+PYTHON = environment.unsloth_python()
 pytestmark = [
     pytest.mark.unsloth, pytest.mark.slow,
     pytest.mark.skipif(PYTHON is None, reason=".venv-unsloth is absent (`make unsloth-env` builds it): training "

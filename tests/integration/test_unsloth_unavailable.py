@@ -12,10 +12,10 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from trl_harness import assert_succeeded, request, trl_service
 
-from forgeway.gateway.testing import gateway_settings, start_gateway, stop_now, wait_until
-from forgeway.services.runtime.server import start_server
-from forgeway.services.unsloth.engine import UnslothEngine
+from forgeway.server.server import start_server
+from forgeway.services.unsloth.service import UnslothService
 from forgeway.services.unsloth.settings import UnslothSettings
+from forgeway.testing import gateway_settings, start_gateway, stop_now, wait_until
 from forgeway.v1 import backend_pb2_grpc, capabilities_pb2, jobs_pb2, train_pb2
 
 pytestmark = [
@@ -29,7 +29,7 @@ NOT_INSTALLED = "unsloth is not installed"
 async def unsloth(tmp_path_factory) -> AsyncIterator:
     settings = UnslothSettings(home=tmp_path_factory.mktemp("unsloth-home"), port=0, metrics_port=-1,
                                host="127.0.0.1", grace_seconds=0)
-    running = await start_server(UnslothEngine(settings))
+    running = await start_server(UnslothService(settings))
     await running.startup
     yield running
     await stop_now(running)

@@ -15,7 +15,7 @@ import grpc
 import pytest
 from google.protobuf import struct_pb2
 
-from forgeway.services.runtime.server import start_server
+from forgeway.server.server import start_server
 from forgeway.v1 import backend_pb2_grpc, common_pb2, datasets_pb2_grpc, jobs_pb2, jobs_pb2_grpc, train_pb2
 
 pytestmark = pytest.mark.trl
@@ -116,10 +116,10 @@ def settings(home: Path, **overrides):
 
 @asynccontextmanager
 async def trl_service(home: Path, **overrides) -> AsyncIterator[Trainer]:
-    """Start TRLEngine on a free loopback port, wait until SERVING, stop (draining) at the end."""
-    from forgeway.services.trl.engine import TRLEngine
+    """Start the TRL trainer service on a free loopback port, wait until SERVING, stop (draining) at the end."""
+    from forgeway.services.trl.service import TRLService
 
-    running = await start_server(TRLEngine(settings(home, **overrides)))
+    running = await start_server(TRLService(settings(home, **overrides)))
     await running.startup
     assert running.service.ready, running.service.failure
     async with grpc.aio.insecure_channel(running.address) as channel:

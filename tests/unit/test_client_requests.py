@@ -12,7 +12,7 @@ from google.rpc import error_details_pb2
 
 from forgeway.client import DatasetSource, InvalidArgumentError, LoRA, Retry, UnavailableError
 from forgeway.client.connection import Connection
-from forgeway.client.convert import backend_rows, capabilities, enum_name, job_event
+from forgeway.client.convert import backend_rows, capabilities, job, job_event
 from forgeway.client.errors import NotFoundError, UnsupportedError, error_class
 from forgeway.client.requests import generate_request, load_request, train_request
 from forgeway.client.uploads import CHUNK_BYTES, Upload
@@ -141,8 +141,8 @@ def test_error_classes_follow_the_table():
 
 
 def test_conversions_use_lowercase_names_and_one_row_per_backend():
-    assert enum_name(jobs_pb2.JobState, jobs_pb2.JOB_STATE_SUCCEEDED, "JOB_STATE_") == "succeeded"
-    assert enum_name(jobs_pb2.JobState, 0, "JOB_STATE_") == ""
+    assert job(jobs_pb2.Job(id="j", state=jobs_pb2.JOB_STATE_SUCCEEDED)).state == "succeeded"
+    assert job(jobs_pb2.Job(id="j")).state == ""
     event = job_event(jobs_pb2.JobEvent(job_id="j", sequence=3, progress=jobs_pb2.Progress(step=2, total_steps=4,
                                                                                           loss=1.5)))
     assert (event.kind, event.progress.step, event.progress.loss, event.progress.eta_seconds) == ("progress", 2, 1.5,

@@ -15,7 +15,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from forgeway.services.runtime import registry
+from forgeway.server import registry
 from forgeway.up import DEFAULT_PORTS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -131,8 +131,6 @@ def test_the_builder_copies_every_package_folder_setup_py_maps():
 
 @pytest.mark.parametrize("target", sorted(SERVE_TARGETS))
 def test_each_image_serves_a_registered_service_as_non_root(target: str):
-    if target == "unsloth" and "unsloth" not in registry.BUILTIN:
-        pytest.xfail("`forgeway serve unsloth` is not registered yet (issue 7)")
     assert SERVE_TARGETS[target] == ["forgeway", "serve", target]
     assert target in registry.available()
     stage = STAGES[target]

@@ -106,7 +106,7 @@ def test_accelerate_configs_load_and_name_real_launch_options(config: Path):
 
 
 def test_the_cpu_overlay_builds_the_demo_model_where_its_servers_wait_for_it():
-    from forgeway.testing.demo import MARKER
+    from forgeway.demo.build import MARKER
 
     resources = check_manifests.render(K8S / "overlays" / "cpu")
     job = one(resources, "Job", "demo-model")["spec"]["template"]["spec"]

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from forgeway.services.runtime import registry
-from forgeway.services.runtime.settings import build_settings
+from forgeway.server import registry
+from forgeway.server.settings import build_settings
 from forgeway.up import DEFAULT_PORTS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,15 +22,10 @@ METRICS_PORT = 9090
 SETTINGS = {  # `forgeway serve NAME` -> its settings class (the registry's engine class has it as .Settings)
     "gateway": "forgeway.gateway.settings:GatewaySettings",
     "hf": "forgeway.services.hf.settings:HFSettings",
-    "llamacpp": "forgeway.services.llamacpp.config:LlamaCppSettings",
+    "llamacpp": "forgeway.services.llamacpp.settings:LlamaCppSettings",
     "openai": "forgeway.services.openai_proxy.settings:OpenAIProxySettings",
     "trl": "forgeway.services.trl.settings:TRLSettings",
 }
-UNSLOTH_PENDING = pytest.mark.xfail(
-    "unsloth" not in registry.BUILTIN, reason="`forgeway serve unsloth` is not registered yet (issue 7)", strict=True
-)
-
-
 class Build:
     """One overlay's kustomize output, indexed."""
 
@@ -143,9 +138,7 @@ def settings_class(name: str) -> type:
     return registry.load(name).Settings
 
 
-@pytest.mark.parametrize(
-    "name", ["gateway", "hf", "llamacpp", "openai", "trl", pytest.param("unsloth", marks=UNSLOTH_PENDING)]
-)
+@pytest.mark.parametrize("name", ["gateway", "hf", "llamacpp", "openai", "trl", "unsloth"])
 def test_each_settings_file_and_env_is_accepted_by_the_service(build: Build, name: str, tmp_path, monkeypatch):
     workload = build.workloads().get(name)
     if workload is None:

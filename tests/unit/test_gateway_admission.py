@@ -10,7 +10,7 @@ import pytest
 from forgeway.gateway.admission import Admission
 from forgeway.gateway.auth import ApiKeys
 from forgeway.gateway.settings import GatewaySettings
-from forgeway.services.runtime.errors import PermissionDenied, ResourceExhausted, Unauthenticated
+from forgeway.core.errors import PermissionDenied, ResourceExhausted, Unauthenticated
 
 
 class Clock:

@@ -11,10 +11,10 @@ from forgeway.gateway.endpoint import Endpoint, EndpointSpec, channel_options
 from forgeway.gateway.router import GENERATE, Router
 from forgeway.gateway.settings import BreakerConfig, GatewaySettings
 from forgeway.gateway.training import plan_training
-from forgeway.services.runtime.errors import (
-    InvalidArgument, NotFound, ResourceExhausted, Unavailable, Unsupported,
+from forgeway.core.errors import (
+    InvalidArgument, NotFound, ResourceExhausted, Unavailable, Unimplemented, Unsupported,
 )
-from forgeway.services.runtime.generation import GenerationRequest
+from forgeway.core.generation import GenerationRequest
 from forgeway.v1 import capabilities_pb2, common_pb2, generate_pb2, models_pb2, train_pb2
 
 ALL_RPCS = [f"forgeway.v1.BackendService/{m}" for m in ("Capabilities", "Generate", "GenerateStream", "Train")]
@@ -58,12 +58,13 @@ async def test_routes_by_model_feature_and_backend_hint():
     assert [r.endpoint.key for r in router.plan(request(model="small", backend="echo"))] == ["a"]
     with pytest.raises(NotFound, match="known: big, small"):
         router.plan(request(model="huge"))
-    with pytest.raises(InvalidArgument, match="no 'llamacpp' backend") as caught:
+    with pytest.raises(InvalidArgument, match="model 'small' is served by echo, not 'llamacpp'") as caught:
         router.plan(request(model="small", backend="llamacpp"))
     assert caught.value.field == "backend"
     with pytest.raises(Unsupported, match="grammar") as unsupported:
         router.plan(request(model="small", structured_output=generate_pb2.StructuredOutput(grammar="root ::= x")))
-    assert "a: lacks grammar" in unsupported.value.message and "b: lacks grammar" in unsupported.value.message
+    message = unsupported.value.message
+    assert "a: grammar is not supported by the echo backend" in message and "b: grammar is not supported by the hf" in message
 
 
 async def test_task_and_chat_template_are_capabilities():
@@ -107,7 +108,10 @@ async def test_power_of_two_choices_prefers_the_less_loaded_and_the_adapter_hold
     holder.in_flight = 3
     router = Router([idle, holder], GatewaySettings())
     plan = router.plan(request(model="m", adapter="lora-a"))
-    assert [r.endpoint.key for r in plan] == ["holder", "idle"]
+    # Only the holder: the engine behind "idle" would answer NOT_FOUND for the adapter (check_servable, both places).
+    assert [r.endpoint.key for r in plan] == ["holder"]
+    with pytest.raises(NotFound, match="adapter 'lora-b' not found"):
+        router.plan(request(model="m", adapter="lora-b"))
 
 
 async def test_aliases_and_weighted_groups():
@@ -142,6 +146,36 @@ async def test_training_auto_prefers_unsloth_else_trl_with_a_fallback_note():
                                  backend=train_pb2.TRAINING_BACKEND_TRL)
     with pytest.raises(InvalidArgument, match="no trl trainer runs TRAINING_METHOD_DPO"):
         plan_training([trl, unsloth], dpo)
+
+
+async def test_an_unknown_model_is_not_found_whatever_else_is_in_the_pool():
+    """A trainer (no Generate) and an unhealthy trainer beside the inference backend: still NOT_FOUND, not
+    UNIMPLEMENTED; a model known only to an unhealthy endpoint is UNAVAILABLE."""
+    hf = endpoint("hf", caps("hf", model("demo")))
+    trainer_caps = caps("trl", methods=[train_pb2.TRAINING_METHOD_SFT])
+    del trainer_caps.rpcs[:]
+    trainer_caps.rpcs.extend(["forgeway.v1.BackendService/Capabilities", "forgeway.v1.BackendService/Train"])
+    trl = endpoint("trl", trainer_caps)
+    sleepy = endpoint("sleepy", trainer_caps, health="NOT_SERVING")
+    down = endpoint("down", caps("llamacpp", model("only-here")), health="NOT_SERVING")
+    router = Router([hf, trl, sleepy, down], GatewaySettings())
+    with pytest.raises(NotFound, match="model 'no-such-model' not found") as caught:
+        router.plan(request(model="no-such-model"))
+    assert "demo" in caught.value.message and "only-here" in caught.value.message
+    with pytest.raises(Unavailable, match="down: health NOT_SERVING"):
+        router.plan(request(model="only-here"))
+    with pytest.raises(Unimplemented, match="no backend serves"):
+        Router([trl], GatewaySettings()).plan(request(model="demo"))
+
+
+async def test_max_tokens_past_the_context_is_rejected_before_routing():
+    hf = endpoint("hf", caps("hf", models_pb2.ModelInfo(name="small", context_length=128, chat=True,
+                                                       task=common_pb2.TASK_TEXT_GENERATION)))
+    router = Router([hf], GatewaySettings())
+    assert router.plan(request(model="small", sampling=generate_pb2.SamplingParams(max_tokens=127)))
+    with pytest.raises(InvalidArgument, match="context length 128") as caught:
+        router.plan(request(model="small", sampling=generate_pb2.SamplingParams(max_tokens=1_000_000_000)))
+    assert caught.value.field == "max_tokens"
 
 
 async def test_generate_rpc_must_be_served():

@@ -9,7 +9,7 @@ pytestmark = pytest.mark.hf
 import torch  # noqa: E402
 
 from forgeway.services.hf.sampling import Sampler  # noqa: E402
-from forgeway.services.runtime.generation import Sampling  # noqa: E402
+from forgeway.core.generation import Sampling  # noqa: E402
 
 V = 50
 

@@ -9,8 +9,8 @@ import pytest
 pytestmark = pytest.mark.hf
 
 from forgeway.services.hf.settings import HFSettings  # noqa: E402
-from forgeway.services.runtime.generation import Task  # noqa: E402
-from forgeway.services.runtime.settings import SettingsError, build_settings  # noqa: E402
+from forgeway.core.generation import Task  # noqa: E402
+from forgeway.server.settings import SettingsError, build_settings  # noqa: E402
 
 
 def test_model_flag_serves_one_model_named_after_its_folder(tmp_path):

@@ -12,9 +12,9 @@ pytestmark = pytest.mark.hf
 import torch  # noqa: E402
 
 from forgeway.services.hf import structured  # noqa: E402
-from forgeway.services.runtime.errors import Unsupported  # noqa: E402
-from forgeway.testing.chat_template import IM_END  # noqa: E402
-from forgeway.testing.tokenizer import train_tokenizer  # noqa: E402
+from forgeway.core.errors import Unsupported  # noqa: E402
+from forgeway.demo.chat_template import IM_END  # noqa: E402
+from forgeway.demo.tokenizer import train_tokenizer  # noqa: E402
 
 SCHEMA = {
     "type": "object",

@@ -7,7 +7,7 @@ import pytest
 pytestmark = pytest.mark.hf
 
 from forgeway.services.hf.text import REPLACEMENT, IncrementalText, TokenBytes  # noqa: E402
-from forgeway.testing.tokenizer import train_tokenizer  # noqa: E402
+from forgeway.demo.tokenizer import train_tokenizer  # noqa: E402
 
 TEXT = "Grüße aus Köln: 東京タワー 🚀🌊 naïve café — fin."
 

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from forgeway.gateway.http.app import create_app
 from forgeway.gateway.http.settings import HttpSettings
-from forgeway.gateway.http.testing import free_port
+from forgeway.testing import free_port
 
 CHAT = {"model": "echo", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -19,7 +19,7 @@ def client() -> Iterator[TestClient]:
     """The app in front of a loopback port where nothing listens: every gRPC call finds the target down."""
     settings = HttpSettings(max_body_bytes=4096, max_upload_bytes=8192, readiness_timeout_seconds=0.5,
                             request_timeout_seconds=2, generation_timeout_seconds=2)
-    with TestClient(create_app(f"127.0.0.1:{free_port()}", settings)) as test_client:
+    with TestClient(create_app(f"127.0.0.1:{free_port('127.0.0.1')}", settings)) as test_client:
         yield test_client
 
 

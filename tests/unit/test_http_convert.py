@@ -67,8 +67,9 @@ def test_unsupported_parameters_are_rejected_by_name(body, param):
     assert error["type"] == "unsupported_parameter" and error["ctx"]["param"] == param
 
 
-def test_neutral_values_of_unsupported_parameters_are_accepted():
-    chat(tools=None, store=False, logit_bias={}, modalities=["text"], parallel_tool_calls=False)
+def test_neutral_values_of_unsupported_parameters_are_accepted_and_change_nothing():
+    neutral = chat(tools=None, store=False, logit_bias={}, modalities=["text"], parallel_tool_calls=False)
+    assert convert.chat_request(neutral) == convert.chat_request(chat())
 
 
 def test_completion_rejects_echo_suffix_and_best_of_above_n():
@@ -184,3 +185,18 @@ def test_job_events_become_messages_and_metrics():
     fallback = jobs_pb2.JobEvent(job_id="job-1", sequence=1,
                                  fallback=jobs_pb2.Fallback(requested="unsloth", used="trl", reason="no CUDA"))
     assert convert_tuning.event_object(fallback)["level"] == "warn"
+
+
+@pytest.mark.parametrize("reason, openai_reason, own", [
+    (generate_pb2.FINISH_REASON_STOP, "stop", "stop"),
+    (generate_pb2.FINISH_REASON_STOP_SEQUENCE, "stop", "stop_sequence"),
+    (generate_pb2.FINISH_REASON_LENGTH, "length", "length"),
+    (generate_pb2.FINISH_REASON_CANCELLED, "stop", "cancelled"),
+    (generate_pb2.FINISH_REASON_ERROR, "stop", "error"),
+])
+def test_finish_reasons_are_openais_with_forgeways_own_beside(reason, openai_reason, own):
+    response = generate_pb2.GenerateResponse(model="m", choices=[generate_pb2.Choice(text="t", finish_reason=reason)])
+    choice = convert.chat_completion(response, "chatcmpl-1", 0)["choices"][0]
+    assert choice["finish_reason"] == openai_reason and choice["forgeway_finish_reason"] == own
+    text = convert.text_completion([response], 1, "cmpl-1", 0)["choices"][0]
+    assert text["finish_reason"] == openai_reason and text["forgeway_finish_reason"] == own

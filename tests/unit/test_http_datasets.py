@@ -7,7 +7,7 @@ import json
 import pytest
 
 from forgeway.gateway.http.datasets import validate_jsonl
-from forgeway.gateway.http.errors import ApiError
+from forgeway.gateway.http.errors import OpenAIHTTPError
 
 
 def jsonl(*rows) -> bytes:
@@ -53,7 +53,7 @@ def test_openai_preference_rows_are_stored_as_prompt_chosen_rejected():
     (b'{"text": "ok"}\n\xff\n', 2, "UTF-8"),
 ])
 def test_bad_lines_are_named(data, line, words):
-    with pytest.raises(ApiError) as info:
+    with pytest.raises(OpenAIHTTPError) as info:
         validate_jsonl(data)
     error = info.value
     assert error.status == 400 and error.param == "file"
@@ -62,5 +62,5 @@ def test_bad_lines_are_named(data, line, words):
 
 def test_blank_lines_are_skipped_but_an_empty_file_is_rejected():
     assert validate_jsonl(b"\n" + jsonl(CHAT) + b"\r\n\n").rows == 1
-    with pytest.raises(ApiError, match="no examples"):
+    with pytest.raises(OpenAIHTTPError, match="no examples"):
         validate_jsonl(b"\n\n")

@@ -10,14 +10,14 @@ import pytest
 from forgeway.cli import main
 from forgeway.services.openai_proxy.engine import OpenAIProxyEngine
 from forgeway.services.openai_proxy.settings import OpenAIProxySettings
-from forgeway.services.runtime import registry
-from forgeway.services.runtime.settings import SettingsError, build_settings
+from forgeway.server import registry
+from forgeway.server.settings import SettingsError, build_settings
 
 KEY = "sk-settings-0a1b2c3d4e5f"
 
 
 def test_registered_as_openai():
-    assert registry.load("openai") is OpenAIProxyEngine
+    assert registry.load("openai").Engine is OpenAIProxyEngine
 
 
 def test_openai_settings_come_from_forgeway_openai_env(monkeypatch: pytest.MonkeyPatch):

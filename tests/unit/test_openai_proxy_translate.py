@@ -15,7 +15,7 @@ from openai.types.completion_choice import Logprobs
 from forgeway.services.openai_proxy.errors import retry_after, scrub, upstream_error
 from forgeway.services.openai_proxy.settings import OpenAIProxySettings, UpstreamModel
 from forgeway.services.openai_proxy.translate import build_call, completion_logprobs, finish_reason
-from forgeway.services.runtime.errors import (
+from forgeway.core.errors import (
     DeadlineExceeded,
     FailedPrecondition,
     InvalidArgument,
@@ -24,7 +24,7 @@ from forgeway.services.runtime.errors import (
     Unavailable,
     Unsupported,
 )
-from forgeway.services.runtime.generation import ChatMessage, FinishReason, GenerationRequest, Sampling
+from forgeway.core.generation import ChatMessage, FinishReason, GenerationRequest, Sampling
 
 KEY = "sk-test-4f2b9c0e8d7a6b5c"
 MODEL = UpstreamModel(name="friendly", upstream="gpt-upstream")

@@ -12,7 +12,7 @@ import pytest
 from google.rpc import error_details_pb2
 
 from forgeway.services.echo.engine import EchoEngine, EchoSettings
-from forgeway.services.runtime.errors import (
+from forgeway.core.errors import (
     DOMAIN,
     HTTP_STATUS,
     FailedPrecondition,
@@ -23,8 +23,8 @@ from forgeway.services.runtime.errors import (
     Unavailable,
     from_rpc_error,
 )
-from forgeway.services.runtime.generation import Delta, GenerationRequest
-from forgeway.services.runtime.logs import JsonFormatter
+from forgeway.core.generation import Delta, GenerationRequest
+from forgeway.server.logs import JsonFormatter
 from forgeway.v1 import backend_pb2_grpc, capabilities_pb2, generate_pb2
 
 SECRET = "password=hunter2 at /srv/secret/weights.bin"
@@ -43,12 +43,12 @@ RAISES: dict[str, Callable[[], Exception]] = {
 class RaisingEngine(EchoEngine):
     """The echo engine, except that it streams two words and then raises what the prompt names."""
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator:
+    async def generate(self, request: GenerationRequest, model) -> AsyncIterator:
         if request.prompt in RAISES:
             yield Delta(0, "two")
             yield Delta(0, " words")
             raise RAISES[request.prompt]()
-        async for event in super().generate(request):
+        async for event in super().generate(request, model):
             yield event
 
 

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from forgeway.server import registry
 from forgeway.services.echo.engine import EchoEngine
-from forgeway.services.runtime import registry
+from forgeway.services.echo.service import EchoService
 
 PLUGIN_MODULE = "forgeway_conformance_toy_backend"
 
@@ -24,7 +25,8 @@ def test_unknown_name_lists_known_names():
 
 
 def test_builtin_loads_its_class():
-    assert registry.load("echo") is EchoEngine
+    assert registry.load("echo") is EchoService and EchoService.Engine is EchoEngine
+    assert EchoService.Settings is EchoEngine.Settings  # `forgeway serve echo --help` lists the engine's settings
 
 
 @pytest.fixture
@@ -55,14 +57,15 @@ def test_entry_point_backend_is_discovered_and_loaded(installed_plugin):
 
 
 def test_entry_point_cannot_replace_a_builtin(installed_plugin):
-    assert registry.load("echo") is EchoEngine
+    assert registry.load("echo") is EchoService
 
 
 def test_runtime_and_echo_never_import_torch():
     code = textwrap.dedent("""
         import sys
         import forgeway.services.runtime
-        from forgeway.services.runtime import registry, server, servicers, settings, interceptor
+        from forgeway.server import registry, server, settings, interceptor
+        from forgeway.services.runtime import servicers
         import forgeway.cli
         registry.load("echo")
         heavy = sorted(m for m in ("torch", "transformers", "llama_cpp", "trl") if m in sys.modules)
@@ -71,3 +74,26 @@ def test_runtime_and_echo_never_import_torch():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "", f"imported: {done.stdout.strip()}"
+
+
+def test_serve_help_lists_every_service_and_what_it_needs():
+    done = subprocess.run([sys.executable, "-m", "forgeway.cli", "serve", "--help"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    for name in registry.BUILTIN:
+        assert f"  {name} " in done.stdout
+    assert "needs: FORGEWAY_OPENAI_BASE_URL" in done.stdout and "make unsloth-env" in done.stdout
+    assert "`forgeway serve SERVICE --help`" in done.stdout
+
+
+def test_serve_without_a_service_says_which_are_there_and_fails():
+    done = subprocess.run([sys.executable, "-m", "forgeway.cli", "serve"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "a SERVICE is required" in done.stderr and "  llamacpp " in done.stderr
+
+
+def test_serve_service_help_lists_its_settings():
+    done = subprocess.run([sys.executable, "-m", "forgeway.cli", "serve", "echo", "--help"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "--token-delay" in done.stdout and "--model-name" in done.stdout

@@ -11,7 +11,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
 from forgeway.services.echo.engine import EchoEngine, EchoSettings
-from forgeway.services.runtime.errors import from_rpc_error
+from forgeway.core.errors import from_rpc_error
 from forgeway.v1 import backend_pb2_grpc, capabilities_pb2, generate_pb2
 
 SERVING = health_pb2.HealthCheckResponse.SERVING

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from forgeway.services.echo.engine import EchoSettings
-from forgeway.services.runtime.settings import SettingsError, build_settings
+from forgeway.server.settings import SettingsError, build_settings
 
 
 @pytest.fixture(autouse=True)

@@ -1,5 +1,5 @@
-"""Launchers without training: the worker's file protocol, the follower that reads it into the job's history,
-which launcher a trainer's settings choose, and the `accelerate launch` command line."""
+"""Launchers without training: the launch protocol through the job folder (jobfolder.py), the follower that reads it
+into the job's history, which launcher a trainer's settings choose, and the `accelerate launch` command line."""
 
 from __future__ import annotations
 
@@ -9,23 +9,15 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from forgeway.services.runtime.errors import Unavailable
-from forgeway.services.training.engine import (
-    JobCancelled,
-    JobContext,
-    TrainingEngine,
-    TrainingFeatures,
-    TrainingSettings,
-)
-from forgeway.services.training.launchers import (
-    AccelerateLauncher,
-    EventFollower,
-    InProcessLauncher,
-    WorkerFailed,
-    choose_launcher,
-)
+from forgeway.core.errors import Unavailable
+from forgeway.services.training import jobfolder
+from forgeway.services.training.engine import JobCancelled, TrainingEngine, TrainingFeatures, TrainingSettings
+from forgeway.services.training.jobfolder import CANCEL, EVENTS, EventFollower, WorkerFailed
+from forgeway.services.training.jobs import JobStore
+from forgeway.services.training.launchers import AccelerateLauncher, InProcessLauncher
+from forgeway.services.training.runner import RunningJob, choose_launcher
 from forgeway.services.training.spec import TrainSpec
-from forgeway.services.training.worker import CANCEL, EVENTS, FileJobContext, prepare_job_dir, rank
+from forgeway.services.training.worker import FileJobContext, rank
 from forgeway.v1 import train_pb2
 
 REQUEST = train_pb2.TrainRequest(base_model="m", method=train_pb2.TRAINING_METHOD_SFT,
@@ -55,14 +47,14 @@ def engine(tmp_path: Path, **settings) -> Stub:
 
 
 @pytest.fixture
-def job(tmp_path) -> JobContext:
-    stub = engine(tmp_path)
-    created = stub.runner.jobs.create(REQUEST, "stub", "sft")
-    yield JobContext(created.id, stub.runner.jobs, tmp_path)
-    stub.runner.jobs.close()
+def job(tmp_path) -> RunningJob:
+    store = JobStore(tmp_path / "jobs.db")
+    created = store.create(REQUEST, "stub", "sft")
+    yield RunningJob(created.id, store, tmp_path)
+    store.close()
 
 
-def history(job: JobContext) -> list[tuple[str, object]]:
+def history(job: RunningJob) -> list[tuple[str, object]]:
     return [(e.WhichOneof("kind"), getattr(e, e.WhichOneof("kind"))) for e in job.jobs.events(job.job_id)][1:]
 
 
@@ -98,12 +90,15 @@ def test_a_worker_stops_on_the_cancel_file_or_a_signal(tmp_path):
 def test_a_fresh_launch_clears_what_an_earlier_one_left(tmp_path):
     (tmp_path / EVENTS).write_text('{"cancelled": {"step": 1}}\n')
     (tmp_path / CANCEL).touch()
-    prepare_job_dir(tmp_path, "trl", "job-1", REQUEST, {"eval_fraction": 0.1}, tmp_path / "checkpoint-4")
+    jobfolder.prepare(tmp_path, "trl", "job-1", REQUEST, {"eval_fraction": 0.1}, tmp_path / "checkpoint-4")
     assert not (tmp_path / EVENTS).exists() and not (tmp_path / CANCEL).exists()
     assert train_pb2.TrainRequest.FromString((tmp_path / "request.binpb").read_bytes()) == REQUEST
     launch = json.loads((tmp_path / "launch.json").read_text())
     assert launch == {"service": "trl", "job_id": "job-1", "settings": {"eval_fraction": 0.1},
                       "resume_from": str(tmp_path / "checkpoint-4")}
+    read = jobfolder.read_launch(tmp_path)  # as the worker reads it back
+    assert (read.service, read.job_id, read.resume_from, read.request) == ("trl", "job-1", tmp_path / "checkpoint-4",
+                                                                          REQUEST)
 
 
 def test_the_follower_relays_complete_lines_once_and_remembers_how_far_it_read(job):

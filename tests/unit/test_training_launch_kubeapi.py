@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from forgeway.services.runtime.errors import Unavailable
+from forgeway.core.errors import Unavailable
 from forgeway.services.training.kubejobs import KubeAPI
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command for certificates")

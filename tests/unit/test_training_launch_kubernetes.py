@@ -14,8 +14,10 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "deploy" / "tools"))
 import check_manifests  # noqa: E402
 
-from forgeway.services.runtime.errors import Unavailable  # noqa: E402
-from forgeway.services.training.engine import JobCancelled, JobContext  # noqa: E402
+from forgeway.core.errors import Unavailable  # noqa: E402
+from forgeway.services.training.engine import JobCancelled  # noqa: E402
+from forgeway.services.training.jobfolder import CANCEL, WorkerFailed  # noqa: E402
+from forgeway.services.training.jobs import JobStore  # noqa: E402
 from forgeway.services.training.kubejobs import (  # noqa: E402
     GPU,
     JOB,
@@ -31,8 +33,8 @@ from forgeway.services.training.kubejobs import (  # noqa: E402
     trainer_image,
     worker_command,
 )
-from forgeway.services.training.launchers import WorkerFailed  # noqa: E402
-from forgeway.services.training.worker import CANCEL, FileJobContext  # noqa: E402
+from forgeway.services.training.runner import RunningJob  # noqa: E402
+from forgeway.services.training.worker import FileJobContext  # noqa: E402
 
 JOB_DIR = Path("/data/jobs/job-0123456789abcdef")
 CONFIG = "/etc/accelerate/multi-gpu.yaml"
@@ -177,11 +179,12 @@ def trainer(tmp_path, monkeypatch):
 
     monkeypatch.setenv("POD_NAME", "trl-0")
     stub = engine(tmp_path, launcher="kubernetes-job", job_gpus=2, grace_seconds=0.5)
-    created = stub.runner.jobs.create(REQUEST, "stub", "sft")
+    store = JobStore(tmp_path / "jobs.db")
+    created = store.create(REQUEST, "stub", "sft")
     cluster = Cluster(rendered(check_manifests.K8S / "overlays" / "gpu"))
     launcher = KubernetesJobLauncher(stub, api=cluster, status_seconds=0.2)
-    yield launcher, cluster, JobContext(created.id, stub.runner.jobs, tmp_path)
-    stub.runner.jobs.close()
+    yield launcher, cluster, RunningJob(created.id, store, tmp_path)
+    store.close()
 
 
 def spec():
@@ -190,7 +193,7 @@ def spec():
     return spec()
 
 
-def job_path(job: JobContext) -> str:
+def job_path(job: RunningJob) -> str:
     return JOB.path("forgeway", f"forgeway-train-{job.job_id}")
 
 
@@ -203,7 +206,7 @@ async def until(condition, timeout: float = 10.0) -> None:
     await asyncio.wait_for(poll(), timeout)
 
 
-def logged(job: JobContext) -> list[str]:
+def logged(job: RunningJob) -> list[str]:
     return [e.log.text for e in job.jobs.events(job.job_id) if e.WhichOneof("kind") == "log"]
 
 
@@ -236,7 +239,7 @@ async def test_a_restarted_trainer_re_attaches_instead_of_starting_another(train
         await asyncio.wait_for(first, 10)
     assert job_path(job) in cluster.objects
     FileJobContext(job.job_id, job.job_dir).progress(step=2, total_steps=9)  # while no trainer watched
-    restarted = JobContext(job.job_id, job.jobs, job.job_dir.parent.parent)
+    restarted = RunningJob(job.job_id, job.jobs, job.job_dir.parent.parent)
     again = asyncio.create_task(launcher.run(spec(), restarted))
     await until(lambda: any(text.startswith("re-attached") for text in logged(job)))
     FileJobContext(job.job_id, job.job_dir).write("result", model_name="m", path="/m", format="adapter")

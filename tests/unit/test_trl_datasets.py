@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from forgeway.services.runtime.errors import InvalidArgument, NotFound, PermissionDenied
+from forgeway.core.errors import InvalidArgument, NotFound, PermissionDenied
 from forgeway.services.training.datasets import DatasetStore
 from forgeway.services.training.spec import DatasetSpec
 from forgeway.services.trl.datasets import DatasetLoader, detect_format, file_digest, validate_rows

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from forgeway.services.runtime.errors import InvalidArgument
+from forgeway.core.errors import InvalidArgument
 from forgeway.services.training.spec import LoraSpec, TrainSpec
 from forgeway.services.trl.methods import METHODS, check_knobs, method_fields
 from forgeway.services.trl.rewards import RewardRegistry
@@ -55,7 +55,7 @@ def test_entry_point_style_targets_load_lazily():
 
 
 def spec(method: str, **fields) -> TrainSpec:
-    from forgeway.services.runtime.generation import Task
+    from forgeway.core.generation import Task
     from forgeway.services.training.spec import DatasetSpec
 
     return TrainSpec(base_model="m", method=method, task=Task.TEXT_GENERATION, dataset=DatasetSpec("inline"), **fields)

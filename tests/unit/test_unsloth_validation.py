@@ -11,7 +11,7 @@ import grpc
 import pytest
 from google.protobuf import struct_pb2
 
-from forgeway.services.runtime.errors import InvalidArgument, Unsupported
+from forgeway.core.errors import InvalidArgument, Unsupported
 from forgeway.services.training.spec import TrainSpec
 from forgeway.services.unsloth.architecture import UnsupportedArchitecture
 from forgeway.services.unsloth.engine import UnslothEngine
@@ -32,9 +32,7 @@ def models(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture
 def engine(models, tmp_path) -> UnslothEngine:
     settings = UnslothSettings(home=tmp_path, port=0, metrics_port=-1, allowed_roots=[models["llama"].parent.parent])
-    engine = UnslothEngine(settings)
-    yield engine
-    engine.runner.jobs.close()
+    return UnslothEngine(settings)
 
 
 def spec(base: Path, **fields) -> TrainSpec:
@@ -67,11 +65,8 @@ def test_an_architecture_unsloth_does_not_train_is_invalid_and_named(engine, mod
 def test_the_architecture_list_is_a_setting(models, tmp_path):
     engine = UnslothEngine(UnslothSettings(home=tmp_path, port=0, metrics_port=-1, architectures=["qwen3"],
                                            allowed_roots=[models["llama"].parent.parent]))
-    try:
-        with pytest.raises(UnsupportedArchitecture, match="llama .*LlamaForCausalLM.* it trains qwen3"):
-            engine.validate(spec(models["llama"]))
-    finally:
-        engine.runner.jobs.close()
+    with pytest.raises(UnsupportedArchitecture, match="llama .*LlamaForCausalLM.* it trains qwen3"):
+        engine.validate(spec(models["llama"]))
 
 
 def test_a_lora_adapter_as_the_base_is_unsupported(engine, models, tmp_path):

@@ -12,12 +12,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from forgeway.v1 import (
     backend_pb2_grpc, capabilities_pb2, datasets_pb2, datasets_pb2_grpc, jobs_pb2, jobs_pb2_grpc, models_pb2,
-    models_pb2_grpc,
+    models_pb2_grpc, train_pb2,
 )
 
 from . import convert, types
-from .connection import DEFAULT, Connection, Retry, Tls, call_timeout, remaining
 from .aio_streams import AsyncGenerationStream, AsyncTrainingJob
+from .client import page_request
+from .connection import DEFAULT, Connection, Retry, Tls, call_timeout, remaining
 from .errors import InternalError, from_grpc
 from .requests import DatasetSource, MessageLike, generate_request, job_state, load_request, train_request
 from .uploads import Upload
@@ -135,9 +136,35 @@ class AsyncJobs:
         metadata = self._client.connection.metadata
         return await self._client._open(lambda t: self._stub.WatchJob(request, timeout=t, metadata=metadata), timeout)
 
-    async def list(self, state: str | None = None, limit: int = 0, *, timeout: Any = DEFAULT) -> list[types.Job]:
-        request = jobs_pb2.ListJobsRequest(state=job_state(state), limit=limit)
-        return [convert.job(j) for j in (await self._client._unary(self._stub.ListJobs, request, timeout)).jobs]
+    async def create(self, base_model: str, dataset: DatasetSource | str | Path | list[dict], *, method: str = "sft",
+                     timeout: Any = DEFAULT, **options: Any) -> types.Job:
+        request = train_pb2.CreateJobRequest(train=train_request(base_model, dataset, method=method, **options))
+        return convert.job((await self._client._unary(self._client._backend.CreateJob, request, timeout)).job)
+
+    async def list(self, state: str | None = None, limit: int = 0, *, page_size: int = 0,
+                   timeout: Any = DEFAULT) -> list[types.Job]:
+        jobs: list[types.Job] = []
+        token = ""
+        while True:
+            request = page_request(jobs_pb2.ListJobsRequest(state=job_state(state)), token, page_size, limit, len(jobs))
+            response = await self._client._unary(self._stub.ListJobs, request, timeout)
+            jobs += [convert.job(j) for j in response.jobs]
+            token = response.next_page_token
+            if not token or (limit and len(jobs) >= limit):
+                return jobs
+
+    async def events(self, job_id: str, *, newest_first: bool = False, limit: int = 0, page_size: int = 0,
+                     timeout: Any = DEFAULT) -> list[types.JobEvent]:
+        events: list[types.JobEvent] = []
+        token = ""
+        while True:
+            request = page_request(jobs_pb2.ListJobEventsRequest(job_id=job_id, newest_first=newest_first), token,
+                                   page_size, limit, len(events))
+            response = await self._client._unary(self._stub.ListJobEvents, request, timeout)
+            events += [convert.job_event(e) for e in response.events]
+            token = response.next_page_token
+            if not token or (limit and len(events) >= limit):
+                return events
 
     async def get(self, job_id: str, *, timeout: Any = DEFAULT) -> types.Job:
         response = await self._client._unary(self._stub.GetJob, jobs_pb2.GetJobRequest(job_id=job_id), timeout)

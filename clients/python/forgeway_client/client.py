@@ -12,7 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from forgeway.v1 import (
     backend_pb2_grpc, capabilities_pb2, datasets_pb2, datasets_pb2_grpc, jobs_pb2, jobs_pb2_grpc, models_pb2,
-    models_pb2_grpc,
+    models_pb2_grpc, train_pb2,
 )
 
 from . import convert, types
@@ -154,17 +154,54 @@ class Client:
         return self.datasets.upload(source, filename=filename, format=format, purpose=purpose, timeout=timeout)
 
 
+def page_request(request: T, token: str, page_size: int, limit: int, have: int) -> T:
+    """The next page's request of a listing that wants `limit` items (0: all) and has `have` of them."""
+    request.page_token = token
+    request.page_size = min(page_size or 100, limit - have) if limit else page_size
+    return request
+
+
 class Jobs:
-    """JobService: list, read, watch and cancel training jobs."""
+    """JobService: create, list, read, watch and cancel training jobs."""
 
     def __init__(self, client: Client):
         self._client = client
         self._stub = jobs_pb2_grpc.JobServiceStub(client._channel)
 
-    def list(self, state: str | None = None, limit: int = 0, *, timeout: Any = DEFAULT) -> list[types.Job]:
-        """Jobs, newest first; only those in `state` ("running", ...) when given."""
-        request = jobs_pb2.ListJobsRequest(state=job_state(state), limit=limit)
-        return [convert.job(j) for j in self._client._unary(self._stub.ListJobs, request, timeout).jobs]
+    def create(self, base_model: str, dataset: DatasetSource | str | Path | list[dict], *, method: str = "sft",
+               timeout: Any = DEFAULT, **options: Any) -> types.Job:
+        """Create a training job and return its record (queued) at once; options as Client.train takes them.
+        Follow it with watch() or events()."""
+        request = train_pb2.CreateJobRequest(train=train_request(base_model, dataset, method=method, **options))
+        return convert.job(self._client._unary(self._client._backend.CreateJob, request, timeout).job)
+
+    def list(self, state: str | None = None, limit: int = 0, *, page_size: int = 0,
+             timeout: Any = DEFAULT) -> list[types.Job]:
+        """Jobs, newest first, page after page: all of them, or the first `limit`; only those in `state`
+        ("running", ...) when given."""
+        jobs: list[types.Job] = []
+        token = ""
+        while True:
+            request = page_request(jobs_pb2.ListJobsRequest(state=job_state(state)), token, page_size, limit, len(jobs))
+            response = self._client._unary(self._stub.ListJobs, request, timeout)
+            jobs += [convert.job(j) for j in response.jobs]
+            token = response.next_page_token
+            if not token or (limit and len(jobs) >= limit):
+                return jobs
+
+    def events(self, job_id: str, *, newest_first: bool = False, limit: int = 0, page_size: int = 0,
+               timeout: Any = DEFAULT) -> list[types.JobEvent]:
+        """A job's recorded events, page after page (oldest first unless newest_first): all, or the first `limit`."""
+        events: list[types.JobEvent] = []
+        token = ""
+        while True:
+            request = page_request(jobs_pb2.ListJobEventsRequest(job_id=job_id, newest_first=newest_first), token,
+                                   page_size, limit, len(events))
+            response = self._client._unary(self._stub.ListJobEvents, request, timeout)
+            events += [convert.job_event(e) for e in response.events]
+            token = response.next_page_token
+            if not token or (limit and len(events) >= limit):
+                return events
 
     def get(self, job_id: str, *, timeout: Any = DEFAULT) -> types.Job:
         response = self._client._unary(self._stub.GetJob, jobs_pb2.GetJobRequest(job_id=job_id), timeout)

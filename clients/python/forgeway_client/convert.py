@@ -1,46 +1,18 @@
-"""Protos -> the SDK's dataclasses (and enum values <-> lowercase names)."""
+"""Protos -> the SDK's dataclasses; enum values get their names from forgeway.core.enums."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
-
-from forgeway.v1 import (
-    capabilities_pb2, common_pb2, datasets_pb2, generate_pb2, jobs_pb2, models_pb2, train_pb2,
-)
+from forgeway.core.enums import DATASET_FORMAT, EXPORT_FORMAT, FINISH_REASON, JOB_STATE, METHOD, QUANTIZATION, TASK
+from forgeway.v1 import capabilities_pb2, datasets_pb2, generate_pb2, jobs_pb2, models_pb2
 
 from . import types
 
-TASKS = {common_pb2.TASK_TEXT_GENERATION: "text-generation", common_pb2.TASK_SUMMARIZATION: "summarization",
-         common_pb2.TASK_EXTRACTIVE_QUESTION_ANSWERING: "extractive-question-answering"}
-QUANTIZATIONS = {common_pb2.QUANTIZATION_NONE: "none", common_pb2.QUANTIZATION_4BIT_NF4: "nf4",
-                 common_pb2.QUANTIZATION_4BIT_FP4: "fp4", common_pb2.QUANTIZATION_8BIT: "int8",
-                 common_pb2.QUANTIZATION_GGUF: "gguf"}
 
-
-def enum_name(enum: EnumTypeWrapper, value: int, prefix: str) -> str:
-    """JOB_STATE_SUCCEEDED -> "succeeded"; the zero value (UNSPECIFIED) and unknown numbers -> ""."""
-    if not value:
-        return ""
-    try:
-        return enum.Name(value).removeprefix(prefix).lower()
-    except ValueError:
-        return ""
-
-
-def enum_value(enum: EnumTypeWrapper, name: str, prefix: str) -> int | None:
-    """ "online-dpo" / "ONLINE_DPO" -> TRAINING_METHOD_ONLINE_DPO; None when there is no such value."""
-    key = prefix + name.strip().upper().replace("-", "_")
-    return enum.Value(key) if key in enum.keys() and not key.endswith("UNSPECIFIED") else None
-
-
-def task_name(value: int) -> str:
-    return TASKS.get(value, "")
-
-
-def task_value(name: str) -> int | None:
-    return next((v for v, n in TASKS.items() if n == name.strip().lower().replace("_", "-")), None)
+def quantization_name(value: int) -> str:
+    """A quantization's name; "" when the server left it unspecified (the table's default would say "none")."""
+    return QUANTIZATION.to_name.get(value, "")
 
 
 def timestamp(message) -> datetime | None:
@@ -58,7 +30,7 @@ def generation(msg: generate_pb2.GenerateResponse) -> types.Generation:
     choices = tuple(
         types.Choice(
             index=c.index, text=c.text,
-            finish_reason=enum_name(generate_pb2.FinishReason, c.finish_reason, "FINISH_REASON_"),
+            finish_reason=FINISH_REASON.name(c.finish_reason),
             logprobs=_logprobs(c.logprobs),
             answer_span=types.AnswerSpan(c.answer_span.start, c.answer_span.end, c.answer_span.score)
             if c.HasField("answer_span") else None,
@@ -79,14 +51,10 @@ def delta(msg: generate_pb2.GenerateDelta) -> types.Delta:
 
 def model(msg: models_pb2.ModelInfo) -> types.Model:
     return types.Model(
-        name=msg.name, task=task_name(msg.task), context_length=msg.context_length,
-        quantization=QUANTIZATIONS.get(msg.quantization, ""), adapters=tuple(msg.adapters), loaded=msg.loaded,
+        name=msg.name, task=TASK.name(msg.task), context_length=msg.context_length,
+        quantization=quantization_name(msg.quantization), adapters=tuple(msg.adapters), loaded=msg.loaded,
         backend=msg.backend, source=msg.source, aliases=tuple(msg.aliases), chat=msg.chat,
     )
-
-
-def method_name(value: int) -> str:
-    return enum_name(train_pb2.TrainingMethod, value, "TRAINING_METHOD_")
 
 
 def capabilities(msg: capabilities_pb2.CapabilitiesResponse) -> types.Capabilities:
@@ -99,11 +67,10 @@ def capabilities(msg: capabilities_pb2.CapabilitiesResponse) -> types.Capabiliti
             gen.streaming, gen.logprobs, gen.json_schema, gen.grammar, gen.stop, gen.seed, gen.multiple_choices,
             gen.adapters, tuple(gen.sampling_params)),
         training=types.TrainingFeatures(
-            methods=tuple(method_name(m) for m in training.methods),
-            tasks=tuple(task_name(t) for t in training.tasks), lora=training.lora,
-            quantizations=tuple(QUANTIZATIONS.get(q, "") for q in training.quantizations),
-            export_formats=tuple(enum_name(train_pb2.ExportFormat, f, "EXPORT_FORMAT_")
-                                 for f in training.export_formats)),
+            methods=tuple(METHOD.name(m) for m in training.methods),
+            tasks=tuple(TASK.name(t) for t in training.tasks), lora=training.lora,
+            quantizations=tuple(quantization_name(q) for q in training.quantizations),
+            export_formats=tuple(EXPORT_FORMAT.name(f) for f in training.export_formats)),
         hardware=types.Hardware(hw.device, hw.accelerator, hw.accelerator_memory_total, hw.accelerator_memory_free,
                                 hw.ram_total, hw.ram_available, hw.cpu_cores, hw.profile, hw.recommendation),
         load=types.Load(load.in_flight, load.queue_depth, load.max_concurrency, load.max_queue),
@@ -141,15 +108,11 @@ def artifact(msg: jobs_pb2.Artifact) -> types.Artifact:
     return types.Artifact(msg.model_name, msg.path, msg.format)
 
 
-def state_name(value: int) -> str:
-    return enum_name(jobs_pb2.JobState, value, "JOB_STATE_")
-
-
 def job_event(msg: jobs_pb2.JobEvent) -> types.JobEvent:
     kind = msg.WhichOneof("kind") or ""
     fields: dict = {}
     if kind == "state":
-        fields = {"state": state_name(msg.state.state), "message": msg.state.message}
+        fields = {"state": JOB_STATE.name(msg.state.state), "message": msg.state.message}
     elif kind == "progress":
         fields = {"progress": progress(msg.progress)}
     elif kind == "log":
@@ -166,7 +129,7 @@ def job_event(msg: jobs_pb2.JobEvent) -> types.JobEvent:
 
 def job(msg: jobs_pb2.Job) -> types.Job:
     return types.Job(
-        id=msg.id, state=state_name(msg.state), backend=msg.backend, base_model=msg.base_model, method=msg.method,
+        id=msg.id, state=JOB_STATE.name(msg.state), backend=msg.backend, base_model=msg.base_model, method=msg.method,
         created=timestamp(msg.created), updated=timestamp(msg.updated), error=msg.error,
         progress=progress(msg.progress) if msg.HasField("progress") else None,
         artifact=artifact(msg.artifact) if msg.HasField("artifact") else None, last_sequence=msg.last_sequence,
@@ -175,7 +138,7 @@ def job(msg: jobs_pb2.Job) -> types.Job:
 
 def dataset(msg: datasets_pb2.Dataset) -> types.Dataset:
     return types.Dataset(
-        id=msg.id, filename=msg.filename, format=enum_name(datasets_pb2.DatasetFormat, msg.format, "DATASET_FORMAT_"),
+        id=msg.id, filename=msg.filename, format=DATASET_FORMAT.name(msg.format),
         size_bytes=msg.size_bytes, sha256=msg.sha256, rows=msg.rows, created=timestamp(msg.created),
         purpose=msg.purpose,
     )

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import grpc
 from google.rpc import error_details_pb2
 
-from forgeway.services.runtime.errors import RemoteError, from_rpc_error
+from forgeway.core.errors import RemoteError, from_rpc_error
 
 if TYPE_CHECKING:
     from .types import Job

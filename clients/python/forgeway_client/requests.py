@@ -9,22 +9,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from forgeway.services.training.spec import REMOVED_METHODS
 from google.protobuf import struct_pb2
 
-from forgeway.v1 import common_pb2, generate_pb2, jobs_pb2, models_pb2, train_pb2
+from forgeway.core.enums import BACKEND, EXPORT_FORMAT, JOB_STATE, METHOD, PRECISION, QUANTIZATION, TASK, EnumTable
+from forgeway.core.errors import InvalidArgument
+from forgeway.v1 import common_pb2, generate_pb2, models_pb2, train_pb2
 
-from .convert import enum_value, task_value
 from .errors import invalid_argument
 
 DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 DATASET_ID = re.compile(r"ds-[0-9a-f]{16}")
-QUANTIZATIONS = {"nf4": common_pb2.QUANTIZATION_4BIT_NF4, "4bit": common_pb2.QUANTIZATION_4BIT_NF4,
-                 "fp4": common_pb2.QUANTIZATION_4BIT_FP4, "int8": common_pb2.QUANTIZATION_8BIT,
-                 "8bit": common_pb2.QUANTIZATION_8BIT, "gguf": common_pb2.QUANTIZATION_GGUF,
-                 "none": common_pb2.QUANTIZATION_NONE}
-BACKENDS = {"auto": train_pb2.TRAINING_BACKEND_UNSPECIFIED, "": train_pb2.TRAINING_BACKEND_UNSPECIFIED,
-            "trl": train_pb2.TRAINING_BACKEND_TRL, "unsloth": train_pb2.TRAINING_BACKEND_UNSLOTH}
 
 MessageLike = Mapping[str, str] | tuple[str, str]
 
@@ -133,10 +127,7 @@ def generate_request(
         request.question_answer.CopyFrom(generate_pb2.QuestionAnswerInput(context=context or "",
                                                                           question=question or ""))
     if task:
-        value = task_value(task)
-        if value is None:
-            raise invalid_argument("task", f"unknown task {task!r}")
-        request.task = value
+        request.task = named(TASK, task, "task")
     sampling = {"max_tokens": max_tokens, "temperature": temperature, "top_p": top_p, "top_k": top_k, "min_p": min_p,
                 "repetition_penalty": repetition_penalty, "presence_penalty": presence_penalty,
                 "frequency_penalty": frequency_penalty, "seed": seed}
@@ -154,11 +145,12 @@ def generate_request(
     return request
 
 
-def named(enum, name: str, prefix: str, field_name: str, allowed: Iterable[str]) -> int:
-    value = enum_value(enum, name, prefix)
-    if value is None:
-        raise invalid_argument(field_name, f"unknown value {name!r}; allowed: {', '.join(allowed)}")
-    return value
+def named(table: EnumTable, name: str, field_name: str) -> int:
+    """A name as the user typed it -> its wire value; an unknown or removed name is refused before sending."""
+    try:
+        return table.value(name, field_name)
+    except InvalidArgument as error:
+        raise invalid_argument(*error.violations[0]) from None
 
 
 def _rewards(items: Iterable[str | tuple[str, float] | Mapping[str, Any]]) -> list[train_pb2.RewardFunction]:
@@ -189,11 +181,7 @@ def train_request(
     """A TrainRequest from keyword arguments (names as in the contract; enums by lowercase name)."""
     if not base_model:
         raise invalid_argument("base_model", "required")
-    methods = [n.removeprefix("TRAINING_METHOD_").lower() for n in train_pb2.TrainingMethod.keys()[1:]]
-    if method.strip().lower() in REMOVED_METHODS:
-        raise invalid_argument("method", f"{method!r}: {REMOVED_METHODS[method.strip().lower()]}")
-    request = train_pb2.TrainRequest(
-        base_model=base_model, method=named(train_pb2.TrainingMethod, method, "TRAINING_METHOD_", "method", methods))
+    request = train_pb2.TrainRequest(base_model=base_model, method=named(METHOD, method, "method"))
     source = DatasetSource.of(dataset)
     overrides = {k: v for k, v in {"column_mapping": column_mapping, "split": split, "percent": percent,
                                      "max_samples": max_samples}.items() if v is not None}
@@ -201,10 +189,7 @@ def train_request(
     if eval_dataset is not None:
         request.eval_dataset.CopyFrom(DatasetSource.of(eval_dataset).to_proto())
     if task:
-        value = task_value(task)
-        if value is None:
-            raise invalid_argument("task", f"unknown task {task!r}")
-        request.task = value
+        request.task = named(TASK, task, "task")
     hyper = {"epochs": epochs, "max_steps": max_steps, "batch_size": batch_size,
              "gradient_accumulation_steps": gradient_accumulation_steps, "learning_rate": learning_rate,
              "warmup_ratio": warmup_ratio, "max_seq_length": max_seq_length, "seed": seed, "save_steps": save_steps}
@@ -212,17 +197,14 @@ def train_request(
         if value is not None:
             setattr(request.hyperparameters, name, value)
     request.hyperparameters.lr_scheduler = lr_scheduler
-    if precision and precision != "auto":
-        request.hyperparameters.precision = named(train_pb2.Precision, precision, "PRECISION_", "precision",
-                                                   ("auto", "fp32", "fp16", "bf16"))
+    if precision:
+        request.hyperparameters.precision = named(PRECISION, precision, "precision")
     if lora:
         spec = lora if isinstance(lora, LoRA) else LoRA() if lora is True else LoRA(**dict(lora))
         request.lora.CopyFrom(spec.to_proto())
-    if quantization and quantization != "none":
-        if quantization not in QUANTIZATIONS:
-            raise invalid_argument("quantization", f"unknown value {quantization!r}; allowed: nf4, fp4, int8")
-        request.quantization.CopyFrom(train_pb2.QuantizationParams(quantization=QUANTIZATIONS[quantization],
-                                                                   double_quant=double_quant))
+    quant = named(QUANTIZATION, quantization, "quantization") if quantization else common_pb2.QUANTIZATION_NONE
+    if quant != common_pb2.QUANTIZATION_NONE:  # which ones can train is the trainer's call (TRAINING_QUANTIZATIONS)
+        request.quantization.CopyFrom(train_pb2.QuantizationParams(quantization=quant, double_quant=double_quant))
     params = request.method_params
     for name, value in {"beta": beta, "num_generations": num_generations, "max_prompt_length": max_prompt_length,
                         "max_completion_length": max_completion_length}.items():
@@ -231,11 +213,8 @@ def train_request(
     params.loss_type, params.reward_model = loss_type, reward_model
     params.reward_functions.extend(_rewards(reward_functions))
     request.output.model_name = output_name
-    request.output.formats.extend(named(train_pb2.ExportFormat, f, "EXPORT_FORMAT_", "output.formats",
-                                         ("adapter", "merged", "gguf")) for f in export)
-    if backend not in BACKENDS:
-        raise invalid_argument("backend", f"unknown trainer {backend!r}; allowed: auto, trl, unsloth")
-    request.backend = BACKENDS[backend]
+    request.output.formats.extend(named(EXPORT_FORMAT, f, "output.formats") for f in export)
+    request.backend = named(BACKEND, backend, "backend")
     if allow_fallback is not None:
         request.allow_fallback = allow_fallback
     return request
@@ -245,8 +224,7 @@ def job_state(name: str | None) -> int:
     """ "running" -> JOB_STATE_RUNNING; None or "" -> unspecified (all states)."""
     if not name:
         return 0
-    return named(jobs_pb2.JobState, name, "JOB_STATE_", "state",
-                  ("queued", "running", "succeeded", "failed", "cancelled"))
+    return named(JOB_STATE, name, "state")
 
 
 def load_request(name: str, source: str, backend: str, task: str | None, quantization: str | None, base_model: str,
@@ -259,13 +237,7 @@ def load_request(name: str, source: str, backend: str, task: str | None, quantiz
         values["backend"] = backend
     request = models_pb2.LoadModelRequest(name=name, source=source, base_model=base_model, options=values)
     if task:
-        value = task_value(task)
-        if value is None:
-            raise invalid_argument("task", f"unknown task {task!r}")
-        request.task = value
+        request.task = named(TASK, task, "task")
     if quantization:
-        if quantization not in QUANTIZATIONS:
-            raise invalid_argument("quantization",
-                                   f"unknown value {quantization!r}; allowed: {', '.join(QUANTIZATIONS)}")
-        request.quantization = QUANTIZATIONS[quantization]
+        request.quantization = named(QUANTIZATION, quantization, "quantization")
     return request

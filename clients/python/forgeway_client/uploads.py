@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from forgeway.core.enums import DATASET_FORMAT
 from forgeway.v1 import datasets_pb2
 
 from .errors import invalid_argument
@@ -51,8 +52,7 @@ class Upload:
         for chunk in self._chunks():
             digest.update(chunk)
             size += len(chunk)
-        fmt = named(datasets_pb2.DatasetFormat, self.format, "DATASET_FORMAT_", "header.format",
-                     ("jsonl", "json", "csv", "parquet")) if self.format else 0
+        fmt = named(DATASET_FORMAT, self.format, "header.format") if self.format else 0
         return datasets_pb2.DatasetHeader(filename=self.filename, format=fmt, size_bytes=size,
                                           sha256=digest.hexdigest(), purpose=self.purpose)
 

@@ -1,13 +1,12 @@
-"""A local OpenAI-compatible upstream: llama-cpp-python's server on a GGUF, for tests, benchmarks and demos.
+"""llama-cpp-python's OpenAI-compatible server on a GGUF: the openai proxy's upstream in tests and benchmarks.
 
-Needs `pip install 'llama-cpp-python[server]'`. The proxy itself never imports this module.
+Needs `pip install 'llama-cpp-python[server]'`.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -17,6 +16,8 @@ import urllib.request
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+
+from forgeway.up import free_port
 
 # How the proxy must be configured for llama-cpp-python's server: it ignores n and stream usage, takes a JSON
 # schema inside a json_object response_format, and takes top_k, min_p, repeat_penalty and grammar as body fields.
@@ -30,18 +31,13 @@ LLAMA_CPP_SETTINGS = {
 
 @lru_cache(maxsize=1)
 def tiny_model() -> tuple[Path, Path]:
-    """The tiny Llama of forgeway.testing as (GGUF file, tokenizer.json), built once per process (needs torch)."""
-    from forgeway.testing import build_tiny_gguf, build_tiny_llama
+    """The tiny Llama as (GGUF file, tokenizer.json), built once per process (needs torch)."""
+    from forgeway.testing.gguf_export import build_tiny_gguf
+    from forgeway.testing.llama import build_tiny_llama
 
     root = Path(tempfile.mkdtemp(prefix="forgeway-openai-upstream-"))
     model_dir = build_tiny_llama(root / "tiny-llama")
     return build_tiny_gguf(model_dir, root / "tiny.gguf"), model_dir / "tokenizer.json"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -80,7 +76,7 @@ def start_llama_server(
     timeout: float = 90.0,
 ) -> LocalUpstream:
     """Start `python -m llama_cpp.server` on a loopback port and wait until /v1/models answers."""
-    port = port or free_port()
+    port = port or free_port("127.0.0.1")
     command = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", model,
                "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx), "--verbose", "False"]  # fmt: skip
     if api_key is not None:

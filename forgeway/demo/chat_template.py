@@ -1,4 +1,4 @@
-"""The ChatML special tokens and chat template shared by every model in this package."""
+"""The ChatML special tokens and chat template of the demo model (and of the tiny models tests build)."""
 
 from __future__ import annotations
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from forgeway.services.runtime.errors import InvalidArgument, Unsupported
-from forgeway.services.runtime.generation import GenerationRequest, Task
+from forgeway.core.errors import InvalidArgument
+from forgeway.core.generation import GenerationRequest, Task
 
 from .models import LoadedModel
 from .sampling import Sampler
@@ -14,7 +14,8 @@ from .structured import JsonConstraint
 
 SEED_MODULUS = 2**63
 
-# What each task cannot do; the runtime already rejected what no hf model can do.
+# What each task cannot do, reported with each model (ModelInfo.unsupported) so that check_servable refuses it at the
+# gateway and at admission alike.
 TASK_LIMITS: dict[Task, dict[str, str]] = {
     Task.SUMMARIZATION: {"adapters": "adapters are served for text generation only"},
     Task.EXTRACTIVE_QA: {
@@ -23,13 +24,6 @@ TASK_LIMITS: dict[Task, dict[str, str]] = {
                      "top_k", "min_p", "repetition_penalty", "presence_penalty", "frequency_penalty")
     },
 }
-
-
-def check_task(task: Task, request: GenerationRequest) -> None:
-    limits = TASK_LIMITS.get(task, {})
-    for feature in sorted(request.features()):
-        if feature in limits:
-            raise Unsupported(feature, "hf", f"{limits[feature]} ({task.value})")
 
 
 def prompt_ids(loaded: LoadedModel, request: GenerationRequest, name: str) -> tuple[list[int], str, object]:
@@ -69,15 +63,21 @@ def prompt_ids(loaded: LoadedModel, request: GenerationRequest, name: str) -> tu
 async def build_job(loaded: LoadedModel, request: GenerationRequest, name: str, adapter: str, served_by: str,
                     default_max_tokens: int) -> Job:
     """A job with its n choices ready to decode (schemas are compiled here, off the event loop)."""
-    check_task(loaded.task, request)
-    ids, _, encoding = prompt_ids(loaded, request, name)
+    ids, field, encoding = prompt_ids(loaded, request, name)
     job = Job(request, ids, model=name, served_by=served_by, adapter=adapter, encoding=encoding)
     if loaded.task == Task.EXTRACTIVE_QA:
         return job
     causal = loaded.task == Task.TEXT_GENERATION
-    max_tokens = request.sampling.max_tokens or default_max_tokens
+    max_tokens = request.sampling.max_tokens
     if causal:
-        max_tokens = min(max_tokens, loaded.context_length - len(ids))
+        room = loaded.context_length - len(ids)
+        if max_tokens and max_tokens > room:
+            raise InvalidArgument("max_tokens", f"{max_tokens} is too large: model {name!r} has a context length of "
+                                                f"{loaded.context_length} tokens and the {field} takes {len(ids)} "
+                                                f"({len(ids)} + {max_tokens} > {loaded.context_length})")
+        max_tokens = min(max_tokens or default_max_tokens, room)  # unset: as much as the context leaves
+    else:
+        max_tokens = max_tokens or default_max_tokens
     compiled = None
     if request.json_schema is not None or request.json_object:
         compiler = await asyncio.to_thread(loaded.grammar_compiler)

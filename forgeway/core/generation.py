@@ -6,13 +6,16 @@ import json
 from dataclasses import dataclass, field
 from enum import Enum
 
-from forgeway.v1 import common_pb2, generate_pb2
+from forgeway.v1 import generate_pb2
 
+from .enums import FINISH_REASON, TASK
 from .errors import InvalidArgument
 
 MAX_N = 16
 MAX_TOP_LOGPROBS = 20
 MAX_STOP_SEQUENCES = 8
+# The chat roles a message may have (OpenAI's set); anything else is rejected naming the message's role.
+ROLES = ("system", "developer", "user", "assistant", "tool")
 
 
 class Task(str, Enum):
@@ -22,18 +25,11 @@ class Task(str, Enum):
 
     @classmethod
     def from_proto(cls, value: int) -> Task | None:
-        return _TASK_FROM_PROTO.get(value)
+        name = TASK.name(value)
+        return cls(name) if name else None
 
     def to_proto(self) -> int:
-        return _TASK_TO_PROTO[self]
-
-
-_TASK_TO_PROTO = {
-    Task.TEXT_GENERATION: common_pb2.TASK_TEXT_GENERATION,
-    Task.SUMMARIZATION: common_pb2.TASK_SUMMARIZATION,
-    Task.EXTRACTIVE_QA: common_pb2.TASK_EXTRACTIVE_QUESTION_ANSWERING,
-}
-_TASK_FROM_PROTO = {v: k for k, v in _TASK_TO_PROTO.items()}
+        return TASK.to_value[self.value]
 
 
 class FinishReason(str, Enum):
@@ -44,7 +40,7 @@ class FinishReason(str, Enum):
     ERROR = "error"
 
     def to_proto(self) -> int:
-        return generate_pb2.FinishReason.Value(f"FINISH_REASON_{self.name}")
+        return FINISH_REASON.to_value[self.value]
 
 
 @dataclass(frozen=True)
@@ -182,6 +178,8 @@ class GenerationRequest:
         for i, m in enumerate(msg.messages):
             if not m.role:
                 raise InvalidArgument(f"messages[{i}].role", "required")
+            if m.role not in ROLES:
+                raise InvalidArgument(f"messages[{i}].role", f"unknown role {m.role!r}; allowed: {', '.join(ROLES)}")
         if msg.HasField("question_answer"):
             if not msg.question_answer.question:
                 raise InvalidArgument("question_answer.question", "required")

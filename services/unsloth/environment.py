@@ -1,5 +1,6 @@
-"""`forgeway up`'s launcher for a stack with an Unsloth trainer: `unsloth` runs under .venv-unsloth's Python, every
-other service under this one (`python -m forgeway.services.unsloth.launcher NAME --port PORT ...`)."""
+"""Which environment runs each service of `forgeway up` when the stack has an Unsloth trainer: `unsloth` runs under
+.venv-unsloth's Python, every other service under this one. It is up's service_command
+(`python -m forgeway.services.unsloth.environment NAME --port PORT ...`)."""
 
 from __future__ import annotations
 

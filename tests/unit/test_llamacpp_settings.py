@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from forgeway.services.llamacpp.config import LlamaCppSettings, ModelConfig
+from forgeway.services.llamacpp.llama_server import command
+from forgeway.services.llamacpp.settings import LlamaCppSettings, ModelConfig
 from forgeway.services.llamacpp.source import locate_gguf
-from forgeway.services.runtime.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
-from forgeway.services.runtime.settings import build_settings
+from forgeway.core.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from forgeway.server.settings import build_settings
 
 
 def test_options_are_strings_validated_like_settings():
@@ -22,7 +23,17 @@ def test_options_are_strings_validated_like_settings():
     assert config.use_mlock and config.kv_cache_type == "q8_0" and config.seed == 7
     assert (config.instances, config.max_queue, config.temperature, config.top_k) == (2, 0, 0.5, 40)
     assert config.aliases == ["a", "b"]
-    assert config.load_kwargs()["n_threads_batch"] == 2
+    args = command(Path("/opt/llama-server"), config, Path("/x.gguf"), 4321)
+
+    def value(flag: str) -> str:
+        return args[args.index(flag) + 1]
+
+    # LlamaForge's parameters as llama-server's flags: each of the 2 slots holds the 1024 tokens asked for
+    assert (value("--threads"), value("--threads-batch"), value("--parallel")) == ("2", "2", "2")
+    assert (value("--ctx-size"), value("--kv-unified-per-slot"), value("--n-gpu-layers")) == ("2048", "1024", "-1")
+    assert (value("--cache-type-k"), value("--chat-template"), value("--batch-size")) == ("q8_0", "chatml", "64")
+    assert "--mlock" in args and "--no-mmap" not in args
+    assert (value("--host"), value("--port"), value("--model")) == ("127.0.0.1", "4321", "/x.gguf")
 
 
 @pytest.mark.parametrize(("options", "field"), [
@@ -31,6 +42,7 @@ def test_options_are_strings_validated_like_settings():
     ({"kv_cache_type": "f8"}, "options.kv_cache_type"),
     ({"no_such_option": "1"}, "options.no_such_option"),
     ({"name": "other"}, "options.name"),
+    ({"chat_format": "nope"}, "options.chat_format"),
 ])
 def test_bad_options_name_the_option(options, field):
     with pytest.raises(InvalidArgument) as caught:

@@ -5,11 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from forgeway.services.runtime.errors import InvalidArgument
-from forgeway.services.runtime.settings import ServiceSettings
+from forgeway.core.errors import InvalidArgument
+from forgeway.server.settings import ServiceSettings
 
+# The chat templates llama-server knows by name (`llama-server --help`, --chat-template).
+CHAT_TEMPLATES = (
+    "bailing", "bailing-think", "bailing2", "chatglm3", "chatglm4", "chatml", "command-r", "deepseek", "deepseek-ocr",
+    "deepseek2", "deepseek3", "exaone-moe", "exaone3", "exaone4", "falcon3", "gemma", "gigachat", "glmedge", "gpt-oss",
+    "granite", "granite-4.0", "granite-4.1", "grok-2", "hunyuan-dense", "hunyuan-moe", "hunyuan-vl", "kimi-k2",
+    "llama2", "llama2-sys", "llama2-sys-bos", "llama2-sys-strip", "llama3", "llama4", "megrez", "minicpm",
+    "mistral-v1", "mistral-v3", "mistral-v3-tekken", "mistral-v7", "mistral-v7-tekken", "monarch", "openchat", "orion",
+    "pangu-embedded", "phi3", "phi4", "rwkv-world", "seed_oss", "smolvlm", "solar-open", "vicuna", "vicuna-orca",
+    "yandex", "zephyr",
+)
 KvCacheType = Literal["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1"]
 
 
@@ -33,11 +43,15 @@ class ModelConfig(BaseModel):
     flash_attn: bool = Field(False, description="Use flash attention where the build supports it.")
     seed: int = Field(-1, ge=-1, le=2**32 - 1, description="Sampling seed when a request sets none; -1 is random.")
     chat_format: str | None = Field(
-        None, description="llama-cpp-python chat format name (chatml, llama-2, ...); default the GGUF's template."
+        None, description="A chat template llama.cpp knows by name (chatml, llama2, llama3, ...), or a Jinja "
+                          "template; default the GGUF's own template."
     )
     # serving
-    instances: int = Field(1, ge=1, le=64, description="Independent llama.cpp contexts (slots) serving it.")
-    max_queue: int = Field(16, ge=0, description="Requests that may wait for a slot before RESOURCE_EXHAUSTED.")
+    instances: int = Field(4, ge=1, le=256, description="Parallel slots of its llama-server (continuous batching: "
+                                                        "requests decode together); each slot holds n_ctx tokens.")
+    max_queue: int = Field(64, ge=0, description="Requests that may wait for a slot before RESOURCE_EXHAUSTED.")
+    cache_reuse: int = Field(256, ge=0, description="Smallest prompt chunk reused from another request's KV cache by "
+                                                    "shifting (llama-server --cache-reuse); 0 reuses prefixes only.")
     # generation defaults, taken when a request leaves them unset
     max_tokens: int = Field(256, ge=1, description="Default largest completion, in tokens.")
     temperature: float = Field(0.0, ge=0, le=2, description="Default temperature; 0 is greedy.")
@@ -45,6 +59,15 @@ class ModelConfig(BaseModel):
     top_k: int = Field(0, ge=0, description="Default top-k; 0 disables.")
     min_p: float = Field(0.0, ge=0, le=1, description="Default min-p.")
     repeat_penalty: float = Field(1.0, gt=0, description="Default repetition penalty; 1 disables.")
+
+    @field_validator("chat_format")
+    @classmethod
+    def _known_template(cls, value: str | None) -> str | None:
+        """A built-in template name llama.cpp knows, or a Jinja template (it has tags); anything else is a typo."""
+        if value is None or "{{" in value or "{%" in value or value in CHAT_TEMPLATES:
+            return value
+        raise ValueError(f"unknown chat template {value!r}: name one of llama.cpp's ({', '.join(CHAT_TEMPLATES)}) "
+                         "or give a Jinja template")
 
     @model_validator(mode="before")
     @classmethod
@@ -74,19 +97,6 @@ class ModelConfig(BaseModel):
             where = ".".join(str(p) for p in err["loc"])
             raise InvalidArgument(f"options.{where}", err["msg"]) from None
 
-    def load_kwargs(self) -> dict:
-        """Keyword arguments for llama_cpp.Llama (ggml type ids resolved by the caller)."""
-        return {
-            "n_ctx": self.n_ctx,
-            "n_gpu_layers": self.n_gpu_layers,
-            "n_batch": self.n_batch,
-            "n_ubatch": self.n_batch,
-            "n_threads": self.n_threads,
-            "n_threads_batch": self.n_threads_batch or self.n_threads,
-            "use_mlock": self.use_mlock,
-            "use_mmap": self.use_mmap,
-            "flash_attn": self.flash_attn,
-        }
 
 
 class LlamaCppSettings(ServiceSettings):
@@ -100,5 +110,9 @@ class LlamaCppSettings(ServiceSettings):
         default_factory=list,
         description="Folders LoadModel may read GGUF files from, besides FORGEWAY_HOME/models.",
     )
-    warmup: bool = Field(True, description="Decode a token with every slot after loading, before serving.")
-    verbose: bool = Field(False, description="Let llama.cpp log to stderr.")
+    server_binary: Path | None = Field(
+        None, description="The llama-server to run (default: FORGEWAY_LLAMA_SERVER, else the one `make venv` built "
+                          "into the virtualenv's bin, else PATH). Point it at a CUDA or Metal build to offload.")
+    warmup: bool = Field(True, description="Let llama-server run a warm-up decode after loading, before serving.")
+    verbose: bool = Field(False, description="llama-server logs every request (its output goes to "
+                                             "FORGEWAY_HOME/logs/llama-server-NAME.log either way).")

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import InvalidArgument, NotFound
+from .errors import InvalidArgument, NotFound, PermissionDenied
 from .generation import Task
 
 METADATA_FILE = "forgeway.json"
@@ -76,6 +77,39 @@ def read_entry(name: str, path: Path) -> StoredModel:
     )
 
 
+def confine(path: str | Path, roots: Iterable[Path], field: str) -> Path:
+    """`path` resolved (links followed), if it lies under one of `roots`; else PERMISSION_DENIED naming `field`.
+
+    The one check behind "model and dataset paths confined to allowed roots": every service calls it.
+    """
+    resolved = Path(path).expanduser().resolve()
+    allowed = [Path(root).expanduser().resolve() for root in roots]
+    if any(resolved.is_relative_to(root) for root in allowed):
+        return resolved
+    raise PermissionDenied(f"{field}: {path} is outside the allowed roots ({', '.join(map(str, allowed))})",
+                           metadata={"field": field})
+
+
+@dataclass(frozen=True)
+class StoreStamp:
+    """What ModelStore.stamp saw: (path, (inode, mtime ns, links, size) or None) for each path it looked at."""
+
+    stats: tuple[tuple[str, tuple[int, int, int, int] | None], ...]
+
+    @property
+    def newest_change(self) -> int:
+        """The latest mtime it holds, in ns since the epoch (0 when nothing exists)."""
+        return max((stat[1] for _, stat in self.stats if stat is not None), default=0)
+
+
+def _stat(path: Path) -> tuple[int, int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_nlink, st.st_size
+
+
 def _adapter_base(path: Path) -> str | None:
     try:
         return json.loads((path / "adapter_config.json").read_text(encoding="utf-8")).get("base_model_name_or_path")
@@ -113,6 +147,16 @@ class ModelStore:
         if not self.root.is_dir():
             return []
         return [read_entry(p.name, p) for p in sorted(self.root.iterdir()) if p.is_dir() and NAME.match(p.name)]
+
+    def stamp(self, names: Iterable[str] = ()) -> StoreStamp:
+        """A token that changes when an entry is published, replaced or removed (the root folder's inode, mtime and
+        link count) or when one of `names` changes (its folder, its metadata file): stats only, no listing, no reads.
+
+        Publishing renames a folder into the root, so a new entry always moves the root's mtime; a replaced entry
+        is a new folder (a new inode) under the old name.
+        """
+        paths = [self.root, *(p for n in names for p in (self.root / n, self.root / n / METADATA_FILE))]
+        return StoreStamp(tuple((str(p), _stat(p)) for p in paths))
 
     def metadata(self, name: str) -> dict:
         """Provenance of a stored model; legacy metadata with no provider reads as "huggingface"."""

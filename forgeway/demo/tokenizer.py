@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 from importlib import resources
-from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
-from forgeway.testing.chat_template import CHAT_TEMPLATE, ENDOFTEXT, IM_END, SPECIAL_TOKENS
+from forgeway.demo.chat_template import CHAT_TEMPLATE, ENDOFTEXT, IM_END, SPECIAL_TOKENS
 
 VOCAB_SIZE = 1024
 
 
 def corpus_text() -> str:
     """The English corpus shipped with the package."""
-    return resources.files("forgeway.testing").joinpath("data/corpus.txt").read_text(encoding="utf-8")
+    return resources.files("forgeway.demo").joinpath("data/corpus.txt").read_text(encoding="utf-8")
 
 
 def train_tokenizer(vocab_size: int = VOCAB_SIZE) -> PreTrainedTokenizerFast:
@@ -46,10 +45,3 @@ def train_tokenizer(vocab_size: int = VOCAB_SIZE) -> PreTrainedTokenizerFast:
     )
     return tokenizer
 
-
-def build_tokenizer(out_dir: str | Path, vocab_size: int = VOCAB_SIZE) -> Path:
-    """Train the tokenizer and save it with ``save_pretrained``; returns ``out_dir``."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    train_tokenizer(vocab_size=vocab_size).save_pretrained(out)
-    return out

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import torch
 
-from forgeway.testing.chat_template import ENDOFTEXT
-from forgeway.testing.gguf_export import build_tiny_gguf
-from forgeway.testing.llama import LlamaShape, init_llama, save_model
-from forgeway.testing.tokenizer import corpus_text, train_tokenizer
+from forgeway.demo.chat_template import ENDOFTEXT
+from forgeway.demo.llama import LlamaShape, init_llama, save_model
+from forgeway.demo.tokenizer import corpus_text, train_tokenizer
+from forgeway.services.llamacpp.export import export_gguf
 
 DEMO = LlamaShape(
     hidden_size=192,
@@ -63,7 +63,7 @@ def build_demo_model(
     shutil.rmtree(staging, ignore_errors=True)
     try:
         save_model(model, tokenizer, staging)
-        build_tiny_gguf(staging, staging / GGUF_NAME, dtype="f32")
+        export_gguf(staging, staging / GGUF_NAME, "f32", name=out.name)
         _write_store_metadata(staging, out.name, stats)
         out.mkdir(parents=True, exist_ok=True)
         for path in sorted(staging.iterdir()):
@@ -140,14 +140,14 @@ def _write_store_metadata(folder: Path, name: str, stats: dict) -> None:
     metadata = {
         "name": name,
         "format": "merged",
-        "provider": "forgeway.testing",
-        "backend": "forgeway.testing",
+        "provider": "forgeway.demo",
+        "backend": "forgeway.demo",
         "task": "text-generation",
         "pipeline_task": "text-generation",
         "model_class": "AutoModelForCausalLM",
         "base_model": None,
         "method": "pretrain",
-        "dataset": {"name": "forgeway/testing/data/corpus.txt", "sha256": hashlib.sha256(corpus).hexdigest()},
+        "dataset": {"name": "forgeway/demo/data/corpus.txt", "sha256": hashlib.sha256(corpus).hexdigest()},
         "dataset_sha256": hashlib.sha256(corpus).hexdigest(),
         "metrics": {"train_loss": stats["loss"], "steps": stats["steps"]},
         "chat": True,

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import psutil
 
+from forgeway.v1 import capabilities_pb2
+
 GIB = 1024**3
 
 # ModelForge's hardware classes: (profile, advice), by accelerator memory.
@@ -70,3 +72,7 @@ def installed_versions(distributions: Iterable[str]) -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             continue
     return versions
+
+
+def hardware_to_proto(hw: Hardware) -> capabilities_pb2.Hardware:
+    return capabilities_pb2.Hardware(**hw.__dict__)

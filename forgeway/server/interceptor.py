@@ -12,7 +12,7 @@ import grpc
 from grpc_status import rpc_status
 
 from . import metrics
-from .errors import ForgewayError, Internal, Unavailable
+from forgeway.core.errors import ForgewayError, Internal, Unavailable
 from .logs import REQUEST_ID
 
 log = logging.getLogger("forgeway.rpc")

@@ -1,0 +1,1 @@
+"""The domain core: errors and their one table, generation types, enum tables, model store, capabilities. No transport."""

@@ -1,0 +1,1 @@
+"""What runs any Forgeway gRPC service: serve, interceptor, health, metrics, logs, settings, the backend registry."""

@@ -1,0 +1,137 @@
+"""The contract's generation request in llama-server's native terms, and its answers back as deltas and choices.
+
+A prompt goes to `/completion` (llama.cpp's own API: stop type, token probabilities); messages go to
+`/v1/chat/completions`, where llama-server applies the GGUF's chat template with its end-of-turn stops.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from forgeway.core.errors import InvalidArgument, ResourceExhausted, Unavailable
+from forgeway.core.generation import Completion, Delta, FinishReason, GenerationRequest, TokenLogprob
+
+from .settings import ModelConfig
+
+# /completion's stop_type -> the contract's finish reason
+STOP_TYPES = {"eos": FinishReason.STOP, "word": FinishReason.STOP_SEQUENCE, "limit": FinishReason.LENGTH}
+
+
+def sampling(request: GenerationRequest, config: ModelConfig, choice: int) -> dict:
+    """llama-server's sampling fields: the request's, else the model's defaults (greedy unless configured)."""
+    s = request.sampling
+    seed = s.seed if s.seed is not None else config.seed
+    body = {
+        "temperature": config.temperature if s.temperature is None else s.temperature,
+        "top_p": config.top_p if s.top_p is None else s.top_p,
+        "top_k": config.top_k if s.top_k is None else s.top_k,
+        "min_p": config.min_p if s.min_p is None else s.min_p,
+        "repeat_penalty": config.repeat_penalty if s.repetition_penalty is None else s.repetition_penalty,
+        "presence_penalty": s.presence_penalty or 0.0,
+        "frequency_penalty": s.frequency_penalty or 0.0,
+        "seed": (seed + choice) & 0xFFFFFFFF if seed >= 0 else -1,
+        "cache_prompt": True,
+    }
+    if request.grammar is not None:
+        body["grammar"] = request.grammar
+    elif request.json_schema is not None:
+        body["json_schema"] = request.json_schema
+    elif request.json_object:
+        body["json_schema"] = {"type": "object"}
+    return body
+
+
+def completion_body(request: GenerationRequest, config: ModelConfig, prompt: str | list[int], max_tokens: int,
+                    choice: int) -> dict:
+    body = {"prompt": prompt, "n_predict": max_tokens, "stream": True, "stop": list(request.sampling.stop),
+            **sampling(request, config, choice)}
+    if request.logprobs:
+        body["n_probs"] = max(request.top_logprobs, 1)
+    return body
+
+
+def chat_body(request: GenerationRequest, config: ModelConfig, max_tokens: int, choice: int) -> dict:
+    """Stop sequences are not sent: the service finds them itself, so it can tell them from the end of a turn."""
+    body = {"messages": [{"role": m.role, "content": m.content} for m in request.messages], "max_tokens": max_tokens,
+            "stream": True, "stream_options": {"include_usage": True}, **sampling(request, config, choice)}
+    if request.logprobs:
+        body["logprobs"] = True
+        body["top_logprobs"] = request.top_logprobs
+    return body
+
+
+@dataclass
+class ChoiceState:
+    """What one choice has produced so far."""
+
+    index: int
+    text: str = ""
+    sent: int = 0
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+    pending: list[TokenLogprob] = field(default_factory=list)
+    tokens: int = 0
+    prompt_tokens: int = 0
+    reason: FinishReason | None = None
+    on_token: Callable[[], None] = lambda: None  # counts generated tokens as they arrive (metrics)
+
+    def generated(self) -> None:
+        self.tokens += 1
+        self.on_token()
+
+    def delta(self, end: int) -> Delta | None:
+        if end <= self.sent and not self.pending:
+            return None
+        out = Delta(self.index, self.text[self.sent:end], self.pending)
+        self.sent, self.pending = max(end, self.sent), []
+        return out
+
+    def completion(self) -> Completion:
+        return Completion(self.index, self.text, self.reason or FinishReason.LENGTH, logprobs=self.logprobs,
+                          completion_tokens=self.tokens)
+
+
+def token_logprob(entry: dict, top: int) -> TokenLogprob:
+    """One entry of llama-server's token probabilities (native `probs` or OpenAI `logprobs.content`)."""
+    def piece(item: dict) -> tuple[str, bytes, float]:
+        raw = bytes(item.get("bytes") or item.get("token", "").encode())
+        return item.get("token", ""), raw, float(item.get("logprob", 0.0))
+
+    token, raw, logprob = piece(entry)
+    alternatives = [piece(t) for t in entry.get("top_logprobs") or []][:top]
+    return TokenLogprob(token, raw, logprob, alternatives)
+
+
+def sse_data(line: str) -> dict | None:
+    """The JSON of one server-sent event line; None for comments, blank lines and [DONE]."""
+    if not line.startswith("data:"):
+        return None
+    data = line[5:].strip()
+    if not data or data == "[DONE]":
+        return None
+    return json.loads(data)
+
+
+def error_of(status: int, body: bytes, request: GenerationRequest) -> Exception:
+    """llama-server's error answer as the table's error, naming the request field it is about."""
+    try:
+        message = json.loads(body)["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        message = body.decode("utf-8", "replace")[:500] or f"HTTP {status}"
+    if status == 503:
+        return Unavailable(f"llama-server: {message}", retry_after=1.0)
+    if status == 429:
+        return ResourceExhausted(f"llama-server: {message}", retry_after=1.0)
+    if status == 400:
+        lowered = message.lower()
+        if "grammar" in lowered or "schema" in lowered:
+            where = ("structured_output.grammar" if request.grammar is not None else
+                     "structured_output.json_schema" if request.json_schema is not None else "structured_output")
+            return InvalidArgument(where, message)
+        if "context" in lowered:
+            return InvalidArgument("messages" if request.messages else "prompt", message)
+        if "template" in lowered:
+            return InvalidArgument("messages", message)
+        return InvalidArgument("prompt", message)
+    return Unavailable(f"llama-server answered HTTP {status}: {message}", retry_after=1.0)
