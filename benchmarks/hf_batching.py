@@ -28,7 +28,7 @@ import torch  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
 from forgeway.testing import wait_serving  # noqa: E402
-from forgeway.up import free_port  # noqa: E402
+from forgeway.server.ports import free_port  # noqa: E402
 from forgeway.v1 import backend_pb2_grpc, generate_pb2  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "hf_batching.json"

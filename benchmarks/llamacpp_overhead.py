@@ -1,17 +1,16 @@
-"""Tokens/s and time to first token through the llama.cpp service versus llama-cpp-python in-process and its server.
+"""Completion tokens/s of the llama.cpp service under load versus llama.cpp's own llama-server alone, and the prompt
+cache's time to first token.
 
-Three ways to run the same GGUF, greedy, same prompts, same thread count, in one run on one machine:
-  in-process   llama-cpp-python in a child process of its own that does nothing else: Llama.generate's token
-               loop (the baseline of every ratio) and Llama.create_completion(stream=True); concurrency 4 is four
-               threads sharing the one Llama behind a lock, since a context serves one sequence at a time
-  forgeway     `forgeway serve llamacpp` as its own process, over gRPC on loopback: Generate and GenerateStream
-  llama_cpp.server  llama-cpp-python's OpenAI-compatible server as its own process, /v1/completions over HTTP
-Configurations run in interleaved rounds (load from elsewhere hits all alike); medians are reported with their
-spread. Prints ratios against in-process and writes benchmarks/results/llamacpp_overhead.json (-tiny.json for
---shape tiny). No process of the benchmark imports torch: the model is built in a child process.
+Three ways to the same GGUF, greedy, the same prompts, the same threads and slots, in one run on one machine:
+  llama-server   llama.cpp's own server alone (the baseline of every ratio), its native /completion over HTTP
+  grpc           `forgeway serve llamacpp` (which runs that same llama-server as its child) over gRPC Generate
+  shim           `forgeway serve gateway` in front of it, the OpenAI API's /v1/completions over HTTP
+Each round runs every contender at every concurrency (interleaved, so load from elsewhere hits all alike); medians
+are reported with their spread, and each ratio is the median of the rounds' ratios to llama-server in that round. Then the prompt cache: time to first token of a request sharing a 1,000-token prefix
+with the one before it, against the first's. Writes benchmarks/results/llamacpp_overhead.json.
 
-    .venv/bin/python benchmarks/llamacpp_overhead.py [--gguf PATH | --shape small|tiny] [--requests 4]
-        [--rounds 3] [--max-tokens 128] [--threads 1]
+    .venv/bin/python benchmarks/llamacpp_overhead.py [--shape small|tiny] [--prompts 32] [--max-tokens 64]
+        [--rounds 3] [--threads 2] [--concurrency 1 16]
 """
 
 from __future__ import annotations
@@ -30,15 +29,18 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import grpc  # noqa: E402
 import httpx  # noqa: E402
-import llama_cpp  # noqa: E402
 
-from forgeway.testing import wait_serving  # noqa: E402
-from forgeway.up import free_port  # noqa: E402
-
-from llamacpp_contenders import N_CTX, InProcessWorker, forgeway, llama_cpp_server, worker_main  # noqa: E402
+from forgeway.core.generation import GenerationRequest  # noqa: E402
+from forgeway.services.llamacpp.llama_server import command, find_binary  # noqa: E402
+from forgeway.services.llamacpp.native import completion_body  # noqa: E402
+from forgeway.services.llamacpp.settings import ModelConfig  # noqa: E402
+from forgeway.testing import free_port, wait_serving  # noqa: E402
+from forgeway.v1 import backend_pb2_grpc, generate_pb2  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "llamacpp_overhead.json"
+N_CTX = 2048
 WORDS = ("river", "mill", "bridge", "harbour", "gull", "net", "boat", "stone", "market", "lantern", "forest",
          "window", "garden", "letter", "train", "winter", "candle", "valley", "tower", "island")
 
@@ -49,39 +51,38 @@ def prompts(count: int) -> list[str]:
 
 
 def build_gguf(shape: str, folder: Path) -> Path:
-    """A random-weight Llama GGUF: 'small' (8 layers, 512 wide, ~26M parameters) or 'tiny' (the 2-layer test model).
-
-    Built in a child process, so that no process of the benchmark imports torch (it slows llama.cpp down here)."""
+    """A random-weight Llama GGUF (f16): 'small' (8 layers, 512 wide, ~24M parameters) or 'tiny' (2 layers).
+    Built in a child process, so no process of the benchmark imports torch."""
     code = f"""
 from pathlib import Path
 from forgeway.services.llamacpp.export import export_gguf
 from forgeway.demo.llama import LlamaShape, init_llama, save_model
 from forgeway.demo.tokenizer import train_tokenizer
-from forgeway.testing.llama import TINY
-size = TINY if {shape!r} == "tiny" else LlamaShape(hidden_size=512, intermediate_size=1536, num_hidden_layers=8,
-                                                 num_attention_heads=8, num_key_value_heads=4)
+size = LlamaShape(max_position_embeddings={N_CTX}) if {shape!r} == "tiny" else LlamaShape(
+    hidden_size=512, intermediate_size=1536, num_hidden_layers=8, num_attention_heads=8, num_key_value_heads=4,
+    max_position_embeddings={N_CTX})
 tokenizer = train_tokenizer()
 model_dir = save_model(init_llama(tokenizer, size, seed=0), tokenizer, Path({str(folder)!r}) / {shape!r})
-export_gguf(model_dir, Path({str(folder)!r}) / "{shape}.gguf", "f32")
+export_gguf(model_dir, Path({str(folder)!r}) / "{shape}.gguf", "f16")
 """
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
     return folder / f"{shape}.gguf"
 
 
-def serve(command: list[str], log: Path) -> subprocess.Popen:
-    return subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+def start(cmd: list[str], log: Path, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
 
 
-def wait_http(base: str, timeout: float = 120) -> None:
+def wait_http(url: str, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            if httpx.get(base + "/v1/models", timeout=2).status_code == 200:
+            if httpx.get(url, timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.2)
-    raise TimeoutError(f"{base} not serving")
+    raise TimeoutError(f"{url} not serving")
 
 
 def stop(process: subprocess.Popen) -> None:
@@ -90,6 +91,97 @@ def stop(process: subprocess.Popen) -> None:
         process.wait(timeout=20)
     except subprocess.TimeoutExpired:
         process.kill()
+
+
+async def load(texts: list[str], concurrency: int, one) -> dict:
+    """Every text through `one` (text -> completion tokens) by `concurrency` workers; tokens/s over the wall time."""
+    queue = list(texts)
+    total = 0
+
+    async def worker():
+        nonlocal total
+        while queue:
+            tokens = await one(queue.pop())  # not `total += await ...`: that reads total before the await
+            total += tokens
+
+    start_at = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    seconds = time.perf_counter() - start_at
+    return {"tokens": total, "seconds": round(seconds, 4), "tokens_per_s": round(total / seconds, 1)}
+
+
+class Contenders:
+    """The three ways in, each a coroutine factory: text -> completion tokens."""
+
+    def __init__(self, server_url: str, grpc_address: str, shim_url: str, max_tokens: int, config: ModelConfig):
+        self.max_tokens, self.config = max_tokens, config
+        limits = httpx.Limits(max_connections=64, max_keepalive_connections=64, keepalive_expiry=2.0)
+        self.server = httpx.AsyncClient(base_url=server_url, timeout=300, limits=limits)
+        self.shim = httpx.AsyncClient(base_url=shim_url, timeout=300, limits=limits)
+        self.channel = grpc.aio.insecure_channel(grpc_address)
+        self.stub = backend_pb2_grpc.BackendServiceStub(self.channel)
+
+    async def llama_server(self, text: str) -> int:
+        """The very body the service sends its llama-server for the same request: only the way in differs."""
+        request = GenerationRequest.from_proto(generate_pb2.GenerateRequest(
+            model="bench", prompt=text, sampling=generate_pb2.SamplingParams(max_tokens=self.max_tokens)))
+        body = {**completion_body(request, self.config, text, self.max_tokens, 0), "stream": False}
+        reply = await self.server.post("/completion", json=body)
+        return reply.json()["tokens_predicted"]
+
+    async def grpc(self, text: str) -> int:
+        reply = await self.stub.Generate(generate_pb2.GenerateRequest(
+            model="bench", prompt=text, sampling=generate_pb2.SamplingParams(max_tokens=self.max_tokens)), timeout=300)
+        return reply.usage.completion_tokens
+
+    async def shim_http(self, text: str) -> int:
+        reply = await self.shim.post("/v1/completions", json={"model": "bench", "prompt": text,
+                                                             "max_tokens": self.max_tokens, "temperature": 0})
+        return reply.json()["usage"]["completion_tokens"]
+
+    async def close(self) -> None:
+        await self.server.aclose()
+        await self.shim.aclose()
+        await self.channel.close()
+
+
+async def ttft_grpc(stub, text: str) -> float:
+    """Time to the first streamed text; the stream is read to its end, so the next request finds the slot free."""
+    start_at, first = time.perf_counter(), None
+    async for message in stub.GenerateStream(generate_pb2.GenerateRequest(
+            model="bench", prompt=text, sampling=generate_pb2.SamplingParams(max_tokens=4)), timeout=300):
+        if first is None and message.HasField("delta") and message.delta.text:
+            first = time.perf_counter()
+    return ((first or time.perf_counter()) - start_at) * 1000
+
+
+async def prompt_cache(contenders: Contenders, rounds: int) -> dict:
+    """TTFT of a prompt of ~1,000 tokens, then of another sharing all but its last words, through the service."""
+    firsts, seconds = [], []
+    for r in range(rounds):
+        prefix = " ".join(f"{WORDS[(i * 3 + r) % len(WORDS)]} {i + r * 1000}" for i in range(135))
+        firsts.append(await ttft_grpc(contenders.stub, prefix + " and so the first question ends"))
+        seconds.append(await ttft_grpc(contenders.stub, prefix + " while the second one differs"))
+    first, second = statistics.median(firsts), statistics.median(seconds)
+    return {"first_ttft_ms": round(first, 2), "second_ttft_ms": round(second, 2), "ratio": round(second / first, 3)}
+
+
+async def measure(contenders: Contenders, texts: list[str], rounds: int, levels: list[int]) -> dict[str, list[dict]]:
+    ways = {"llama-server": contenders.llama_server, "grpc": contenders.grpc, "shim": contenders.shim_http}
+    for one in ways.values():  # warm every path once
+        await load(texts[:2], 2, one)
+    runs: dict[str, list[dict]] = {}
+    for _ in range(rounds):
+        for c in levels:
+            for name, one in ways.items():
+                runs.setdefault(f"{name} c={c}", []).append(await load(texts, c, one))
+    return runs
+
+
+def median_row(results: list[dict]) -> dict:
+    speeds = sorted(r["tokens_per_s"] for r in results)
+    return {"tokens_per_s": round(statistics.median(speeds), 1), "min": speeds[0], "max": speeds[-1],
+            "tokens": results[0]["tokens"], "runs": len(results)}
 
 
 def cpu_model() -> str:
@@ -104,91 +196,77 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gguf", type=Path, help="GGUF to serve (default: build a random one of --shape)")
     parser.add_argument("--shape", choices=["small", "tiny"], default="small")
-    parser.add_argument("--requests", type=int, default=4, help="requests per configuration and round")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds over every configuration; medians reported")
-    parser.add_argument("--max-tokens", type=int, default=128)
-    parser.add_argument("--threads", type=int, default=1, help="llama.cpp threads, everywhere")
-    parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)  # the in-process baseline's child process
+    parser.add_argument("--prompts", type=int, default=32)
+    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2, help="llama.cpp threads, on both sides")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
     args = parser.parse_args(argv)
-    if args.worker:
-        return worker_main(args.worker, args.threads)
-    texts = prompts(args.requests)
-    runs: dict[str, list[dict]] = {}
+    slots = max(args.concurrency)
+    texts = prompts(args.prompts)
     with tempfile.TemporaryDirectory(prefix="forgeway-bench-") as tmp:
         tmp = Path(tmp)
         gguf = args.gguf or build_gguf(args.shape, tmp)
-        fw_port, lcs_port = free_port("127.0.0.1"), free_port("127.0.0.1")
-        models = [{"name": "bench", "source": str(gguf), "n_ctx": N_CTX, "n_threads": args.threads, "max_queue": 64}]
-        ours = serve([sys.executable, "-m", "forgeway.cli", "serve", "llamacpp", "--port", str(fw_port),
-                      "--metrics-port", "-1", "--home", str(tmp), "--models", json.dumps(models)], tmp / "fw.log")
-        theirs = serve([sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--n_ctx", str(N_CTX),
-                        "--n_threads", str(args.threads), "--n_threads_batch", str(args.threads),
-                        "--interrupt_requests", "false", "--host", "127.0.0.1", "--port", str(lcs_port)],
-                       tmp / "lcs.log")
-        baseline_worker = InProcessWorker(gguf, args.threads)
-        vocab = llama_cpp.Llama(str(gguf), vocab_only=True, verbose=False)
+        config = {"name": "bench", "source": str(gguf), "n_ctx": N_CTX, "n_threads": args.threads,
+                  "instances": slots, "max_queue": 256}
+        server_port, service_port, gateway_port, http_port = (free_port("127.0.0.1") for _ in range(4))
+        # llama-server alone, with the very flags the service gives its child
+        alone = start(command(find_binary(None), ModelConfig(**config), gguf, server_port), tmp / "alone.log")
+        service = start([sys.executable, "-m", "forgeway.cli", "serve", "llamacpp", "--port", str(service_port),
+                         "--metrics-port", "-1", "--home", str(tmp / "home"), "--models", json.dumps([config])],
+                        tmp / "service.log")
+        gateway = start([sys.executable, "-m", "forgeway.cli", "serve", "gateway", "--port", str(gateway_port),
+                         "--http-port", str(http_port), "--metrics-port", "-1", "--home", str(tmp / "home")],
+                        tmp / "gateway.log", {"FORGEWAY_BACKENDS": json.dumps({"llamacpp": f"127.0.0.1:{service_port}"})})
         try:
-            address, base = f"127.0.0.1:{fw_port}", f"http://127.0.0.1:{lcs_port}"
-            wait_serving(address, 120, ours, tmp / "fw.log")
-            try:
-                wait_http(base)
-            except TimeoutError:
-                print("llama_cpp.server did not start (needs llama-cpp-python[server]: sse-starlette, "
-                      f"starlette-context): {(tmp / 'lcs.log').read_text()[-400:]}", file=sys.stderr)
-                base = ""
-            tokenize = lambda text: vocab.tokenize(text.encode(), add_bos=False)  # noqa: E731
-            configs = {}
-            for c in (1, 4):
-                for api in ("tokens", "completion"):
-                    configs[f"in-process {api} c={c}"] = lambda c=c, api=api: baseline_worker.run(
-                        texts, args.max_tokens, c, api)
-                for streaming, kind in ((True, "stream"), (False, "unary")):
-                    configs[f"forgeway {kind} c={c}"] = lambda c=c, s=streaming: asyncio.run(
-                        forgeway(address, texts, args.max_tokens, c, s))
-                    if base:
-                        configs[f"llama_cpp.server {kind} c={c}"] = lambda c=c, s=streaming: llama_cpp_server(
-                            base, tokenize, texts, args.max_tokens, c, s)
-            for _ in range(args.rounds):  # interleaved, so load from elsewhere hits every configuration alike
-                for name, run in configs.items():
-                    runs.setdefault(name, []).append(run())
+            wait_http(f"http://127.0.0.1:{server_port}/health")
+            wait_serving(f"127.0.0.1:{service_port}", 120, service, tmp / "service.log")
+            wait_serving(f"127.0.0.1:{gateway_port}", 120, gateway, tmp / "gateway.log")
+            wait_http(f"http://127.0.0.1:{http_port}/readyz")
+
+            async def run():
+                contenders = Contenders(f"http://127.0.0.1:{server_port}", f"127.0.0.1:{service_port}",
+                                        f"http://127.0.0.1:{http_port}", args.max_tokens, ModelConfig(**config))
+                try:
+                    runs = await measure(contenders, texts, args.rounds, args.concurrency)
+                    cache = await prompt_cache(contenders, args.rounds)
+                finally:
+                    await contenders.close()
+                return runs, cache
+
+            runs, cache = asyncio.run(run())
         finally:
-            baseline_worker.close()
-            stop(ours)
-            stop(theirs)
+            for process in (gateway, service, alone):
+                stop(process)
 
     rows = {name: median_row(results) for name, results in runs.items()}
-    baseline = rows["in-process tokens c=1"]["tokens_per_s"]
-    print(f"{'configuration':32} {'tokens/s':>9} {'min..max':>15} {'vs in-process':>14} {'TTFT ms':>8}")
-    for name, row in sorted(rows.items(), key=lambda kv: (kv[0].split()[-1], kv[0])):
-        row["ratio_vs_in_process"] = round(row["tokens_per_s"] / baseline, 3)
-        ttft = "" if row["ttft_ms"] is None else f"{row['ttft_ms']:.2f}"
-        spread = f"{row['tokens_per_s_min']:.0f}..{row['tokens_per_s_max']:.0f}"
-        print(f"{name:32} {row['tokens_per_s']:9.1f} {spread:>15} {row['ratio_vs_in_process']:14.3f} {ttft:>8}")
-    ours_tps, server = rows["forgeway stream c=1"]["tokens_per_s"], rows.get("llama_cpp.server stream c=1")
-    verdict = {"stream_vs_in_process": round(ours_tps / baseline, 3),
-               "stream_vs_llama_cpp_server": round(ours_tps / server["tokens_per_s"], 3) if server else None}
-    print(f"streaming through forgeway: {verdict['stream_vs_in_process']:.3f}x in-process (target >= 0.95), "
-          f"{verdict['stream_vs_llama_cpp_server']}x llama_cpp.server (target >= 1)")
+    verdict = {}
+    print(f"{'configuration':22} {'tokens/s':>9} {'min..max':>13} {'vs llama-server':>16}")
+    for c in args.concurrency:
+        bases = [r["tokens_per_s"] for r in runs[f"llama-server c={c}"]]
+        for way in ("llama-server", "grpc", "shim"):
+            row = rows[f"{way} c={c}"]
+            # the median of each round's ratio to llama-server in that round: drift between rounds cancels out
+            row["ratio"] = round(statistics.median(
+                r["tokens_per_s"] / b for r, b in zip(runs[f"{way} c={c}"], bases, strict=True)), 3)
+            verdict[f"{way} c={c}"] = row["ratio"]
+            print(f"{way + ' c=' + str(c):22} {row['tokens_per_s']:9.1f} {row['min']:6.0f}..{row['max']:<6.0f} "
+                  f"{row['ratio']:16.3f}")
+    print(f"prompt cache: TTFT {cache['first_ttft_ms']:.1f} ms, then {cache['second_ttft_ms']:.1f} ms sharing the "
+          f"prefix ({cache['ratio']:.3f}x; target <= 0.3)")
+    print("targets: grpc >= 0.95x and shim >= 0.9x llama-server at every concurrency")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
     out = RESULTS if args.gguf or args.shape == "small" else RESULTS.with_name(f"llamacpp_overhead-{args.shape}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
         "benchmark": "llamacpp_overhead", "date": time.strftime("%Y-%m-%d"),
         "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "load_average": os.getloadavg(),
-                    "python": platform.python_version(), "llama_cpp_python": llama_cpp.__version__},
-        "model": str(args.gguf) if args.gguf else f"random {args.shape} Llama (f32 GGUF)",
-        "requests": args.requests, "rounds": args.rounds, "max_tokens": args.max_tokens, "threads": args.threads,
-        "results": rows, "verdict": verdict,
+                    "python": platform.python_version()},
+        "model": str(args.gguf) if args.gguf else f"random {args.shape} Llama (f16 GGUF)",
+        "prompts": args.prompts, "max_tokens": args.max_tokens, "rounds": args.rounds, "threads": args.threads,
+        "slots": slots, "results": rows, "prompt_cache": cache, "verdict": verdict,
     }, indent=2) + "\n")
     print(f"wrote {out}")
     return 0
-
-
-def median_row(results: list[dict]) -> dict:
-    speeds = sorted(r["tokens_per_s"] for r in results)
-    ttfts = [r["ttft_ms"] for r in results if r["ttft_ms"] is not None]
-    return {"tokens_per_s": round(statistics.median(speeds), 1), "tokens_per_s_min": speeds[0],
-            "tokens_per_s_max": speeds[-1], "ttft_ms": round(statistics.median(ttfts), 2) if ttfts else None,
-            "tokens": sum(r["tokens"] for r in results), "runs": len(results)}
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ from google.protobuf import struct_pb2  # noqa: E402
 
 from forgeway.testing import wait_serving  # noqa: E402
 from forgeway.services.unsloth import environment  # noqa: E402
-from forgeway.up import free_port  # noqa: E402
+from forgeway.server.ports import free_port  # noqa: E402
 from forgeway.v1 import backend_pb2_grpc, capabilities_pb2, common_pb2, train_pb2  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"

@@ -6,7 +6,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -20,6 +19,7 @@ from typing import Annotated, Any, TextIO
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from forgeway.server.ports import free_port
 from forgeway.v1 import backend_pb2_grpc, capabilities_pb2
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, CliApp, NoDecode, SettingsConfigDict
@@ -244,13 +244,6 @@ def describe_exit(code: int) -> str:
         except ValueError:
             return f"killed by signal {-code}"
     return f"exit code {code}"
-
-
-def free_port(host: str) -> int:
-    """A port the OS reports free now (another process may still take it before the service binds)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
 
 
 def plan_stack(settings: StackSettings) -> list[ServiceSpec]:

@@ -14,7 +14,7 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 @pytest.fixture
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 now (for processes that must be told their port up front)."""
-    from forgeway.up import free_port as free_port_on
+    from forgeway.server.ports import free_port as free_port_on
 
     return free_port_on("127.0.0.1")
 

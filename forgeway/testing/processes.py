@@ -15,7 +15,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from forgeway.up import free_port
+from forgeway.server.ports import free_port
 
 __all__ = ["ServiceProcess", "echo_process", "free_port", "one_line_error", "run_cli", "start_echoes",
            "wait_serving"]

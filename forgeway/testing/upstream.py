@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from forgeway.up import free_port
+from forgeway.server.ports import free_port
 
 # How the proxy must be configured for llama-cpp-python's server: it ignores n and stream usage, takes a JSON
 # schema inside a json_object response_format, and takes top_k, min_p, repeat_penalty and grammar as body fields.

@@ -181,8 +181,7 @@ class LlamaCppEngine(InferenceEngine):
 
     # -- generation ------------------------------------------------------------------------------------------------
 
-    async def generate(self, request: GenerationRequest, info: ModelInfo) -> AsyncIterator[Delta | GenerationResult]:
-        start = time.perf_counter()
+    def _admitted(self, request: GenerationRequest, info: ModelInfo) -> ServedModel:
         served = self.loaded.get(info.name)
         if served is None:
             raise NotFound("model", info.name, list(self.loaded))
@@ -192,6 +191,56 @@ class LlamaCppEngine(InferenceEngine):
         if served.requests + request.n > limit:
             raise ResourceExhausted(f"model {served.name!r} has {served.requests} requests in flight or queued "
                                     f"(limit {limit})", retry_after=0.5, reason="QUEUE_FULL")
+        return served
+
+    def _result(self, served: ServedModel, states: list[native.ChoiceState], prompt_tokens: int, start: float,
+                first_token: float) -> GenerationResult:
+        end = time.perf_counter()
+        prompt_tokens = prompt_tokens or max(s.prompt_tokens for s in states)
+        metrics.TOKENS.labels(self.kind, served.name, "prompt").inc(prompt_tokens)
+        return GenerationResult(
+            model=served.name, choices=[s.completion() for s in states], prompt_tokens=prompt_tokens,
+            queue_ms=0.0, time_to_first_token_ms=(first_token - start) * 1000 if first_token else 0.0,
+            total_ms=(end - start) * 1000, served_by=f"{self.kind}/{self.settings.instance_id}",
+        )
+
+    async def complete(self, request: GenerationRequest, info: ModelInfo) -> GenerationResult:
+        """Unary Generate: one unary call to llama-server per choice, no token stream to parse in Python (the CPU
+        it would take is the engine's, on a small machine). Chat with stop sequences streams: the service finds
+        those stops itself."""
+        if request.messages and request.sampling.stop:
+            return await super().complete(request, info)
+        start = time.perf_counter()
+        served = self._admitted(request, info)
+        prompt, prompt_tokens, max_tokens = await self._plan(served, request)
+        states = [native.ChoiceState(i) for i in range(request.n)]
+        await asyncio.gather(*(self._choice_once(served, request, s, prompt, max_tokens) for s in states))
+        metrics.TOKENS.labels(self.kind, served.name, "completion").inc(sum(s.tokens for s in states))
+        first_token = time.perf_counter() - max(s.after_first_ms for s in states) / 1000
+        return self._result(served, states, prompt_tokens, start, first_token)
+
+    async def _choice_once(self, served: ServedModel, request: GenerationRequest, state: native.ChoiceState,
+                           prompt: str | list[int], max_tokens: int) -> None:
+        client = served.server.client
+        try:
+            with served.request():
+                if request.messages:
+                    body = {**native.chat_body(request, served.config, max_tokens, state.index), "stream": False}
+                    body.pop("stream_options")
+                    native.read_chat(await _json(client, "/v1/chat/completions", body, request), state,
+                                     request.top_logprobs)
+                else:
+                    body = {**native.completion_body(request, served.config, prompt, max_tokens, state.index),
+                            "stream": False}
+                    native.read_completion(await _json(client, "/completion", body, request), state,
+                                           request.top_logprobs)
+        except httpx.TransportError as exc:
+            raise Unavailable(f"llama-server for {served.name} went away: {type(exc).__name__}",
+                              retry_after=1.0) from None
+
+    async def generate(self, request: GenerationRequest, info: ModelInfo) -> AsyncIterator[Delta | GenerationResult]:
+        start = time.perf_counter()
+        served = self._admitted(request, info)
         prompt, prompt_tokens, max_tokens = await self._plan(served, request)
         queue: asyncio.Queue = asyncio.Queue()
         counter = metrics.TOKENS.labels(self.kind, served.name, "completion")
@@ -220,20 +269,15 @@ class LlamaCppEngine(InferenceEngine):
             for task in tasks:
                 task.cancel()  # closing a choice's HTTP stream stops its slot in llama-server
             await asyncio.gather(*tasks, return_exceptions=True)
-        end = time.perf_counter()
         tokens = sum(s.tokens for s in states)
         counter.inc(max(0, tokens - counted[0]))  # llama-server's own count, for tokens that came merged
-        prompt_tokens = prompt_tokens or max(s.prompt_tokens for s in states)
-        metrics.TOKENS.labels(self.kind, served.name, "prompt").inc(prompt_tokens)
+        result = self._result(served, states, prompt_tokens, start, first_token)
         if first_token:
             metrics.TIME_TO_FIRST_TOKEN.labels(self.kind, served.name).observe(first_token - start)
             if tokens > 1:
-                metrics.TIME_PER_OUTPUT_TOKEN.labels(self.kind, served.name).observe((end - first_token) / (tokens - 1))
-        yield GenerationResult(
-            model=served.name, choices=[s.completion() for s in states], prompt_tokens=prompt_tokens,
-            queue_ms=0.0, time_to_first_token_ms=(first_token - start) * 1000 if first_token else 0.0,
-            total_ms=(end - start) * 1000, served_by=f"{self.kind}/{self.settings.instance_id}",
-        )
+                per_token = (start + result.total_ms / 1000 - first_token) / (tokens - 1)
+                metrics.TIME_PER_OUTPUT_TOKEN.labels(self.kind, served.name).observe(per_token)
+        yield result
 
     async def _plan(self, served: ServedModel, request: GenerationRequest) -> tuple[str | list[int], int, int]:
         """The prompt to send (tokens, once counted), its length (0: not counted) and the completion's limit.
@@ -243,16 +287,17 @@ class LlamaCppEngine(InferenceEngine):
         s = request.sampling
         if not s.max_tokens:
             return request.prompt or "", 0, served.config.max_tokens
+        if request.prompt is not None and len(request.prompt.encode()) + 1 + s.max_tokens <= served.n_ctx:
+            return request.prompt, 0, s.max_tokens  # no more tokens than bytes (+ BOS): it fits without counting
         field = "messages" if request.messages else "prompt"
         with served.request():
             client = served.server.client
             try:
                 text = request.prompt
                 if request.messages:
-                    text = (await _json(client.post("/apply-template", json=native.chat_body(request, served.config,
-                                                                                            1, 0)), request))["prompt"]
-                tokens = (await _json(client.post("/tokenize", json={"content": text, "add_special": True}),
-                                      request))["tokens"]
+                    body = native.chat_body(request, served.config, 1, 0)
+                    text = (await _json(client, "/apply-template", body, request))["prompt"]
+                tokens = (await _json(client, "/tokenize", {"content": text, "add_special": True}, request))["tokens"]
             except httpx.TransportError as exc:
                 raise Unavailable(f"llama-server for {served.name} is unreachable: {exc}", retry_after=1.0) from None
         room = served.n_ctx - len(tokens)
@@ -285,7 +330,7 @@ class LlamaCppEngine(InferenceEngine):
 
     async def _complete(self, served, request, state, prompt, max_tokens, queue) -> None:
         body = native.completion_body(request, served.config, prompt, max_tokens, state.index)
-        async with served.server.client.stream("POST", "/completion", json=body) as response:
+        async with _stream(served.server.client, "/completion", body) as response:
             await _check(response, request)
             async for line in response.aiter_lines():
                 data = native.sse_data(line)
@@ -311,7 +356,7 @@ class LlamaCppEngine(InferenceEngine):
     async def _chat(self, served, request, state, max_tokens, queue) -> None:
         stops = request.sampling.stop
         body = native.chat_body(request, served.config, max_tokens, state.index)
-        async with served.server.client.stream("POST", "/v1/chat/completions", json=body) as response:
+        async with _stream(served.server.client, "/v1/chat/completions", body) as response:
             await _check(response, request)
             async for line in response.aiter_lines():
                 data = native.sse_data(line)
@@ -350,8 +395,27 @@ async def _check(response: httpx.Response, request: GenerationRequest) -> None:
         raise native.error_of(response.status_code, await response.aread(), request)
 
 
-async def _json(call, request: GenerationRequest) -> dict:
-    response = await call
+async def _send(client: httpx.AsyncClient, path: str, body: dict, stream: bool) -> httpx.Response:
+    """POST, once more on a fresh connection if the server closed a kept-alive one before answering (cpp-httplib
+    ends a connection after 100 requests or 5 idle seconds): the request was not processed, so it is safe to resend."""
+    request = client.build_request("POST", path, json=body)
+    try:
+        return await client.send(request, stream=stream)
+    except httpx.RemoteProtocolError:
+        return await client.send(client.build_request("POST", path, json=body), stream=stream)
+
+
+@contextlib.asynccontextmanager
+async def _stream(client: httpx.AsyncClient, path: str, body: dict):
+    response = await _send(client, path, body, stream=True)
+    try:
+        yield response
+    finally:
+        await response.aclose()  # closing the stream early stops the slot in llama-server
+
+
+async def _json(client: httpx.AsyncClient, path: str, body: dict, request: GenerationRequest) -> dict:
+    response = await _send(client, path, body, stream=False)
     if response.status_code != 200:
         raise native.error_of(response.status_code, response.content, request)
     return response.json()

@@ -12,7 +12,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import sys
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 import httpx
 
 from forgeway.core.errors import FailedPrecondition
+from forgeway.server.ports import free_port
 
 from .settings import ModelConfig
 from .source import gguf_problem
@@ -30,6 +30,11 @@ BINARY = "llama-server"
 START_TIMEOUT_SECONDS = 120.0
 BACKOFF_MIN, BACKOFF_MAX = 0.5, 10.0
 TAIL_LINES = 40
+# The kernel kills the child when the service dies, however it dies (kill -9 included): util-linux's setpriv sets
+# the parent-death signal and execs llama-server (a preexec_fn would run Python between fork and exec, which is not
+# safe in a process with gRPC's threads).
+DIE_WITH_PARENT = ("setpriv", "--pdeathsig", "KILL", "--") if shutil.which("setpriv") else ()
+KEEPALIVE_SECONDS = 2.0  # below cpp-httplib's 5 s keep-alive timeout
 
 
 def find_binary(configured: Path | None) -> Path:
@@ -43,12 +48,6 @@ def find_binary(configured: Path | None) -> Path:
     raise FailedPrecondition(
         f"{BINARY} not found (looked at the server_binary setting, FORGEWAY_LLAMA_SERVER, {sys.prefix}/bin and PATH); "
         "`make venv` builds it from the llama.cpp source that llama-cpp-python vendors")
-
-
-def free_loopback_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def command(binary: Path, config: ModelConfig, path: Path, port: int, warmup: bool = True,
@@ -113,17 +112,20 @@ class LlamaServer:
         self._watcher = asyncio.create_task(self._watch())
 
     async def _spawn(self) -> None:
-        self.port = free_loopback_port()
+        self.port = free_port("127.0.0.1")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.process = await asyncio.create_subprocess_exec(
-            *command(self.binary, self.config, self.path, self.port, self.warmup, self.verbose), stdin=asyncio.subprocess.DEVNULL,
+            *DIE_WITH_PARENT, *command(self.binary, self.config, self.path, self.port, self.warmup, self.verbose), stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, start_new_session=True)
         self._reader = asyncio.create_task(self._read_output(self.process))
         if self.client is not None:
             await self.client.aclose()
-        # No pool limit: every caller's request is one connection, and llama-server queues beyond its slots.
+        # No pool limit: every caller's request is one connection, and llama-server queues beyond its slots. Idle
+        # connections are dropped before llama-server's HTTP library closes them (after 5 s), so none is reused as
+        # it closes.
         self.client = httpx.AsyncClient(base_url=self.url, timeout=httpx.Timeout(None, connect=5.0),
-                                        limits=httpx.Limits(max_connections=None, max_keepalive_connections=64))
+                                        limits=httpx.Limits(max_connections=None, max_keepalive_connections=64,
+                                                            keepalive_expiry=KEEPALIVE_SECONDS))
         await self._wait_healthy()
         self.available, self.failure = True, ""
         self.on_change()

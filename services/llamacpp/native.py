@@ -43,10 +43,15 @@ def sampling(request: GenerationRequest, config: ModelConfig, choice: int) -> di
     return body
 
 
+# What the service reads of a /completion answer: llama-server leaves out the rest (its settings echo, the prompt).
+COMPLETION_FIELDS = ["content", "stop", "stop_type", "tokens_predicted", "tokens_evaluated", "completion_probabilities",
+                     "timings", "error"]
+
+
 def completion_body(request: GenerationRequest, config: ModelConfig, prompt: str | list[int], max_tokens: int,
                     choice: int) -> dict:
     body = {"prompt": prompt, "n_predict": max_tokens, "stream": True, "stop": list(request.sampling.stop),
-            **sampling(request, config, choice)}
+            "response_fields": COMPLETION_FIELDS, **sampling(request, config, choice)}
     if request.logprobs:
         body["n_probs"] = max(request.top_logprobs, 1)
     return body
@@ -74,6 +79,7 @@ class ChoiceState:
     tokens: int = 0
     prompt_tokens: int = 0
     reason: FinishReason | None = None
+    after_first_ms: float = 0.0
     on_token: Callable[[], None] = lambda: None  # counts generated tokens as they arrive (metrics)
 
     def generated(self) -> None:
@@ -101,6 +107,35 @@ def token_logprob(entry: dict, top: int) -> TokenLogprob:
     token, raw, logprob = piece(entry)
     alternatives = [piece(t) for t in entry.get("top_logprobs") or []][:top]
     return TokenLogprob(token, raw, logprob, alternatives)
+
+
+def read_completion(data: dict, state: ChoiceState, top: int) -> None:
+    """A whole /completion answer into a choice."""
+    state.text = data.get("content", "")
+    state.logprobs = [token_logprob(entry, top) for entry in data.get("completion_probabilities") or ()]
+    state.tokens = int(data.get("tokens_predicted") or 0)
+    state.prompt_tokens = int(data.get("tokens_evaluated") or 0)
+    state.reason = STOP_TYPES.get(data.get("stop_type"), FinishReason.LENGTH)
+    state.after_first_ms = after_first_ms(data.get("timings") or {})
+
+
+def read_chat(data: dict, state: ChoiceState, top: int) -> None:
+    """A whole /v1/chat/completions answer (no stop sequences: those are found while streaming) into a choice."""
+    choice = data["choices"][0]
+    state.text = (choice.get("message") or {}).get("content") or ""
+    state.logprobs = [token_logprob(entry, top) for entry in (choice.get("logprobs") or {}).get("content") or ()]
+    usage = data.get("usage") or {}
+    state.tokens = int(usage.get("completion_tokens") or 0)
+    state.prompt_tokens = int(usage.get("prompt_tokens") or 0)
+    state.reason = FinishReason.LENGTH if choice.get("finish_reason") == "length" else FinishReason.STOP
+    state.after_first_ms = after_first_ms(data.get("timings") or {})
+
+
+def after_first_ms(timings: dict) -> float:
+    """From llama-server's timings: how long the tokens after the first took (a unary answer's time to first token
+    is its wall time less this)."""
+    n, ms = int(timings.get("predicted_n") or 0), float(timings.get("predicted_ms") or 0.0)
+    return ms * (n - 1) / n if n > 1 else 0.0
 
 
 def sse_data(line: str) -> dict | None:

@@ -57,6 +57,14 @@ class InferenceEngine(abc.ABC):
 
         `model` is what admit() found for the request; the engine never looks it up again."""
 
+    async def complete(self, request: GenerationRequest, model: ModelInfo) -> GenerationResult:
+        """The whole result at once (unary Generate): generate()'s last event, unless an engine does better."""
+        result = None
+        async for event in self.generate(request, model):
+            if isinstance(event, GenerationResult):
+                result = event
+        return result
+
     async def load_model(
         self, name: str, source: str, task: Task | None, quantization: str, base_model: str, options: dict[str, str]
     ) -> ModelInfo:

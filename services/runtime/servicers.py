@@ -27,11 +27,7 @@ class BackendServicer(backend_pb2_grpc.BackendServiceServicer):
     async def Generate(self, request, context) -> generate_pb2.GenerateResponse:
         generation = GenerationRequest.from_proto(request)
         model = self.engine.admit(generation)
-        result = None
-        async for event in self.engine.generate(generation, model):
-            if isinstance(event, GenerationResult):
-                result = event
-        return result.to_proto()
+        return (await self.engine.complete(generation, model)).to_proto()
 
     async def GenerateStream(self, request, context):
         generation = GenerationRequest.from_proto(request)

@@ -201,7 +201,7 @@ async def llamacpp() -> AsyncIterator[Endpoint]:
     from forgeway.testing import build_tiny_gguf
     from forgeway.demo.llama import LlamaShape, init_llama, save_model
     from forgeway.demo.tokenizer import train_tokenizer
-    from forgeway.up import free_port
+    from forgeway.server.ports import free_port
 
     with tempfile.TemporaryDirectory(prefix="forgeway-llamacpp-") as tmp:
         shape = LlamaShape(hidden_size=512, intermediate_size=1536, num_hidden_layers=8, num_attention_heads=8,

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from forgeway.testing import ServiceProcess, one_line_error, run_cli
-from forgeway.up import free_port
+from forgeway.server.ports import free_port
 
 
 @pytest.fixture(scope="module")

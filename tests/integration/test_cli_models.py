@@ -7,7 +7,6 @@ import json
 
 import pytest
 
-pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (the llamacpp extra)")
 
 from forgeway.testing import inference_stack, one_line_error, run_cli  # noqa: E402
 

@@ -11,7 +11,7 @@ from forgeway.client import (
 )
 from forgeway.services.echo.engine import EchoEngine, EchoSettings
 from forgeway.testing import gateway_settings, start_gateway, stop_now
-from forgeway.up import free_port
+from forgeway.server.ports import free_port
 
 
 def echo_engine(name: str = "echo", port: int = 0, delay: float = 0.0) -> EchoEngine:

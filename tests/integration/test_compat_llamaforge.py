@@ -8,7 +8,6 @@ from collections.abc import Iterator
 
 import pytest
 
-pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (the llamacpp extra)")
 
 from forgeway.client import APIError, Client  # noqa: E402
 from forgeway.testing import inference_stack  # noqa: E402

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from forgeway.client import Client
 from forgeway.compat import modelforge
 from forgeway.testing import ServiceProcess
-from forgeway.up import free_port
+from forgeway.server.ports import free_port
 
 KEYS = {"status_code", "profile", "task", "gpu_name", "gpu_total_memory_gb", "ram_total_gb", "available_diskspace_gb",
         "cpu_cores", "model_recommendation", "possible_options"}

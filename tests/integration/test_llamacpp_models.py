@@ -12,7 +12,6 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (the llamacpp extra)")
 
 from forgeway.services.runtime.service import serving
 from forgeway.services.llamacpp.settings import LlamaCppSettings  # noqa: E402

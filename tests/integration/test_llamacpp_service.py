@@ -9,7 +9,6 @@ from pathlib import Path
 import grpc
 import pytest
 
-pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (the llamacpp extra)")
 
 from forgeway.services.runtime.service import serving
 from forgeway.services.llamacpp.settings import LlamaCppSettings  # noqa: E402

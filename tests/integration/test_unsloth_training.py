@@ -16,7 +16,7 @@ from trl_harness import TEXT, PREFERENCES, request, rows, tiny, trl_service
 
 from forgeway.services.unsloth import environment
 from forgeway.testing import gateway_settings, start_gateway, stop_now, wait_serving, wait_until
-from forgeway.up import free_port
+from forgeway.server.ports import free_port
 from forgeway.v1 import backend_pb2_grpc, capabilities_pb2, common_pb2, jobs_pb2, train_pb2
 
 PYTHON = environment.unsloth_python()
