@@ -11,12 +11,6 @@ from forgeway.core.errors import InvalidArgument
 from forgeway.core.generation import Task
 from forgeway.v1 import common_pb2, train_pb2
 
-# Old names still imported elsewhere: servicers.py (METHOD_BY_NAME, EXPORTS), tests/integration/test_trl_validation.py
-# (parse_method). Drop each once its importer reads forgeway.core.enums.
-METHOD_BY_NAME = METHOD.to_value
-EXPORTS = EXPORT_FORMAT.to_name
-parse_method = METHOD.value
-
 
 @dataclass(frozen=True)
 class DatasetSpec:

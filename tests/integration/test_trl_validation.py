@@ -93,10 +93,10 @@ async def test_too_few_rows(trainer):
 
 async def test_ppo_is_rejected_naming_the_nearest_methods():
     from forgeway.core.errors import InvalidArgument
-    from forgeway.services.training.spec import parse_method
+    from forgeway.core.enums import METHOD
 
     with pytest.raises(InvalidArgument) as caught:
-        parse_method("PPO")
+        METHOD.value("PPO")
     assert "removed" in caught.value.message and "grpo" in caught.value.message and "rloo" in caught.value.message
 
 

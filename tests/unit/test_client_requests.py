@@ -143,6 +143,7 @@ def test_error_classes_follow_the_table():
 def test_conversions_use_lowercase_names_and_one_row_per_backend():
     assert job(jobs_pb2.Job(id="j", state=jobs_pb2.JOB_STATE_SUCCEEDED)).state == "succeeded"
     assert job(jobs_pb2.Job(id="j")).state == ""
+    assert job(jobs_pb2.Job(id="j", suffix="cats")).suffix == "cats"  # what an OpenAI client asked for, read back
     event = job_event(jobs_pb2.JobEvent(job_id="j", sequence=3, progress=jobs_pb2.Progress(step=2, total_steps=4,
                                                                                           loss=1.5)))
     assert (event.kind, event.progress.step, event.progress.loss, event.progress.eta_seconds) == ("progress", 2, 1.5,

@@ -133,6 +133,7 @@ def job(msg: jobs_pb2.Job) -> types.Job:
         created=timestamp(msg.created), updated=timestamp(msg.updated), error=msg.error,
         progress=progress(msg.progress) if msg.HasField("progress") else None,
         artifact=artifact(msg.artifact) if msg.HasField("artifact") else None, last_sequence=msg.last_sequence,
+        suffix=msg.suffix,
     )
 
 

@@ -268,6 +268,7 @@ class Job:
     progress: Progress | None = None
     artifact: Artifact | None = None
     last_sequence: int = 0
+    suffix: str = ""  # what the tuned model's name was asked to carry (OpenAI's fine-tuning suffix)
 
     @property
     def done(self) -> bool:

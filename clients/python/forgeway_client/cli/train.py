@@ -196,7 +196,8 @@ def register(commands, parents, one_line_errors) -> None:
     actions = jobs.add_subparsers(dest="action", required=True, metavar="{list,show,watch,cancel}")
     listing = one_line_errors(actions.add_parser("list", parents=parents, help="jobs, newest first"))
     listing.add_argument("--state", choices=("queued", "running", "succeeded", "failed", "cancelled"))
-    listing.add_argument("--limit", type=int, default=0)
+    listing.add_argument("--limit", type=int, default=0, help="list at most this many, newest first (0: all of them, "
+                                                              "page by page)")
     for name, text in (("show", "one job's record"), ("watch", "follow a job's progress (re-attach)"),
                        ("cancel", "stop a job at its next step")):
         action = one_line_errors(actions.add_parser(name, parents=parents, help=text))
