@@ -129,6 +129,14 @@ FINISH_REASON = EnumTable("finish_reason", {
     "stop_sequence": generate_pb2.FINISH_REASON_STOP_SEQUENCE,
     "cancelled": generate_pb2.FINISH_REASON_CANCELLED,
     "error": generate_pb2.FINISH_REASON_ERROR,
+    "tool_calls": generate_pb2.FINISH_REASON_TOOL_CALLS,
+})
+
+TOOL_CHOICE = EnumTable("tool_choice", {
+    "none": generate_pb2.TOOL_CHOICE_MODE_NONE,
+    "auto": generate_pb2.TOOL_CHOICE_MODE_AUTO,
+    "required": generate_pb2.TOOL_CHOICE_MODE_REQUIRED,
+    "function": generate_pb2.TOOL_CHOICE_MODE_FUNCTION,
 })
 
 DATASET_FORMAT = EnumTable("format", {

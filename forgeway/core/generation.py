@@ -10,6 +10,7 @@ from forgeway.v1 import generate_pb2
 
 from .enums import FINISH_REASON, TASK
 from .errors import InvalidArgument
+from .tools import Tool, ToolCall, ToolCallDelta, ToolChoice, parse_tools
 
 MAX_N = 16
 MAX_TOP_LOGPROBS = 20
@@ -38,6 +39,7 @@ class FinishReason(str, Enum):
     STOP_SEQUENCE = "stop_sequence"
     CANCELLED = "cancelled"
     ERROR = "error"
+    TOOL_CALLS = "tool_calls"
 
     def to_proto(self) -> int:
         return FINISH_REASON.to_value[self.value]
@@ -47,6 +49,46 @@ class FinishReason(str, Enum):
 class ChatMessage:
     role: str
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str = ""
+    reasoning: str = ""
+
+    def to_template(self) -> dict:
+        """The message as chat templates take it (tool calls with their arguments as objects)."""
+        message: dict = {"role": self.role, "content": self.content}
+        if self.tool_calls:
+            message["tool_calls"] = [c.to_template() for c in self.tool_calls]
+        if self.tool_call_id:
+            message["tool_call_id"] = self.tool_call_id
+        if self.reasoning:
+            message["reasoning_content"] = self.reasoning
+        return message
+
+    @classmethod
+    def from_proto(cls, msg: generate_pb2.Message, index: int) -> ChatMessage:
+        where = f"messages[{index}]"
+        if not msg.role:
+            raise InvalidArgument(f"{where}.role", "required")
+        if msg.role not in ROLES:
+            raise InvalidArgument(f"{where}.role", f"unknown role {msg.role!r}; allowed: {', '.join(ROLES)}")
+        if msg.tool_calls and msg.role != "assistant":
+            raise InvalidArgument(f"{where}.tool_calls", f"only assistant messages call tools, not {msg.role!r}")
+        if msg.role == "tool" and not msg.tool_call_id:
+            raise InvalidArgument(f"{where}.tool_call_id", "required on a tool message")
+        if msg.tool_call_id and msg.role != "tool":
+            raise InvalidArgument(f"{where}.tool_call_id", f"only tool messages answer calls, not {msg.role!r}")
+        calls = tuple(ToolCall.from_proto(c, f"{where}.tool_calls[{j}]") for j, c in enumerate(msg.tool_calls))
+        return cls(msg.role, msg.content, calls, msg.tool_call_id, msg.reasoning)
+
+
+def check_history(messages: tuple[ChatMessage, ...]) -> None:
+    """Every tool message answers a call an earlier assistant message made."""
+    called: set[str] = set()
+    for i, m in enumerate(messages):
+        called.update(c.id for c in m.tool_calls)
+        if m.role == "tool" and m.tool_call_id not in called:
+            raise InvalidArgument(f"messages[{i}].tool_call_id",
+                                  f"{m.tool_call_id!r} answers no earlier assistant tool call")
 
 
 @dataclass(frozen=True)
@@ -129,6 +171,24 @@ class GenerationRequest:
     adapter: str = ""
     backend: str = ""
     priority: int = 0
+    tools: tuple[Tool, ...] = ()
+    tool_choice: ToolChoice = field(default_factory=lambda: ToolChoice("none"))
+    parallel_tool_calls: bool = True
+    thinking: bool | None = None
+
+    @property
+    def calls_tools(self) -> bool:
+        """The model may call tools in its answer (tools given, tool_choice not none)."""
+        return bool(self.tool_choice.callable(self.tools))
+
+    @property
+    def template_messages(self) -> list[dict]:
+        return [m.to_template() for m in self.messages]
+
+    @property
+    def template_tools(self) -> list[dict] | None:
+        """The tools as the chat template takes them; None when the request has none or tool_choice is none."""
+        return [t.to_template() for t in self.tools] if self.calls_tools else None
 
     @property
     def input_task(self) -> Task:
@@ -156,6 +216,10 @@ class GenerationRequest:
             wanted.add("multiple_choices")
         if self.adapter:
             wanted.add("adapters")
+        if self.tools or any(m.tool_calls or m.role == "tool" for m in self.messages):
+            wanted.add("tools")
+        if self.thinking is not None:
+            wanted.add("reasoning")
         return wanted
 
     @classmethod
@@ -175,11 +239,11 @@ class GenerationRequest:
         if len(inputs) != 1:
             what = "none is set" if not inputs else f"got {', '.join(inputs)}"
             raise InvalidArgument("prompt", f"exactly one of prompt, messages, summarize, question_answer is required; {what}")
-        for i, m in enumerate(msg.messages):
-            if not m.role:
-                raise InvalidArgument(f"messages[{i}].role", "required")
-            if m.role not in ROLES:
-                raise InvalidArgument(f"messages[{i}].role", f"unknown role {m.role!r}; allowed: {', '.join(ROLES)}")
+        messages = tuple(ChatMessage.from_proto(m, i) for i, m in enumerate(msg.messages))
+        check_history(messages)
+        tools, tool_choice = parse_tools(msg.tools, msg.tool_choice, msg.HasField("tool_choice"))
+        if tools and not messages:
+            raise InvalidArgument("tools", "tools need chat messages, not a prompt")
         if msg.HasField("question_answer"):
             if not msg.question_answer.question:
                 raise InvalidArgument("question_answer.question", "required")
@@ -204,12 +268,15 @@ class GenerationRequest:
             if not isinstance(json_schema, dict):
                 raise InvalidArgument("structured_output.json_schema", "must be a JSON object")
         grammar = msg.structured_output.grammar if structured == "grammar" else None
+        if structured and tool_choice.forced:
+            raise InvalidArgument("tool_choice", f"{tool_choice.mode!r} constrains the output to tool calls; it "
+                                                 "cannot be combined with structured_output")
         if structured == "grammar" and not grammar:
             raise InvalidArgument("structured_output.grammar", "must not be empty")
         return cls(
             model=msg.model,
             prompt=msg.prompt if msg.HasField("prompt") else None,
-            messages=tuple(ChatMessage(m.role, m.content) for m in msg.messages),
+            messages=messages,
             document=msg.summarize.document if msg.HasField("summarize") else None,
             question=msg.question_answer.question if msg.HasField("question_answer") else None,
             context=msg.question_answer.context if msg.HasField("question_answer") else None,
@@ -224,6 +291,10 @@ class GenerationRequest:
             adapter=msg.adapter,
             backend=msg.backend,
             priority=msg.priority,
+            tools=tools,
+            tool_choice=tool_choice,
+            parallel_tool_calls=msg.parallel_tool_calls if msg.HasField("parallel_tool_calls") else True,
+            thinking=msg.thinking if msg.HasField("thinking") else None,
         )
 
 
@@ -250,11 +321,14 @@ class Delta:
     index: int
     text: str
     logprobs: list[TokenLogprob] = field(default_factory=list)
+    tool_calls: list[ToolCallDelta] = field(default_factory=list)
+    reasoning: str = ""
 
     def to_proto(self) -> generate_pb2.GenerateStreamResponse:
         return generate_pb2.GenerateStreamResponse(
             delta=generate_pb2.GenerateDelta(
-                index=self.index, text=self.text, logprobs=[lp.to_proto() for lp in self.logprobs]
+                index=self.index, text=self.text, logprobs=[lp.to_proto() for lp in self.logprobs],
+                tool_calls=[c.to_proto() for c in self.tool_calls], reasoning=self.reasoning,
             )
         )
 
@@ -274,6 +348,8 @@ class Completion:
     logprobs: list[TokenLogprob] = field(default_factory=list)
     answer_span: AnswerSpan | None = None
     completion_tokens: int = 0
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    reasoning: str = ""
 
     def to_proto(self) -> generate_pb2.Choice:
         choice = generate_pb2.Choice(
@@ -281,6 +357,8 @@ class Completion:
             text=self.text,
             finish_reason=self.finish_reason.to_proto(),
             logprobs=[lp.to_proto() for lp in self.logprobs],
+            tool_calls=[c.to_proto() for c in self.tool_calls],
+            reasoning=self.reasoning,
         )
         if self.answer_span is not None:
             span = self.answer_span

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from .errors import InvalidArgument, NotFound, Unsupported
 from .generation import GenerationRequest, Task
 
-FEATURE_FLAGS = ("logprobs", "json_schema", "grammar", "stop", "seed", "multiple_choices", "adapters")
+FEATURE_FLAGS = ("logprobs", "json_schema", "grammar", "stop", "seed", "multiple_choices", "adapters", "tools",
+                 "reasoning")
 
 
 @dataclass
@@ -42,6 +43,8 @@ class Features:
     seed: bool = False
     multiple_choices: bool = False
     adapters: bool = False
+    tools: bool = False
+    reasoning: bool = False
     sampling_params: frozenset[str] = frozenset()
 
     def names(self) -> set[str]:

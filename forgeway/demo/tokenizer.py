@@ -7,7 +7,7 @@ from importlib import resources
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
-from forgeway.demo.chat_template import CHAT_TEMPLATE, ENDOFTEXT, IM_END, SPECIAL_TOKENS
+from forgeway.demo.chat_template import CHAT_TEMPLATE, ENDOFTEXT, IM_END, RESPONSE_TEMPLATE, SPECIAL_TOKENS
 
 VOCAB_SIZE = 1024
 
@@ -39,6 +39,7 @@ def train_tokenizer(vocab_size: int = VOCAB_SIZE) -> PreTrainedTokenizerFast:
         pad_token=ENDOFTEXT,
         unk_token=None,
         chat_template=CHAT_TEMPLATE,
+        response_template=RESPONSE_TEMPLATE,
         model_input_names=["input_ids", "attention_mask"],
         model_max_length=512,
         clean_up_tokenization_spaces=False,

@@ -27,7 +27,7 @@ from forgeway.v1 import models_pb2 as forgeway_dot_v1_dot_models__pb2
 from forgeway.v1 import train_pb2 as forgeway_dot_v1_dot_train__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x66orgeway/v1/capabilities.proto\x12\x0b\x66orgeway.v1\x1a\x18\x66orgeway/v1/common.proto\x1a\x18\x66orgeway/v1/models.proto\x1a\x17\x66orgeway/v1/train.proto\"1\n\x0c\x41vailability\x12\x11\n\tavailable\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xc0\x01\n\x12GenerationFeatures\x12\x11\n\tstreaming\x18\x01 \x01(\x08\x12\x10\n\x08logprobs\x18\x02 \x01(\x08\x12\x13\n\x0bjson_schema\x18\x03 \x01(\x08\x12\x0f\n\x07grammar\x18\x04 \x01(\x08\x12\x0c\n\x04stop\x18\x05 \x01(\x08\x12\x0c\n\x04seed\x18\x06 \x01(\x08\x12\x18\n\x10multiple_choices\x18\x07 \x01(\x08\x12\x10\n\x08\x61\x64\x61pters\x18\x08 \x01(\x08\x12\x17\n\x0fsampling_params\x18\t \x03(\t\"\xd5\x01\n\x10TrainingFeatures\x12,\n\x07methods\x18\x01 \x03(\x0e\x32\x1b.forgeway.v1.TrainingMethod\x12 \n\x05tasks\x18\x02 \x03(\x0e\x32\x11.forgeway.v1.Task\x12\x0c\n\x04lora\x18\x03 \x01(\x08\x12\x30\n\rquantizations\x18\x04 \x03(\x0e\x32\x19.forgeway.v1.Quantization\x12\x31\n\x0e\x65xport_formats\x18\x05 \x03(\x0e\x32\x19.forgeway.v1.ExportFormat\"\xd8\x01\n\x08Hardware\x12\x0e\n\x06\x64\x65vice\x18\x01 \x01(\t\x12\x13\n\x0b\x61\x63\x63\x65lerator\x18\x02 \x01(\t\x12 \n\x18\x61\x63\x63\x65lerator_memory_total\x18\x03 \x01(\x04\x12\x1f\n\x17\x61\x63\x63\x65lerator_memory_free\x18\x04 \x01(\x04\x12\x11\n\tram_total\x18\x05 \x01(\x04\x12\x15\n\rram_available\x18\x06 \x01(\x04\x12\x11\n\tcpu_cores\x18\x07 \x01(\r\x12\x0f\n\x07profile\x18\x08 \x01(\t\x12\x16\n\x0erecommendation\x18\t \x01(\t\"Z\n\x04Load\x12\x11\n\tin_flight\x18\x01 \x01(\r\x12\x13\n\x0bqueue_depth\x18\x02 \x01(\r\x12\x17\n\x0fmax_concurrency\x18\x03 \x01(\r\x12\x11\n\tmax_queue\x18\x04 \x01(\r\"{\n\x0e\x45ndpointStatus\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x0e\n\x06health\x18\x02 \x01(\t\x12\x0f\n\x07\x62reaker\x18\x03 \x01(\t\x12\x37\n\x0c\x63\x61pabilities\x18\x04 \x01(\x0b\x32!.forgeway.v1.CapabilitiesResponse\"\x15\n\x13\x43\x61pabilitiesRequest\"\x9e\x04\n\x14\x43\x61pabilitiesResponse\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x13\n\x0binstance_id\x18\x03 \x01(\t\x12/\n\x0c\x61vailability\x18\x04 \x01(\x0b\x32\x19.forgeway.v1.Availability\x12\x0c\n\x04rpcs\x18\x05 \x03(\t\x12&\n\x06models\x18\x06 \x03(\x0b\x32\x16.forgeway.v1.ModelInfo\x12\x33\n\ngeneration\x18\x07 \x01(\x0b\x32\x1f.forgeway.v1.GenerationFeatures\x12/\n\x08training\x18\x08 \x01(\x0b\x32\x1d.forgeway.v1.TrainingFeatures\x12\'\n\x08hardware\x18\t \x01(\x0b\x32\x15.forgeway.v1.Hardware\x12\x1f\n\x04load\x18\n \x01(\x0b\x32\x11.forgeway.v1.Load\x12P\n\x10library_versions\x18\x0b \x03(\x0b\x32\x36.forgeway.v1.CapabilitiesResponse.LibraryVersionsEntry\x12.\n\tendpoints\x18\x0c \x03(\x0b\x32\x1b.forgeway.v1.EndpointStatus\x1a\x36\n\x14LibraryVersionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x66orgeway/v1/capabilities.proto\x12\x0b\x66orgeway.v1\x1a\x18\x66orgeway/v1/common.proto\x1a\x18\x66orgeway/v1/models.proto\x1a\x17\x66orgeway/v1/train.proto\"1\n\x0c\x41vailability\x12\x11\n\tavailable\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xe2\x01\n\x12GenerationFeatures\x12\x11\n\tstreaming\x18\x01 \x01(\x08\x12\x10\n\x08logprobs\x18\x02 \x01(\x08\x12\x13\n\x0bjson_schema\x18\x03 \x01(\x08\x12\x0f\n\x07grammar\x18\x04 \x01(\x08\x12\x0c\n\x04stop\x18\x05 \x01(\x08\x12\x0c\n\x04seed\x18\x06 \x01(\x08\x12\x18\n\x10multiple_choices\x18\x07 \x01(\x08\x12\x10\n\x08\x61\x64\x61pters\x18\x08 \x01(\x08\x12\x17\n\x0fsampling_params\x18\t \x03(\t\x12\r\n\x05tools\x18\n \x01(\x08\x12\x11\n\treasoning\x18\x0b \x01(\x08\"\xd5\x01\n\x10TrainingFeatures\x12,\n\x07methods\x18\x01 \x03(\x0e\x32\x1b.forgeway.v1.TrainingMethod\x12 \n\x05tasks\x18\x02 \x03(\x0e\x32\x11.forgeway.v1.Task\x12\x0c\n\x04lora\x18\x03 \x01(\x08\x12\x30\n\rquantizations\x18\x04 \x03(\x0e\x32\x19.forgeway.v1.Quantization\x12\x31\n\x0e\x65xport_formats\x18\x05 \x03(\x0e\x32\x19.forgeway.v1.ExportFormat\"\xd8\x01\n\x08Hardware\x12\x0e\n\x06\x64\x65vice\x18\x01 \x01(\t\x12\x13\n\x0b\x61\x63\x63\x65lerator\x18\x02 \x01(\t\x12 \n\x18\x61\x63\x63\x65lerator_memory_total\x18\x03 \x01(\x04\x12\x1f\n\x17\x61\x63\x63\x65lerator_memory_free\x18\x04 \x01(\x04\x12\x11\n\tram_total\x18\x05 \x01(\x04\x12\x15\n\rram_available\x18\x06 \x01(\x04\x12\x11\n\tcpu_cores\x18\x07 \x01(\r\x12\x0f\n\x07profile\x18\x08 \x01(\t\x12\x16\n\x0erecommendation\x18\t \x01(\t\"Z\n\x04Load\x12\x11\n\tin_flight\x18\x01 \x01(\r\x12\x13\n\x0bqueue_depth\x18\x02 \x01(\r\x12\x17\n\x0fmax_concurrency\x18\x03 \x01(\r\x12\x11\n\tmax_queue\x18\x04 \x01(\r\"{\n\x0e\x45ndpointStatus\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x0e\n\x06health\x18\x02 \x01(\t\x12\x0f\n\x07\x62reaker\x18\x03 \x01(\t\x12\x37\n\x0c\x63\x61pabilities\x18\x04 \x01(\x0b\x32!.forgeway.v1.CapabilitiesResponse\"\x15\n\x13\x43\x61pabilitiesRequest\"\x9e\x04\n\x14\x43\x61pabilitiesResponse\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x13\n\x0binstance_id\x18\x03 \x01(\t\x12/\n\x0c\x61vailability\x18\x04 \x01(\x0b\x32\x19.forgeway.v1.Availability\x12\x0c\n\x04rpcs\x18\x05 \x03(\t\x12&\n\x06models\x18\x06 \x03(\x0b\x32\x16.forgeway.v1.ModelInfo\x12\x33\n\ngeneration\x18\x07 \x01(\x0b\x32\x1f.forgeway.v1.GenerationFeatures\x12/\n\x08training\x18\x08 \x01(\x0b\x32\x1d.forgeway.v1.TrainingFeatures\x12\'\n\x08hardware\x18\t \x01(\x0b\x32\x15.forgeway.v1.Hardware\x12\x1f\n\x04load\x18\n \x01(\x0b\x32\x11.forgeway.v1.Load\x12P\n\x10library_versions\x18\x0b \x03(\x0b\x32\x36.forgeway.v1.CapabilitiesResponse.LibraryVersionsEntry\x12.\n\tendpoints\x18\x0c \x03(\x0b\x32\x1b.forgeway.v1.EndpointStatus\x1a\x36\n\x14LibraryVersionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,19 +39,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AVAILABILITY']._serialized_start=124
   _globals['_AVAILABILITY']._serialized_end=173
   _globals['_GENERATIONFEATURES']._serialized_start=176
-  _globals['_GENERATIONFEATURES']._serialized_end=368
-  _globals['_TRAININGFEATURES']._serialized_start=371
-  _globals['_TRAININGFEATURES']._serialized_end=584
-  _globals['_HARDWARE']._serialized_start=587
-  _globals['_HARDWARE']._serialized_end=803
-  _globals['_LOAD']._serialized_start=805
-  _globals['_LOAD']._serialized_end=895
-  _globals['_ENDPOINTSTATUS']._serialized_start=897
-  _globals['_ENDPOINTSTATUS']._serialized_end=1020
-  _globals['_CAPABILITIESREQUEST']._serialized_start=1022
-  _globals['_CAPABILITIESREQUEST']._serialized_end=1043
-  _globals['_CAPABILITIESRESPONSE']._serialized_start=1046
-  _globals['_CAPABILITIESRESPONSE']._serialized_end=1588
-  _globals['_CAPABILITIESRESPONSE_LIBRARYVERSIONSENTRY']._serialized_start=1534
-  _globals['_CAPABILITIESRESPONSE_LIBRARYVERSIONSENTRY']._serialized_end=1588
+  _globals['_GENERATIONFEATURES']._serialized_end=402
+  _globals['_TRAININGFEATURES']._serialized_start=405
+  _globals['_TRAININGFEATURES']._serialized_end=618
+  _globals['_HARDWARE']._serialized_start=621
+  _globals['_HARDWARE']._serialized_end=837
+  _globals['_LOAD']._serialized_start=839
+  _globals['_LOAD']._serialized_end=929
+  _globals['_ENDPOINTSTATUS']._serialized_start=931
+  _globals['_ENDPOINTSTATUS']._serialized_end=1054
+  _globals['_CAPABILITIESREQUEST']._serialized_start=1056
+  _globals['_CAPABILITIESREQUEST']._serialized_end=1077
+  _globals['_CAPABILITIESRESPONSE']._serialized_start=1080
+  _globals['_CAPABILITIESRESPONSE']._serialized_end=1622
+  _globals['_CAPABILITIESRESPONSE_LIBRARYVERSIONSENTRY']._serialized_start=1568
+  _globals['_CAPABILITIESRESPONSE_LIBRARYVERSIONSENTRY']._serialized_end=1622
 # @@protoc_insertion_point(module_scope)

@@ -18,7 +18,7 @@ class Availability(_message.Message):
     def __init__(self, available: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class GenerationFeatures(_message.Message):
-    __slots__ = ("streaming", "logprobs", "json_schema", "grammar", "stop", "seed", "multiple_choices", "adapters", "sampling_params")
+    __slots__ = ("streaming", "logprobs", "json_schema", "grammar", "stop", "seed", "multiple_choices", "adapters", "sampling_params", "tools", "reasoning")
     STREAMING_FIELD_NUMBER: _ClassVar[int]
     LOGPROBS_FIELD_NUMBER: _ClassVar[int]
     JSON_SCHEMA_FIELD_NUMBER: _ClassVar[int]
@@ -28,6 +28,8 @@ class GenerationFeatures(_message.Message):
     MULTIPLE_CHOICES_FIELD_NUMBER: _ClassVar[int]
     ADAPTERS_FIELD_NUMBER: _ClassVar[int]
     SAMPLING_PARAMS_FIELD_NUMBER: _ClassVar[int]
+    TOOLS_FIELD_NUMBER: _ClassVar[int]
+    REASONING_FIELD_NUMBER: _ClassVar[int]
     streaming: bool
     logprobs: bool
     json_schema: bool
@@ -37,7 +39,9 @@ class GenerationFeatures(_message.Message):
     multiple_choices: bool
     adapters: bool
     sampling_params: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, streaming: _Optional[bool] = ..., logprobs: _Optional[bool] = ..., json_schema: _Optional[bool] = ..., grammar: _Optional[bool] = ..., stop: _Optional[bool] = ..., seed: _Optional[bool] = ..., multiple_choices: _Optional[bool] = ..., adapters: _Optional[bool] = ..., sampling_params: _Optional[_Iterable[str]] = ...) -> None: ...
+    tools: bool
+    reasoning: bool
+    def __init__(self, streaming: _Optional[bool] = ..., logprobs: _Optional[bool] = ..., json_schema: _Optional[bool] = ..., grammar: _Optional[bool] = ..., stop: _Optional[bool] = ..., seed: _Optional[bool] = ..., multiple_choices: _Optional[bool] = ..., adapters: _Optional[bool] = ..., sampling_params: _Optional[_Iterable[str]] = ..., tools: _Optional[bool] = ..., reasoning: _Optional[bool] = ...) -> None: ...
 
 class TrainingFeatures(_message.Message):
     __slots__ = ("methods", "tasks", "lora", "quantizations", "export_formats")

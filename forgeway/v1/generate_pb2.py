@@ -25,43 +25,55 @@ _sym_db = _symbol_database.Default()
 from forgeway.v1 import common_pb2 as forgeway_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x66orgeway/v1/generate.proto\x12\x0b\x66orgeway.v1\x1a\x18\x66orgeway/v1/common.proto\"(\n\x07Message\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"\"\n\x0eSummarizeInput\x12\x10\n\x08\x64ocument\x18\x01 \x01(\t\"8\n\x13QuestionAnswerInput\x12\x0f\n\x07\x63ontext\x18\x01 \x01(\t\x12\x10\n\x08question\x18\x02 \x01(\t\"\x88\x03\n\x0eSamplingParams\x12\x17\n\nmax_tokens\x18\x01 \x01(\rH\x00\x88\x01\x01\x12\x18\n\x0btemperature\x18\x02 \x01(\x02H\x01\x88\x01\x01\x12\x12\n\x05top_p\x18\x03 \x01(\x02H\x02\x88\x01\x01\x12\x12\n\x05top_k\x18\x04 \x01(\rH\x03\x88\x01\x01\x12\x12\n\x05min_p\x18\x05 \x01(\x02H\x04\x88\x01\x01\x12\x1f\n\x12repetition_penalty\x18\x06 \x01(\x02H\x05\x88\x01\x01\x12\x1d\n\x10presence_penalty\x18\x07 \x01(\x02H\x06\x88\x01\x01\x12\x1e\n\x11\x66requency_penalty\x18\x08 \x01(\x02H\x07\x88\x01\x01\x12\x11\n\x04seed\x18\t \x01(\x04H\x08\x88\x01\x01\x12\x0c\n\x04stop\x18\n \x03(\tB\r\n\x0b_max_tokensB\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\x08\n\x06_top_kB\x08\n\x06_min_pB\x15\n\x13_repetition_penaltyB\x13\n\x11_presence_penaltyB\x14\n\x12_frequency_penaltyB\x07\n\x05_seed\"]\n\x10StructuredOutput\x12\x15\n\x0bjson_schema\x18\x01 \x01(\tH\x00\x12\x15\n\x0bjson_object\x18\x02 \x01(\x08H\x00\x12\x11\n\x07grammar\x18\x03 \x01(\tH\x00\x42\x08\n\x06\x66ormat\"\xc4\x03\n\x0fGenerateRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x13\n\x06prompt\x18\x02 \x01(\tH\x00\x88\x01\x01\x12&\n\x08messages\x18\x03 \x03(\x0b\x32\x14.forgeway.v1.Message\x12.\n\tsummarize\x18\x04 \x01(\x0b\x32\x1b.forgeway.v1.SummarizeInput\x12\x39\n\x0fquestion_answer\x18\x05 \x01(\x0b\x32 .forgeway.v1.QuestionAnswerInput\x12\x1f\n\x04task\x18\x06 \x01(\x0e\x32\x11.forgeway.v1.Task\x12\t\n\x01n\x18\x07 \x01(\r\x12-\n\x08sampling\x18\x08 \x01(\x0b\x32\x1b.forgeway.v1.SamplingParams\x12\x38\n\x11structured_output\x18\t \x01(\x0b\x32\x1d.forgeway.v1.StructuredOutput\x12\x10\n\x08logprobs\x18\n \x01(\x08\x12\x14\n\x0ctop_logprobs\x18\x0b \x01(\r\x12\x0f\n\x07\x61\x64\x61pter\x18\x0c \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\r \x01(\t\x12\x10\n\x08priority\x18\x0e \x01(\x05\x42\t\n\x07_prompt\"A\n\nTopLogprob\x12\r\n\x05token\x18\x01 \x01(\t\x12\x13\n\x0btoken_bytes\x18\x02 \x01(\x0c\x12\x0f\n\x07logprob\x18\x03 \x01(\x02\"r\n\x0cTokenLogprob\x12\r\n\x05token\x18\x01 \x01(\t\x12\x13\n\x0btoken_bytes\x18\x02 \x01(\x0c\x12\x0f\n\x07logprob\x18\x03 \x01(\x02\x12-\n\x0ctop_logprobs\x18\x04 \x03(\x0b\x32\x17.forgeway.v1.TopLogprob\"7\n\nAnswerSpan\x12\r\n\x05start\x18\x01 \x01(\r\x12\x0b\n\x03\x65nd\x18\x02 \x01(\r\x12\r\n\x05score\x18\x03 \x01(\x02\"\xb2\x01\n\x06\x43hoice\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x30\n\rfinish_reason\x18\x03 \x01(\x0e\x32\x19.forgeway.v1.FinishReason\x12+\n\x08logprobs\x18\x04 \x03(\x0b\x32\x19.forgeway.v1.TokenLogprob\x12,\n\x0b\x61nswer_span\x18\x05 \x01(\x0b\x32\x17.forgeway.v1.AnswerSpan\"O\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\r\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\r\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\r\"M\n\x07Timings\x12\x10\n\x08queue_ms\x18\x01 \x01(\x01\x12\x1e\n\x16time_to_first_token_ms\x18\x02 \x01(\x01\x12\x10\n\x08total_ms\x18\x03 \x01(\x01\"\xa4\x01\n\x10GenerateResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12$\n\x07\x63hoices\x18\x02 \x03(\x0b\x32\x13.forgeway.v1.Choice\x12!\n\x05usage\x18\x03 \x01(\x0b\x32\x12.forgeway.v1.Usage\x12%\n\x07timings\x18\x04 \x01(\x0b\x32\x14.forgeway.v1.Timings\x12\x11\n\tserved_by\x18\x05 \x01(\t\"Y\n\rGenerateDelta\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0c\n\x04text\x18\x02 \x01(\t\x12+\n\x08logprobs\x18\x03 \x03(\x0b\x32\x19.forgeway.v1.TokenLogprob\"~\n\x16GenerateStreamResponse\x12+\n\x05\x64\x65lta\x18\x01 \x01(\x0b\x32\x1a.forgeway.v1.GenerateDeltaH\x00\x12.\n\x05\x66inal\x18\x02 \x01(\x0b\x32\x1d.forgeway.v1.GenerateResponseH\x00\x42\x07\n\x05\x65vent*\xb6\x01\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12\x1f\n\x1b\x46INISH_REASON_STOP_SEQUENCE\x10\x03\x12\x1b\n\x17\x46INISH_REASON_CANCELLED\x10\x04\x12\x17\n\x13\x46INISH_REASON_ERROR\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x66orgeway/v1/generate.proto\x12\x0b\x66orgeway.v1\x1a\x18\x66orgeway/v1/common.proto\"|\n\x07Message\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12)\n\ntool_calls\x18\x03 \x03(\x0b\x32\x15.forgeway.v1.ToolCall\x12\x14\n\x0ctool_call_id\x18\x04 \x01(\t\x12\x11\n\treasoning\x18\x05 \x01(\t\"[\n\x12\x46unctionDefinition\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x12\n\nparameters\x18\x03 \x01(\t\x12\x0e\n\x06strict\x18\x04 \x01(\x08\"9\n\x04Tool\x12\x31\n\x08\x66unction\x18\x01 \x01(\x0b\x32\x1f.forgeway.v1.FunctionDefinition\"I\n\nToolChoice\x12)\n\x04mode\x18\x01 \x01(\x0e\x32\x1b.forgeway.v1.ToolChoiceMode\x12\x10\n\x08\x66unction\x18\x02 \x01(\t\"7\n\x08ToolCall\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\targuments\x18\x03 \x01(\t\"K\n\rToolCallDelta\x12\r\n\x05index\x18\x01 \x01(\r\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x11\n\targuments\x18\x04 \x01(\t\"\"\n\x0eSummarizeInput\x12\x10\n\x08\x64ocument\x18\x01 \x01(\t\"8\n\x13QuestionAnswerInput\x12\x0f\n\x07\x63ontext\x18\x01 \x01(\t\x12\x10\n\x08question\x18\x02 \x01(\t\"\x88\x03\n\x0eSamplingParams\x12\x17\n\nmax_tokens\x18\x01 \x01(\rH\x00\x88\x01\x01\x12\x18\n\x0btemperature\x18\x02 \x01(\x02H\x01\x88\x01\x01\x12\x12\n\x05top_p\x18\x03 \x01(\x02H\x02\x88\x01\x01\x12\x12\n\x05top_k\x18\x04 \x01(\rH\x03\x88\x01\x01\x12\x12\n\x05min_p\x18\x05 \x01(\x02H\x04\x88\x01\x01\x12\x1f\n\x12repetition_penalty\x18\x06 \x01(\x02H\x05\x88\x01\x01\x12\x1d\n\x10presence_penalty\x18\x07 \x01(\x02H\x06\x88\x01\x01\x12\x1e\n\x11\x66requency_penalty\x18\x08 \x01(\x02H\x07\x88\x01\x01\x12\x11\n\x04seed\x18\t \x01(\x04H\x08\x88\x01\x01\x12\x0c\n\x04stop\x18\n \x03(\tB\r\n\x0b_max_tokensB\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\x08\n\x06_top_kB\x08\n\x06_min_pB\x15\n\x13_repetition_penaltyB\x13\n\x11_presence_penaltyB\x14\n\x12_frequency_penaltyB\x07\n\x05_seed\"]\n\x10StructuredOutput\x12\x15\n\x0bjson_schema\x18\x01 \x01(\tH\x00\x12\x15\n\x0bjson_object\x18\x02 \x01(\x08H\x00\x12\x11\n\x07grammar\x18\x03 \x01(\tH\x00\x42\x08\n\x06\x66ormat\"\xf2\x04\n\x0fGenerateRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x13\n\x06prompt\x18\x02 \x01(\tH\x00\x88\x01\x01\x12&\n\x08messages\x18\x03 \x03(\x0b\x32\x14.forgeway.v1.Message\x12.\n\tsummarize\x18\x04 \x01(\x0b\x32\x1b.forgeway.v1.SummarizeInput\x12\x39\n\x0fquestion_answer\x18\x05 \x01(\x0b\x32 .forgeway.v1.QuestionAnswerInput\x12\x1f\n\x04task\x18\x06 \x01(\x0e\x32\x11.forgeway.v1.Task\x12\t\n\x01n\x18\x07 \x01(\r\x12-\n\x08sampling\x18\x08 \x01(\x0b\x32\x1b.forgeway.v1.SamplingParams\x12\x38\n\x11structured_output\x18\t \x01(\x0b\x32\x1d.forgeway.v1.StructuredOutput\x12\x10\n\x08logprobs\x18\n \x01(\x08\x12\x14\n\x0ctop_logprobs\x18\x0b \x01(\r\x12\x0f\n\x07\x61\x64\x61pter\x18\x0c \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\r \x01(\t\x12\x10\n\x08priority\x18\x0e \x01(\x05\x12 \n\x05tools\x18\x0f \x03(\x0b\x32\x11.forgeway.v1.Tool\x12,\n\x0btool_choice\x18\x10 \x01(\x0b\x32\x17.forgeway.v1.ToolChoice\x12 \n\x13parallel_tool_calls\x18\x11 \x01(\x08H\x01\x88\x01\x01\x12\x15\n\x08thinking\x18\x12 \x01(\x08H\x02\x88\x01\x01\x42\t\n\x07_promptB\x16\n\x14_parallel_tool_callsB\x0b\n\t_thinking\"A\n\nTopLogprob\x12\r\n\x05token\x18\x01 \x01(\t\x12\x13\n\x0btoken_bytes\x18\x02 \x01(\x0c\x12\x0f\n\x07logprob\x18\x03 \x01(\x02\"r\n\x0cTokenLogprob\x12\r\n\x05token\x18\x01 \x01(\t\x12\x13\n\x0btoken_bytes\x18\x02 \x01(\x0c\x12\x0f\n\x07logprob\x18\x03 \x01(\x02\x12-\n\x0ctop_logprobs\x18\x04 \x03(\x0b\x32\x17.forgeway.v1.TopLogprob\"7\n\nAnswerSpan\x12\r\n\x05start\x18\x01 \x01(\r\x12\x0b\n\x03\x65nd\x18\x02 \x01(\r\x12\r\n\x05score\x18\x03 \x01(\x02\"\xf0\x01\n\x06\x43hoice\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x30\n\rfinish_reason\x18\x03 \x01(\x0e\x32\x19.forgeway.v1.FinishReason\x12+\n\x08logprobs\x18\x04 \x03(\x0b\x32\x19.forgeway.v1.TokenLogprob\x12,\n\x0b\x61nswer_span\x18\x05 \x01(\x0b\x32\x17.forgeway.v1.AnswerSpan\x12)\n\ntool_calls\x18\x06 \x03(\x0b\x32\x15.forgeway.v1.ToolCall\x12\x11\n\treasoning\x18\x07 \x01(\t\"O\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\r\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\r\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\r\"M\n\x07Timings\x12\x10\n\x08queue_ms\x18\x01 \x01(\x01\x12\x1e\n\x16time_to_first_token_ms\x18\x02 \x01(\x01\x12\x10\n\x08total_ms\x18\x03 \x01(\x01\"\xa4\x01\n\x10GenerateResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12$\n\x07\x63hoices\x18\x02 \x03(\x0b\x32\x13.forgeway.v1.Choice\x12!\n\x05usage\x18\x03 \x01(\x0b\x32\x12.forgeway.v1.Usage\x12%\n\x07timings\x18\x04 \x01(\x0b\x32\x14.forgeway.v1.Timings\x12\x11\n\tserved_by\x18\x05 \x01(\t\"\x9c\x01\n\rGenerateDelta\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0c\n\x04text\x18\x02 \x01(\t\x12+\n\x08logprobs\x18\x03 \x03(\x0b\x32\x19.forgeway.v1.TokenLogprob\x12.\n\ntool_calls\x18\x04 \x03(\x0b\x32\x1a.forgeway.v1.ToolCallDelta\x12\x11\n\treasoning\x18\x05 \x01(\t\"~\n\x16GenerateStreamResponse\x12+\n\x05\x64\x65lta\x18\x01 \x01(\x0b\x32\x1a.forgeway.v1.GenerateDeltaH\x00\x12.\n\x05\x66inal\x18\x02 \x01(\x0b\x32\x1d.forgeway.v1.GenerateResponseH\x00\x42\x07\n\x05\x65vent*\xa6\x01\n\x0eToolChoiceMode\x12 \n\x1cTOOL_CHOICE_MODE_UNSPECIFIED\x10\x00\x12\x19\n\x15TOOL_CHOICE_MODE_NONE\x10\x01\x12\x19\n\x15TOOL_CHOICE_MODE_AUTO\x10\x02\x12\x1d\n\x19TOOL_CHOICE_MODE_REQUIRED\x10\x03\x12\x1d\n\x19TOOL_CHOICE_MODE_FUNCTION\x10\x04*\xd4\x01\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12\x1f\n\x1b\x46INISH_REASON_STOP_SEQUENCE\x10\x03\x12\x1b\n\x17\x46INISH_REASON_CANCELLED\x10\x04\x12\x17\n\x13\x46INISH_REASON_ERROR\x10\x05\x12\x1c\n\x18\x46INISH_REASON_TOOL_CALLS\x10\x06\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'forgeway.v1.generate_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FINISHREASON']._serialized_start=2118
-  _globals['_FINISHREASON']._serialized_end=2300
+  _globals['_TOOLCHOICEMODE']._serialized_start=2867
+  _globals['_TOOLCHOICEMODE']._serialized_end=3033
+  _globals['_FINISHREASON']._serialized_start=3036
+  _globals['_FINISHREASON']._serialized_end=3248
   _globals['_MESSAGE']._serialized_start=69
-  _globals['_MESSAGE']._serialized_end=109
-  _globals['_SUMMARIZEINPUT']._serialized_start=111
-  _globals['_SUMMARIZEINPUT']._serialized_end=145
-  _globals['_QUESTIONANSWERINPUT']._serialized_start=147
-  _globals['_QUESTIONANSWERINPUT']._serialized_end=203
-  _globals['_SAMPLINGPARAMS']._serialized_start=206
-  _globals['_SAMPLINGPARAMS']._serialized_end=598
-  _globals['_STRUCTUREDOUTPUT']._serialized_start=600
-  _globals['_STRUCTUREDOUTPUT']._serialized_end=693
-  _globals['_GENERATEREQUEST']._serialized_start=696
-  _globals['_GENERATEREQUEST']._serialized_end=1148
-  _globals['_TOPLOGPROB']._serialized_start=1150
-  _globals['_TOPLOGPROB']._serialized_end=1215
-  _globals['_TOKENLOGPROB']._serialized_start=1217
-  _globals['_TOKENLOGPROB']._serialized_end=1331
-  _globals['_ANSWERSPAN']._serialized_start=1333
-  _globals['_ANSWERSPAN']._serialized_end=1388
-  _globals['_CHOICE']._serialized_start=1391
-  _globals['_CHOICE']._serialized_end=1569
-  _globals['_USAGE']._serialized_start=1571
-  _globals['_USAGE']._serialized_end=1650
-  _globals['_TIMINGS']._serialized_start=1652
-  _globals['_TIMINGS']._serialized_end=1729
-  _globals['_GENERATERESPONSE']._serialized_start=1732
-  _globals['_GENERATERESPONSE']._serialized_end=1896
-  _globals['_GENERATEDELTA']._serialized_start=1898
-  _globals['_GENERATEDELTA']._serialized_end=1987
-  _globals['_GENERATESTREAMRESPONSE']._serialized_start=1989
-  _globals['_GENERATESTREAMRESPONSE']._serialized_end=2115
+  _globals['_MESSAGE']._serialized_end=193
+  _globals['_FUNCTIONDEFINITION']._serialized_start=195
+  _globals['_FUNCTIONDEFINITION']._serialized_end=286
+  _globals['_TOOL']._serialized_start=288
+  _globals['_TOOL']._serialized_end=345
+  _globals['_TOOLCHOICE']._serialized_start=347
+  _globals['_TOOLCHOICE']._serialized_end=420
+  _globals['_TOOLCALL']._serialized_start=422
+  _globals['_TOOLCALL']._serialized_end=477
+  _globals['_TOOLCALLDELTA']._serialized_start=479
+  _globals['_TOOLCALLDELTA']._serialized_end=554
+  _globals['_SUMMARIZEINPUT']._serialized_start=556
+  _globals['_SUMMARIZEINPUT']._serialized_end=590
+  _globals['_QUESTIONANSWERINPUT']._serialized_start=592
+  _globals['_QUESTIONANSWERINPUT']._serialized_end=648
+  _globals['_SAMPLINGPARAMS']._serialized_start=651
+  _globals['_SAMPLINGPARAMS']._serialized_end=1043
+  _globals['_STRUCTUREDOUTPUT']._serialized_start=1045
+  _globals['_STRUCTUREDOUTPUT']._serialized_end=1138
+  _globals['_GENERATEREQUEST']._serialized_start=1141
+  _globals['_GENERATEREQUEST']._serialized_end=1767
+  _globals['_TOPLOGPROB']._serialized_start=1769
+  _globals['_TOPLOGPROB']._serialized_end=1834
+  _globals['_TOKENLOGPROB']._serialized_start=1836
+  _globals['_TOKENLOGPROB']._serialized_end=1950
+  _globals['_ANSWERSPAN']._serialized_start=1952
+  _globals['_ANSWERSPAN']._serialized_end=2007
+  _globals['_CHOICE']._serialized_start=2010
+  _globals['_CHOICE']._serialized_end=2250
+  _globals['_USAGE']._serialized_start=2252
+  _globals['_USAGE']._serialized_end=2331
+  _globals['_TIMINGS']._serialized_start=2333
+  _globals['_TIMINGS']._serialized_end=2410
+  _globals['_GENERATERESPONSE']._serialized_start=2413
+  _globals['_GENERATERESPONSE']._serialized_end=2577
+  _globals['_GENERATEDELTA']._serialized_start=2580
+  _globals['_GENERATEDELTA']._serialized_end=2736
+  _globals['_GENERATESTREAMRESPONSE']._serialized_start=2738
+  _globals['_GENERATESTREAMRESPONSE']._serialized_end=2864
 # @@protoc_insertion_point(module_scope)

@@ -14,7 +14,10 @@ def chat(*roles: str) -> generate_pb2.GenerateRequest:
 
 
 def test_every_openai_role_is_accepted():
-    request = GenerationRequest.from_proto(chat(*ROLES))
+    msg = chat(*ROLES)
+    msg.messages[ROLES.index("assistant")].tool_calls.add(id="call_1", name="f", arguments="{}")
+    msg.messages[ROLES.index("tool")].tool_call_id = "call_1"
+    request = GenerationRequest.from_proto(msg)
     assert [m.role for m in request.messages] == list(ROLES)
 
 
