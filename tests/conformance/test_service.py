@@ -69,11 +69,17 @@ def _ask_adapter(r): r.adapter = "conformance-adapter"
 def _ask_choices(r): r.n = 2
 def _ask_seed(r): r.sampling.seed = 7
 def _ask_stop(r): r.sampling.stop.append("\n\n")
+def _ask_tools(r):
+    r.ClearField("prompt")
+    r.messages.add(role="user", content="What is the weather in Paris?")
+    r.tools.add(function=generate_pb2.FunctionDefinition(name="get_weather", parameters='{"type": "object"}'))
+def _ask_reasoning(r): r.thinking = False
 
 
 FLAG_FEATURES = {
     "logprobs": _ask_logprobs, "grammar": _ask_grammar, "json_schema": _ask_json_schema, "adapters": _ask_adapter,
-    "multiple_choices": _ask_choices, "seed": _ask_seed, "stop": _ask_stop,
+    "multiple_choices": _ask_choices, "seed": _ask_seed, "stop": _ask_stop, "tools": _ask_tools,
+    "reasoning": _ask_reasoning,
 }  # fmt: skip
 SAMPLING_VALUES = {
     "temperature": 0.7, "top_p": 0.9, "top_k": 5, "min_p": 0.1,
