@@ -21,12 +21,20 @@ from forgeway.server.ports import free_port
 
 # How the proxy must be configured for llama-cpp-python's server: it ignores n and stream usage, takes a JSON
 # schema inside a json_object response_format, and takes top_k, min_p, repeat_penalty and grammar as body fields.
+# Its chatml-function-calling format fails tool_choice "required" and streams under "auto" (HTTP 500), and rejects
+# content null beside tool calls; it has no per-request thinking switch (it ignores chat_template_kwargs).
 LLAMA_CPP_SETTINGS = {
     "multiple_choices": False,
     "structured_output": "json_object_schema",
     "extra_body_params": {"top_k": "top_k", "min_p": "min_p", "repetition_penalty": "repeat_penalty",
                           "grammar": "grammar"},
+    "tool_choice_required": False,
+    "stream_tool_calls": False,
+    "null_tool_call_content": False,
+    "thinking": "none",
 }  # fmt: skip
+# The chat format of llama-cpp-python's server that takes tools (a grammar forces a named function's arguments).
+TOOLS_CHAT_FORMAT = "chatml-function-calling"
 
 
 @lru_cache(maxsize=1)
@@ -73,14 +81,19 @@ class LocalUpstream:
 
 def start_llama_server(
     gguf: Path, *, model: str = "tiny", api_key: str | None = None, n_ctx: int = 1024, port: int | None = None,
-    timeout: float = 90.0,
+    timeout: float = 90.0, chat_format: str | None = None,
 ) -> LocalUpstream:
-    """Start `python -m llama_cpp.server` on a loopback port and wait until /v1/models answers."""
+    """Start `python -m llama_cpp.server` on a loopback port and wait until /v1/models answers.
+
+    chat_format: llama-cpp-python's name for one (TOOLS_CHAT_FORMAT for tools); None: the GGUF's own template.
+    """
     port = port or free_port("127.0.0.1")
     command = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", model,
                "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx), "--verbose", "False"]  # fmt: skip
     if api_key is not None:
         command += ["--api_key", api_key]
+    if chat_format is not None:
+        command += ["--chat_format", chat_format]
     log_path = Path(tempfile.mkstemp(prefix="llama-server-", suffix=".log")[1])
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "NO_COLOR": "1"})

@@ -15,10 +15,11 @@ from forgeway.server import metrics
 from forgeway.services.runtime.engine import Features, InferenceEngine, LoadInfo, ModelInfo
 from forgeway.core.errors import ForgewayError, Internal, Unavailable, Unsupported
 from forgeway.core.generation import Completion, Delta, GenerationRequest, GenerationResult
+from forgeway.core.tools import ToolCallDelta
 
 from .errors import scrub, upstream_error, upstream_message
 from .settings import OpenAIProxySettings, UpstreamModel
-from .translate import ChoicePiece, build_call, finish_reason, pieces
+from .translate import ChoicePiece, ToolCallRelay, build_call, finish_reason, pieces
 
 log = logging.getLogger("forgeway.openai_proxy")
 
@@ -139,7 +140,7 @@ class OpenAIProxyEngine(InferenceEngine):
         return Features(
             streaming=True, stop=True, logprobs=s.logprobs, seed=s.seed, multiple_choices=s.multiple_choices,
             json_schema=s.structured_output != "none", grammar="grammar" in extra,
-            sampling_params=BASE_SAMPLING | (extra - {"grammar"}),
+            sampling_params=BASE_SAMPLING | (extra - {"grammar"}), tools=True, reasoning=s.thinking != "none",
         )
 
     def load(self) -> LoadInfo:
@@ -179,10 +180,14 @@ class OpenAIProxyEngine(InferenceEngine):
         prompt_tokens = usage.prompt_tokens if usage else self._count_prompt(request, model)
         completion_tokens = usage.completion_tokens if usage else 0
         self._count(model.name, prompt_tokens, completion_tokens)
-        completions = [
-            Completion(p.index, p.text or "", finish_reason(p.reason, p.source, call.stops), p.logprobs)
-            for p in sorted(choices, key=lambda p: p.index)
-        ]
+        relay = ToolCallRelay(call.parallel_tool_calls)
+        completions = []
+        for p in sorted(choices, key=lambda p: p.index):
+            relay.relay(p.index, p.tool_calls)
+            calls = relay.calls(p.index)
+            reason = finish_reason(p.reason, p.source, call.stops, bool(calls))
+            completions.append(Completion(p.index, p.text or "", reason, p.logprobs, tool_calls=calls,
+                                          reasoning=p.reasoning))
         if completions:  # usage is per request; the contract's result sums it per choice
             completions[0].completion_tokens = completion_tokens
         return GenerationResult(
@@ -194,6 +199,14 @@ class OpenAIProxyEngine(InferenceEngine):
         self, request: GenerationRequest, info: ModelInfo, deadline: float | None = None
     ) -> AsyncIterator[Delta | GenerationResult]:
         """Stream from the upstream: a Delta per chunk, then the result. Closing this closes the upstream stream."""
+        if request.tool_choice.mode in ("auto", "required") and not self.settings.stream_tool_calls:
+            result = await self.complete(request, info, deadline)  # the upstream cannot stream the model's choice
+            for c in result.choices:
+                calls = [ToolCallDelta(i, t.id, t.name, t.arguments) for i, t in enumerate(c.tool_calls)]
+                if c.text or calls or c.reasoning:
+                    yield Delta(c.index, c.text, c.logprobs, calls, c.reasoning)
+            yield result
+            return
         start = time.perf_counter()
         model = self._upstream_model(info)
         call = build_call(request, model, self.settings)
@@ -202,6 +215,8 @@ class OpenAIProxyEngine(InferenceEngine):
             call.kwargs["stream_options"] = {"include_usage": True}
         endpoint = self._client.chat.completions if call.chat else self._client.completions
         texts: dict[int, list[str]] = {i: [] for i in range(request.n)}
+        thoughts: dict[int, list[str]] = {i: [] for i in range(request.n)}
+        relay = ToolCallRelay(call.parallel_tool_calls)
         logprobs: dict[int, list] = {i: [] for i in range(request.n)}
         reasons: dict[int, ChoicePiece] = {}
         counted, first, usage, stream = 0, 0.0, None, None
@@ -221,11 +236,13 @@ class OpenAIProxyEngine(InferenceEngine):
                         reasons[piece.index] = piece
                     if piece.text and request.logprobs and not piece.logprobs and not first:
                         raise Unsupported("logprobs", self.kind, "the upstream streams no logprobs for this input")
-                    if piece.text or piece.logprobs:
+                    calls = relay.relay(piece.index, piece.tool_calls)
+                    if piece.text or piece.logprobs or piece.reasoning or calls:
                         first = first or time.perf_counter()
                         texts[piece.index].append(piece.text or "")
+                        thoughts[piece.index].append(piece.reasoning)
                         logprobs[piece.index].extend(piece.logprobs)
-                        yield Delta(piece.index, piece.text or "", piece.logprobs)
+                        yield Delta(piece.index, piece.text or "", piece.logprobs, calls, piece.reasoning)
         except openai.OpenAIError as exc:
             raise self._error(exc, model.name, timeout) from None
         finally:
@@ -240,7 +257,8 @@ class OpenAIProxyEngine(InferenceEngine):
         if first:
             metrics.TIME_TO_FIRST_TOKEN.labels(self.kind, model.name).observe(first - start)
         completions = [
-            Completion(i, "".join(texts[i]), _finish(reasons.get(i), call.stops), logprobs[i])
+            Completion(i, "".join(texts[i]), _finish(reasons.get(i), call.stops, bool(relay.calls(i))), logprobs[i],
+                       tool_calls=relay.calls(i), reasoning="".join(thoughts[i]))
             for i in range(request.n)
         ]
         completions[0].completion_tokens = completion_tokens
@@ -271,8 +289,8 @@ class OpenAIProxyEngine(InferenceEngine):
         return sum(len(_tokenizer(model.tokenizer).encode(t).ids) for t in texts)
 
 
-def _finish(piece: ChoicePiece | None, stops: bool):
-    return finish_reason(piece.reason if piece else None, piece.source if piece else None, stops)
+def _finish(piece: ChoicePiece | None, stops: bool, called: bool):
+    return finish_reason(piece.reason if piece else None, piece.source if piece else None, stops, called)
 
 
 def _context_length(model) -> int:

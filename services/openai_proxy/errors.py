@@ -42,7 +42,9 @@ FIELDS = {
     "stop": "sampling.stop",
     "response_format": "structured_output",
     "grammar": "structured_output.grammar",
-}
+    "reasoning_effort": "thinking",
+    "chat_template_kwargs": "thinking",
+}  # tools, tool_choice, parallel_tool_calls and messages keep their names (tools[0].function.parameters)
 
 
 def scrub(text: str, secret: str) -> str:

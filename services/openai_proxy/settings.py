@@ -90,6 +90,31 @@ class OpenAIProxySettings(ServiceSettings):
     multiple_choices: bool = Field(
         True, validation_alias=_env("multiple_choices"), description="The upstream honours n > 1."
     )
+    thinking: Literal["chat_template_kwargs", "reasoning_effort", "none"] = Field(
+        "chat_template_kwargs", validation_alias=_env("thinking"),
+        description="How the thinking switch is sent: chat_template_kwargs.enable_thinking (vLLM, llama.cpp's "
+        "server, SGLang), OpenAI's reasoning_effort, or not at all (requests that set it are rejected).",
+    )
+    thinking_efforts: tuple[str, str] = Field(
+        ("none", "medium"), validation_alias=_env("thinking_efforts"),
+        description="The reasoning_effort sent for thinking off and on (thinking: reasoning_effort); "
+        "gpt-5 takes 'minimal' for off, gpt-5.1 and later 'none'.",
+    )
+    tool_choice_required: bool = Field(
+        True, validation_alias=_env("tool_choice_required"),
+        description="The upstream honours tool_choice 'required'. Off (llama-cpp-python): with one tool it is "
+        "sent as that function named; with several it is rejected.",
+    )
+    stream_tool_calls: bool = Field(
+        True, validation_alias=_env("stream_tool_calls"),
+        description="The upstream streams when the model chooses whether to call tools (tool_choice auto or "
+        "required). Off (llama-cpp-python): such a stream is one unary upstream call, sent as one delta.",
+    )
+    null_tool_call_content: bool = Field(
+        True, validation_alias=_env("null_tool_call_content"),
+        description="An assistant message with tool calls and no text is sent with content null (OpenAI); "
+        "off: an empty string (llama-cpp-python rejects null).",
+    )
     extra_body_params: dict[str, str] = Field(
         default_factory=dict, validation_alias=_env("extra_body_params"),
         description=f"Features the upstream takes as extra body fields, feature -> field name "

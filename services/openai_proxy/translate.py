@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from forgeway.core.errors import InvalidArgument, Unsupported
-from forgeway.core.generation import FinishReason, GenerationRequest, TokenLogprob
+from forgeway.core.generation import ChatMessage, FinishReason, GenerationRequest, TokenLogprob
+from forgeway.core.tools import ToolCall, ToolCallAssembler, ToolCallDelta, new_call_id
 
 from .settings import OpenAIProxySettings, UpstreamModel
 
@@ -19,6 +20,7 @@ class UpstreamCall:
     kwargs: dict[str, Any]
     stops: bool = False
     top_logprobs: int = 0
+    parallel_tool_calls: bool = True
 
 
 def build_call(request: GenerationRequest, model: UpstreamModel, settings: OpenAIProxySettings) -> UpstreamCall:
@@ -29,7 +31,7 @@ def build_call(request: GenerationRequest, model: UpstreamModel, settings: OpenA
     s = request.sampling
     kwargs: dict[str, Any] = {"model": model.upstream_name, "temperature": s.temperature or 0.0}
     if chat:
-        kwargs["messages"] = [{"role": m.role, "content": m.content} for m in request.messages]
+        kwargs["messages"] = [chat_message(m, settings) for m in request.messages]
     else:
         kwargs["prompt"] = request.prompt
     optional = {
@@ -44,6 +46,18 @@ def build_call(request: GenerationRequest, model: UpstreamModel, settings: OpenA
         else:
             kwargs["logprobs"] = request.top_logprobs
     extra: dict[str, Any] = {}
+    if request.tools:
+        kwargs["tools"] = [t.to_template() for t in request.tools]
+        kwargs["tool_choice"] = _tool_choice(request, settings)
+        if not request.parallel_tool_calls:
+            kwargs["parallel_tool_calls"] = False
+    if request.thinking is not None:
+        if settings.thinking == "chat_template_kwargs":
+            extra["chat_template_kwargs"] = {"enable_thinking": request.thinking}
+        elif settings.thinking == "reasoning_effort":
+            kwargs["reasoning_effort"] = settings.thinking_efforts[int(request.thinking)]
+        else:
+            raise Unsupported("reasoning", "openai", "this upstream takes no thinking switch")
     response_format = _response_format(request, settings.structured_output)
     if response_format is not None:
         if not chat and settings.structured_output == "json_object_schema":  # its /v1/completions ignores it
@@ -59,7 +73,41 @@ def build_call(request: GenerationRequest, model: UpstreamModel, settings: OpenA
             extra[upstream_field] = wanted[feature]
     if extra:
         kwargs["extra_body"] = extra
-    return UpstreamCall(chat, kwargs, stops=bool(s.stop), top_logprobs=request.top_logprobs)
+    return UpstreamCall(chat, kwargs, stops=bool(s.stop), top_logprobs=request.top_logprobs,
+                        parallel_tool_calls=request.parallel_tool_calls)
+
+
+def chat_message(message: ChatMessage, settings: OpenAIProxySettings) -> dict:
+    """A message as OpenAI's chat API takes it: tool calls with JSON-text arguments, tool results by call id.
+
+    Reasoning goes back as `reasoning_content` (vLLM, llama.cpp's server), except to OpenAI (thinking:
+    reasoning_effort), whose chat API has no field for it.
+    """
+    result: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        result["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in message.tool_calls
+        ]
+        if not message.content and settings.null_tool_call_content:
+            result["content"] = None
+    if message.tool_call_id:
+        result["tool_call_id"] = message.tool_call_id
+    if message.reasoning and settings.thinking != "reasoning_effort":
+        result["reasoning_content"] = message.reasoning
+    return result
+
+
+def _tool_choice(request: GenerationRequest, settings: OpenAIProxySettings) -> str | dict:
+    choice = request.tool_choice
+    if choice.mode == "required" and not settings.tool_choice_required:
+        if len(request.tools) != 1:
+            raise Unsupported("tool_choice", "openai", "this upstream cannot be required to call one of several "
+                                                       "tools; name the function")
+        return {"type": "function", "function": {"name": request.tools[0].name}}  # one tool: the same demand
+    if choice.mode == "function":
+        return {"type": "function", "function": {"name": choice.function}}
+    return choice.mode
 
 
 def _response_format(request: GenerationRequest, style: str) -> dict | None:
@@ -72,20 +120,23 @@ def _response_format(request: GenerationRequest, style: str) -> dict | None:
     return None
 
 
-def finish_reason(reason: str | None, choice: Any, stops: bool) -> FinishReason:
+def finish_reason(reason: str | None, choice: Any, stops: bool, called: bool = False) -> FinishReason:
     """Forgeway's finish reason for an OpenAI one.
 
     OpenAI says "stop" both for an end-of-sequence token and for a stop sequence. vLLM adds stop_reason (the
     matched string, or a token id / null); where no upstream says which, a request with stop sequences reports
-    STOP_SEQUENCE.
+    STOP_SEQUENCE. A choice that called tools reports TOOL_CALLS, also where the upstream says "stop" (OpenAI does
+    when tool_choice names the function).
     """
     if reason == "length":
         return FinishReason.LENGTH
+    if reason in ("tool_calls", "function_call") or (called and reason in ("stop", None)):
+        return FinishReason.TOOL_CALLS
     if reason == "stop" and stops:
         extra = getattr(choice, "model_extra", None) or {}
         if "stop_reason" not in extra or isinstance(extra["stop_reason"], str):
             return FinishReason.STOP_SEQUENCE
-    return FinishReason.STOP  # stop, content_filter, tool_calls, function_call
+    return FinishReason.STOP  # stop, content_filter
 
 
 def _bytes(token: str, raw: list[int] | None) -> bytes:
@@ -128,11 +179,14 @@ class ChoicePiece:
     reason: str | None
     logprobs: list[TokenLogprob] = field(default_factory=list)
     source: Any = None
+    tool_calls: list[ToolCallDelta] = field(default_factory=list)
+    reasoning: str = ""
 
     @property
     def is_token(self) -> bool:
         """Whether the chunk carried a token (llama.cpp and vLLM stream one token per chunk; '' is a partial one)."""
-        return self.text is not None and (self.text != "" or self.reason is None)
+        text = self.text is not None and (self.text != "" or self.reason is None)
+        return text or bool(self.reasoning) or any(c.arguments for c in self.tool_calls)
 
 
 def pieces(response: Any, call: UpstreamCall) -> list[ChoicePiece]:
@@ -141,10 +195,71 @@ def pieces(response: Any, call: UpstreamCall) -> list[ChoicePiece]:
     for choice in response.choices or []:
         if call.chat:
             message = getattr(choice, "delta", None) or getattr(choice, "message", None)
-            text = message.content if message is not None else None
-            logprobs = chat_logprobs(choice.logprobs, call.top_logprobs)
+            piece = ChoicePiece(choice.index, message.content if message is not None else None, choice.finish_reason,
+                                chat_logprobs(choice.logprobs, call.top_logprobs), choice,
+                                tool_call_pieces(message), reasoning(message))  # fmt: skip
         else:
-            text = choice.text
-            logprobs = completion_logprobs(choice.logprobs, call.top_logprobs)
-        result.append(ChoicePiece(choice.index, text, choice.finish_reason, logprobs, choice))
+            piece = ChoicePiece(choice.index, choice.text, choice.finish_reason,
+                                completion_logprobs(choice.logprobs, call.top_logprobs), choice)  # fmt: skip
+        result.append(piece)
     return result
+
+
+def reasoning(message: Any) -> str:
+    """The reasoning beside the content: `reasoning_content` (vLLM, llama.cpp, DeepSeek) or `reasoning` (others)."""
+    extra = (getattr(message, "model_extra", None) or {}) if message is not None else {}
+    value = extra.get("reasoning_content") or extra.get("reasoning")
+    return value if isinstance(value, str) else ""
+
+
+def tool_call_pieces(message: Any) -> list[ToolCallDelta]:
+    """A message's tool calls, or a stream delta's pieces of them, as ToolCallDeltas (a message's by position)."""
+    result = []
+    for position, call in enumerate(getattr(message, "tool_calls", None) or []):
+        function = getattr(call, "function", None)
+        if function is None:  # a custom (non-function) tool call; the proxy sends function tools only
+            continue
+        index = getattr(call, "index", position)
+        result.append(ToolCallDelta(index, call.id or "", function.name or "", function.arguments or ""))
+    return result
+
+
+class ToolCallRelay:
+    """Tool-call pieces in the contract's shape, and the whole calls they make.
+
+    The first piece of a call carries its id and name, later ones only argument text (llama-cpp-python repeats
+    both in every chunk); a call the upstream gives no id gets one; with parallel tool calls off, a second call
+    from an upstream that ignores the switch is dropped.
+    """
+
+    def __init__(self, parallel: bool):
+        self.parallel = parallel
+        self._started: set[tuple[int, int]] = set()
+        self._named: set[tuple[int, int]] = set()
+        self._first: dict[int, int] = {}
+        self._calls: dict[int, ToolCallAssembler] = {}
+
+    def relay(self, choice: int, upstream: list[ToolCallDelta]) -> list[ToolCallDelta]:
+        """The pieces to pass on for one choice of one chunk."""
+        result = []
+        for piece in upstream:
+            key = (choice, piece.index)
+            if not self.parallel and self._first.setdefault(choice, piece.index) != piece.index:
+                continue
+            out = ToolCallDelta(piece.index, arguments=piece.arguments)
+            if key not in self._started:
+                self._started.add(key)
+                out.id = piece.id or new_call_id()
+            if piece.name and key not in self._named:
+                self._named.add(key)
+                out.name = piece.name
+            if out.id or out.name or out.arguments:
+                result.append(out)
+                self._calls.setdefault(choice, ToolCallAssembler()).add(out)
+        return result
+
+    def calls(self, choice: int) -> list[ToolCall]:
+        """The calls a choice made, whole (arguments "{}" where the upstream sent none)."""
+        assembler = self._calls.get(choice)
+        calls = assembler.calls() if assembler is not None else []
+        return [ToolCall(c.id, c.name, c.arguments or "{}") for c in calls]
