@@ -20,6 +20,10 @@ TIME_PER_OUTPUT_TOKEN = Histogram(
     buckets=LATENCY_BUCKETS,
 )
 TOKENS = Counter("forgeway_tokens", "Tokens processed, by kind (prompt, completion).", ["service", "model", "kind"])
+TOOL_CALL_PARSE_FAILURES = Counter(
+    "forgeway_tool_call_parse_failures", "Tool calls a model wrote that did not parse (given back as content).",
+    ["service", "model"],
+)
 QUEUE_DEPTH = Gauge("forgeway_queue_depth", "Requests waiting for a slot.", ["service"])
 
 

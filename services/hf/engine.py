@@ -18,7 +18,7 @@ from forgeway.server.hardware import installed_versions
 
 from . import structured
 from .catalog import Catalog
-from .intake import TASK_LIMITS, build_job
+from .intake import build_job, unsupported
 from .models import Source, load, resolve
 from .scheduler import CausalRunner, Runner
 from .settings import HFSettings, ModelSpec
@@ -244,6 +244,7 @@ class HFEngine(InferenceEngine):
                 name=served.name, task=loaded.task, context_length=loaded.context_length,
                 quantization=loaded.quantization, adapters=[] if served.adapter else sorted(loaded.adapters),
                 loaded=True, source=served.source, chat=loaded.chat and loaded.task == Task.TEXT_GENERATION,
+                unsupported=unsupported(loaded.task, loaded),
             ))
         configured = {m.name for m in infos}
         for spec in self.settings.models:
@@ -254,12 +255,14 @@ class HFEngine(InferenceEngine):
         if self.settings.load_on_demand:
             infos += self.catalog.models(configured)
         for info in infos:
-            info.unsupported = dict(TASK_LIMITS.get(info.task, {}))
+            if not info.loaded:
+                info.unsupported = unsupported(info.task, None)
         return infos
 
     def features(self) -> Features:
         return Features(streaming=True, logprobs=True, json_schema=structured.available(), grammar=False, stop=True,
-                        seed=True, multiple_choices=True, adapters=True, sampling_params=SAMPLING)
+                        seed=True, multiple_choices=True, adapters=True, tools=True, reasoning=True,
+                        sampling_params=SAMPLING)
 
     def load(self) -> LoadInfo:
         runners = list(self.runners.values())

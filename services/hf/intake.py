@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
-from forgeway.core.errors import InvalidArgument
+from forgeway.core.errors import InvalidArgument, Unsupported
 from forgeway.core.generation import GenerationRequest, Task
 
+from . import structured
 from .models import LoadedModel
+from .replies import Reply
 from .sampling import Sampler
 from .sequence import Choice, Job
 from .structured import JsonConstraint
@@ -26,19 +28,33 @@ TASK_LIMITS: dict[Task, dict[str, str]] = {
 }
 
 
+def unsupported(task: Task, loaded: LoadedModel | None) -> dict[str, str]:
+    """What a model refuses: its task's limits, and tools or reasoning its chat template lacks (unknown until loaded)."""
+    refused = dict(TASK_LIMITS.get(task, {}))
+    if task != Task.TEXT_GENERATION:
+        refused |= {name: f"{task.value} answers no chat" for name in ("tools", "reasoning")}
+    elif loaded is not None:
+        refused |= loaded.reply.unsupported()
+    return refused
+
+
+def render(loaded: LoadedModel, request: GenerationRequest, name: str) -> str:
+    """The chat as the model's own template writes it: messages, tools, thinking switch, the assistant's turn opened."""
+    switch = {"enable_thinking": request.thinking} if request.thinking is not None else {}
+    try:
+        return loaded.tokenizer.apply_chat_template(request.template_messages, tools=request.template_tools,
+                                                    tokenize=False, add_generation_prompt=True, **switch)
+    except Exception as exc:  # a template error names what is wrong with the messages
+        raise InvalidArgument("messages", f"the chat template of {name!r} rejected them: {exc}") from None
+
+
 def prompt_ids(loaded: LoadedModel, request: GenerationRequest, name: str) -> tuple[list[int], str, object]:
     """Token ids of the input, the request field they came from, and the encoding (QA needs its offsets)."""
     tokenizer = loaded.tokenizer
     encoding = None
     if request.messages:
         field = "messages"
-        try:
-            text = tokenizer.apply_chat_template(
-                [{"role": m.role, "content": m.content} for m in request.messages],
-                tokenize=False, add_generation_prompt=True)
-        except Exception as exc:  # a template error names what is wrong with the messages
-            raise InvalidArgument("messages", f"the chat template of {name!r} rejected them: {exc}") from None
-        ids = tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
+        ids = tokenizer(render(loaded, request, name), add_special_tokens=False, verbose=False)["input_ids"]
     elif request.document is not None:
         field, ids = "summarize.document", tokenizer(request.document, verbose=False)["input_ids"]
     elif request.question is not None:
@@ -63,6 +79,9 @@ def prompt_ids(loaded: LoadedModel, request: GenerationRequest, name: str) -> tu
 async def build_job(loaded: LoadedModel, request: GenerationRequest, name: str, adapter: str, served_by: str,
                     default_max_tokens: int) -> Job:
     """A job with its n choices ready to decode (schemas are compiled here, off the event loop)."""
+    refused = sorted(request.features() & set(unsupported(loaded.task, loaded)))
+    if refused:  # a model loaded on first use, after admission judged it without knowing its template
+        raise Unsupported(refused[0], "hf", unsupported(loaded.task, loaded)[refused[0]])
     ids, field, encoding = prompt_ids(loaded, request, name)
     job = Job(request, ids, model=name, served_by=served_by, adapter=adapter, encoding=encoding)
     if loaded.task == Task.EXTRACTIVE_QA:
@@ -82,11 +101,42 @@ async def build_job(loaded: LoadedModel, request: GenerationRequest, name: str, 
     if request.json_schema is not None or request.json_object:
         compiler = await asyncio.to_thread(loaded.grammar_compiler)
         compiled = await asyncio.to_thread(compiler.compile, request.json_schema, request.json_object)
+    tag = tool_tag(loaded, request)
+    if tag is not None and compiled is not None:
+        raise Unsupported("tools", "hf", "strict tools cannot be combined with structured_output")
+    if tag is not None:
+        compiler = await asyncio.to_thread(loaded.grammar_compiler)
+        compiled = await asyncio.to_thread(compiler.compile_tag, tag)
+    form = loaded.reply
+    parsed = bool(request.messages) and form.response_template is not None and (request.calls_tools or form.reasoning)
+    prefix = render(loaded, request, name) if parsed else ""
     seed = request.sampling.seed
     context = ids if causal else []
     for i in range(request.n):
         sampler = Sampler(request.sampling, loaded.vocab_size, context,
                           None if seed is None else (seed + i) % SEED_MODULUS, loaded.device)
         constraint = JsonConstraint(compiled, loaded.vocab_size) if compiled is not None else None
-        job.choices.append(Choice(job, i, sampler, loaded.text(context), loaded.eos, max_tokens, constraint))
+        reply = Reply(form, prefix, request.tool_choice.callable(request.tools), tag is not None, name) if parsed \
+            else None
+        job.choices.append(Choice(job, i, sampler, loaded.text(context, parsed), loaded.eos, max_tokens, constraint,
+                                  reply))
     return job
+
+
+def tool_tag(loaded: LoadedModel, request: GenerationRequest) -> dict | None:
+    """The grammar for forced calls and strict tools; refused where this model's call format cannot be forced."""
+    choice = request.tool_choice
+    tools = choice.callable(request.tools)
+    if not tools or not (choice.forced or any(t.strict for t in tools)):
+        return None
+    family = loaded.reply.family
+    why = (f"tool_choice {choice.mode!r}" if choice.forced else "strict tools") + " need constrained decoding"
+    if not structured.available():
+        raise Unsupported("tools", "hf", f"{why}, and xgrammar is not installed")
+    if family is None or not family.constrainable:
+        raise Unsupported("tools", "hf", f"{why}, which this model's tool-call format "
+                                         f"({family.name if family else 'unknown'}) does not have here")
+    for i, tool in enumerate(request.tools):
+        if tool in tools and (choice.forced or tool.strict) and tool.parameters is not None:
+            structured.check_schema(tool.parameters, f"tools[{i}].function.parameters", feature="tools")
+    return family.tool_tag(request)

@@ -21,6 +21,7 @@ from forgeway.core.errors import InvalidArgument, NotFound, Unsupported
 from forgeway.core.generation import Task
 
 from . import structured
+from .families import ReplyFormat, reply_format
 from forgeway.core.modelstore import ModelStore, StoredModel, confine
 from .text import IncrementalText, TokenBytes
 
@@ -142,16 +143,20 @@ class LoadedModel:
     keeps_logits: bool = False  # forward takes logits_to_keep
     vocab_size: int = 0
     grammar: structured.GrammarCompiler | None = None
+    reply: ReplyFormat = field(default_factory=ReplyFormat)
 
     def __post_init__(self):
         self.token_bytes = TokenBytes(self.tokenizer)
+        if self.task == Task.TEXT_GENERATION:
+            self.reply = reply_format(self.tokenizer)
 
     @property
     def chat(self) -> bool:
         return bool(getattr(self.tokenizer, "chat_template", None))
 
-    def text(self, context: list[int]) -> IncrementalText:
-        return IncrementalText(self.tokenizer, context)
+    def text(self, context: list[int], parsed: bool = False) -> IncrementalText:
+        """Incremental decoding; for a parsed reply, keeping the special tokens that delimit its calls."""
+        return IncrementalText(self.tokenizer, context, self.reply.drop if parsed else frozenset())
 
     def add_adapter(self, name: str, path: str) -> None:
         """Load a peft LoRA adapter under name (call between forward passes)."""

@@ -19,6 +19,7 @@ from forgeway.core.generation import (
     held_back,
 )
 
+from .replies import Reply
 from .sampling import Sampler
 from .structured import JsonConstraint
 from .text import IncrementalText
@@ -30,9 +31,10 @@ class Choice:
     """One completion being decoded: turns tokens into text deltas and knows when it is finished."""
 
     def __init__(self, job: Job, index: int, sampler: Sampler, text: IncrementalText, eos: frozenset[int],
-                 max_tokens: int, constraint: JsonConstraint | None = None):
+                 max_tokens: int, constraint: JsonConstraint | None = None, reply: Reply | None = None):
         self.job, self.index, self.sampler, self.detok = job, index, sampler, text
         self.eos, self.max_tokens, self.constraint = eos, max_tokens, constraint
+        self.reply = reply  # reads content, reasoning and tool calls out of the text, when the request may hold them
         self.stops = job.request.sampling.stop
         self.text = ""  # decoded so far, cut before any stop sequence
         self.sent = 0
@@ -87,16 +89,26 @@ class Choice:
 
     def _delta(self) -> Delta | None:
         end = len(self.text) if self.finish else len(self.text) - held_back(self.text, self.stops)
-        if end <= self.sent and not (self.finish and self.unsent_logprobs):
-            return None
-        delta = Delta(self.index, self.text[self.sent:end], self.unsent_logprobs)
+        text = self.text[self.sent:end]
         self.sent = max(self.sent, end)
+        reasoning, calls = "", []
+        if self.reply is not None:
+            text, reasoning, calls = self.reply.feed(text, final=self.finish is not None)
+        if not (text or reasoning or calls or (self.finish and self.unsent_logprobs)):
+            return None
+        delta = Delta(self.index, text, self.unsent_logprobs, calls, reasoning)
         self.unsent_logprobs = []
         return delta
 
     def completion(self) -> Completion:
         reason = self.finish or FinishReason.CANCELLED
-        return Completion(self.index, self.text, reason, self.logprobs, completion_tokens=self.tokens)
+        if self.reply is None:
+            return Completion(self.index, self.text, reason, self.logprobs, completion_tokens=self.tokens)
+        calls = self.reply.calls()
+        if calls and reason in (FinishReason.STOP, FinishReason.STOP_SEQUENCE):
+            reason = FinishReason.TOOL_CALLS
+        return Completion(self.index, self.reply.content, reason, self.logprobs, completion_tokens=self.tokens,
+                          tool_calls=calls, reasoning=self.reply.reasoning)
 
 
 @dataclass(eq=False)

@@ -38,27 +38,27 @@ def available() -> bool:
     return xgrammar is not None
 
 
-def check_schema(schema: object, where: str = "#") -> None:
+def check_schema(schema: object, where: str = "#", feature: str = FEATURE) -> None:
     """Raise Unsupported naming the first keyword this backend cannot enforce."""
     if isinstance(schema, bool):
         return
     if not isinstance(schema, dict):
-        raise Unsupported(FEATURE, "hf", f"{where} is not a schema object")
+        raise Unsupported(feature, "hf", f"{where} is not a schema object")
     for key, value in schema.items():
         if key not in KEYWORDS:
-            raise Unsupported(FEATURE, "hf", f"keyword {key!r} at {where} is not supported")
+            raise Unsupported(feature, "hf", f"keyword {key!r} at {where} is not supported")
         if key == "format" and value not in FORMATS:
-            raise Unsupported(FEATURE, "hf", f"format {value!r} at {where} is not supported")
+            raise Unsupported(feature, "hf", f"format {value!r} at {where} is not supported")
         if key == "$ref" and not str(value).startswith("#"):
-            raise Unsupported(FEATURE, "hf", f"only local references (#/...) are supported, got {value!r}")
+            raise Unsupported(feature, "hf", f"only local references (#/...) are supported, got {value!r}")
         if key in ("properties", "$defs", "definitions") and isinstance(value, dict):
             for name, sub in value.items():
-                check_schema(sub, f"{where}/{key}/{name}")
+                check_schema(sub, f"{where}/{key}/{name}", feature)
         elif key in ("anyOf", "prefixItems") and isinstance(value, list):
             for i, sub in enumerate(value):
-                check_schema(sub, f"{where}/{key}/{i}")
+                check_schema(sub, f"{where}/{key}/{i}", feature)
         elif key in ("items", "additionalProperties") and isinstance(value, dict | bool):
-            check_schema(value, f"{where}/{key}")
+            check_schema(value, f"{where}/{key}", feature)
 
 
 class GrammarCompiler:
@@ -72,22 +72,14 @@ class GrammarCompiler:
         self.cache_size = cache_size
         self.lock = threading.Lock()
 
-    def compile(self, schema: dict | None, json_object: bool):
-        """A compiled grammar for a schema (checked first), or for any JSON object."""
-        if schema is not None:
-            check_schema(schema)
-        key = json.dumps(schema, sort_keys=True) if schema is not None else "<object>"
+    def _cached(self, key: str):
         with self.lock:
             if key in self.cache:
                 self.cache.move_to_end(key)
                 return self.cache[key]
-        if schema is None:
-            grammar = xgrammar.Grammar.from_json_schema('{"type": "object"}', any_whitespace=False, strict_mode=False)
-        else:
-            try:
-                grammar = xgrammar.Grammar.from_json_schema(json.dumps(schema), any_whitespace=False)
-            except RuntimeError as exc:
-                raise Unsupported(FEATURE, "hf", str(exc).splitlines()[-1][:200]) from None
+        return None
+
+    def _compile(self, key: str, grammar):
         text = str(grammar)
         if _LOOSE_CHARS in text:
             grammar = xgrammar.Grammar.from_ebnf(text.replace(_LOOSE_CHARS, _JSON_CHARS))
@@ -97,6 +89,35 @@ class GrammarCompiler:
             while len(self.cache) > self.cache_size:
                 self.cache.popitem(last=False)
         return compiled
+
+    def compile_tag(self, tag: dict):
+        """A compiled grammar for an xgrammar structural tag (tool calls: families.Family.tool_tag)."""
+        key = json.dumps(tag, sort_keys=True)
+        compiled = self._cached(key)
+        if compiled is not None:
+            return compiled
+        try:
+            grammar = xgrammar.Grammar.from_structural_tag(json.dumps(tag))
+        except (RuntimeError, ValueError) as exc:
+            raise Unsupported("tools", "hf", str(exc).splitlines()[-1][:200]) from None
+        return self._compile(key, grammar)
+
+    def compile(self, schema: dict | None, json_object: bool):
+        """A compiled grammar for a schema (checked first), or for any JSON object."""
+        if schema is not None:
+            check_schema(schema)
+        key = json.dumps(schema, sort_keys=True) if schema is not None else "<object>"
+        compiled = self._cached(key)
+        if compiled is not None:
+            return compiled
+        if schema is None:
+            grammar = xgrammar.Grammar.from_json_schema('{"type": "object"}', any_whitespace=False, strict_mode=False)
+        else:
+            try:
+                grammar = xgrammar.Grammar.from_json_schema(json.dumps(schema), any_whitespace=False)
+            except RuntimeError as exc:
+                raise Unsupported(FEATURE, "hf", str(exc).splitlines()[-1][:200]) from None
+        return self._compile(key, grammar)
 
 
 class JsonConstraint:

@@ -50,13 +50,17 @@ class TokenBytes:
 class IncrementalText:
     """Turns generated token ids into text deltas of whole characters (the prefix/read offset method)."""
 
-    def __init__(self, tokenizer, prompt_ids: list[int]):
+    def __init__(self, tokenizer, prompt_ids: list[int], drop: frozenset[int] = frozenset()):
         self.tokenizer = tokenizer
+        self.drop = drop  # with it, special tokens outside it are decoded as text (they delimit tool calls)
         self.ids = list(prompt_ids[-PROMPT_CONTEXT:])
         self.prefix_offset = 0
         self.read_offset = len(self.ids)
 
     def _decode(self, ids: list[int]) -> str:
+        if self.drop:
+            return self.tokenizer.decode([i for i in ids if i not in self.drop], skip_special_tokens=False,
+                                         clean_up_tokenization_spaces=False)
         return self.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
 
     def add(self, token_id: int) -> str:

@@ -72,7 +72,7 @@ async def test_capabilities_name_each_model_task_and_the_machine(stub):
     assert caps.library_versions["transformers"] and caps.library_versions["torch"]
     # What a model's task cannot do is declared with it, so the gateway refuses it before routing (check_servable).
     assert "best span" in models["reader"].unsupported_features["logprobs"]
-    assert set(models["summarizer"].unsupported_features) == {"adapters"}
+    assert set(models["summarizer"].unsupported_features) == {"adapters", "tools", "reasoning"}
     assert not models["stored"].unsupported_features
 
 
