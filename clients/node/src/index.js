@@ -1,7 +1,7 @@
 'use strict';
 // A small Node.js client of the Forgeway contract (protos/forgeway/v1), on @grpc/grpc-js and @grpc/proto-loader:
-// capabilities, generate, stream and chat. Fields are camelCase (maxTokens); enum values are lowercase names
-// ("stop", "text-generation"), as in the Python SDK.
+// capabilities, generate, stream and chat, with tools and reasoning. Fields are camelCase (maxTokens, toolChoice);
+// enum values are lowercase names ("stop", "tool_calls", "text-generation"), as in the Python SDK.
 
 const path = require('node:path');
 const grpc = require('@grpc/grpc-js');
@@ -40,15 +40,45 @@ function enumName(value, prefix) {
   return !value || value.endsWith('_UNSPECIFIED') ? '' : value.slice(prefix.length).toLowerCase();
 }
 
+/** A tool call {id, name, arguments (JSON text)}; `args` (not enumerable) parses the arguments. */
+function toolCall(call) {
+  const result = { id: call.id, name: call.name, arguments: call.arguments };
+  Object.defineProperty(result, 'args', { get: () => JSON.parse(call.arguments || '{}') });
+  return result;
+}
+
+/** The assistant message that continues a chat after this reply (OpenAI's shape; `messages` take it back). */
+function assistantMessage(text, toolCalls, reasoning) {
+  const message = { role: 'assistant', content: text };
+  if (toolCalls.length) {
+    message.tool_calls = toolCalls.map((c) => ({
+      id: c.id, type: 'function', function: { name: c.name, arguments: c.arguments },
+    }));
+  }
+  if (reasoning) message.reasoning = reasoning;
+  return message;
+}
+
 function generation(response) {
-  const choices = response.choices.map((choice) => ({
-    index: choice.index,
-    text: choice.text,
-    finishReason: enumName(choice.finishReason, 'FINISH_REASON_'),
-  }));
+  const choices = response.choices.map((choice) => {
+    const toolCalls = (choice.toolCalls || []).map(toolCall);
+    return {
+      index: choice.index,
+      text: choice.text,
+      finishReason: enumName(choice.finishReason, 'FINISH_REASON_'),
+      toolCalls,
+      reasoning: choice.reasoning || '',
+      message: assistantMessage(choice.text, toolCalls, choice.reasoning),
+    };
+  });
+  const first = choices.length ? choices[0]
+    : { text: '', toolCalls: [], reasoning: '', message: assistantMessage('', []) };
   return {
     model: response.model,
-    text: choices.length ? choices[0].text : '',
+    text: first.text,
+    toolCalls: first.toolCalls,
+    reasoning: first.reasoning,
+    message: first.message,
     choices,
     usage: response.usage || { promptTokens: 0, completionTokens: 0, totalTokens: 0 },
     timings: response.timings || { queueMs: 0, timeToFirstTokenMs: 0, totalMs: 0 },
@@ -75,12 +105,54 @@ function capabilities(response) {
   };
 }
 
+/** A chat message: {role, content}, with tool_calls / tool_call_id (OpenAI's names) or toolCalls / toolCallId. */
+function message(item) {
+  const calls = item.tool_calls || item.toolCalls || [];
+  return {
+    role: item.role,
+    content: item.content || '',
+    toolCallId: item.tool_call_id || item.toolCallId || '',
+    reasoning: item.reasoning || item.reasoning_content || '',
+    toolCalls: calls.map((call) => {
+      const fn = call.function || call;
+      const args = fn.arguments === undefined ? '' : fn.arguments;
+      return { id: call.id, name: fn.name, arguments: typeof args === 'string' ? args : JSON.stringify(args) };
+    }),
+  };
+}
+
+/** A Tool from OpenAI's {type: 'function', function: {name, description, parameters, strict}} (or the function). */
+function tool(item) {
+  if (item.type && item.type !== 'function') throw new TypeError(`only function tools are offered, not ${item.type}`);
+  const fn = item.function || item;
+  const parameters = fn.parameters === undefined ? '' : fn.parameters;
+  return {
+    function: {
+      name: fn.name,
+      description: fn.description || '',
+      parameters: typeof parameters === 'string' ? parameters : JSON.stringify(parameters),
+      strict: Boolean(fn.strict),
+    },
+  };
+}
+
+/** 'none', 'auto', 'required', a function's name, or {type: 'function', function: {name}}. */
+function toolChoice(value) {
+  const name = typeof value === 'string' ? value : (value.function && value.function.name) || value.name;
+  if (['none', 'auto', 'required'].includes(name)) return { mode: `TOOL_CHOICE_MODE_${name.toUpperCase()}` };
+  return { mode: 'TOOL_CHOICE_MODE_FUNCTION', function: name };
+}
+
 /** A GenerateRequest from (model, prompt or {messages}, options). */
 function generateRequest(model, input, options = {}) {
   const request = { model, n: options.n || 0, backend: options.backend || '', adapter: options.adapter || '' };
   if (typeof input === 'string') request.prompt = input;
-  else if (input && Array.isArray(input.messages)) request.messages = input.messages;
+  else if (input && Array.isArray(input.messages)) request.messages = input.messages.map(message);
   else throw new TypeError('input is a prompt string or {messages: [{role, content}]}');
+  if (options.tools) request.tools = options.tools.map(tool);
+  if (options.toolChoice !== undefined) request.toolChoice = toolChoice(options.toolChoice);
+  if (options.parallelToolCalls !== undefined) request.parallelToolCalls = options.parallelToolCalls;
+  if (options.thinking !== undefined) request.thinking = options.thinking;
   const sampling = {};
   for (const key of SAMPLING) {
     if (options[key] !== undefined) sampling[key] = key === 'stop' && !Array.isArray(options.stop) ? [options.stop] : options[key];
@@ -126,31 +198,48 @@ class ForgewayClient {
     return capabilities(await this.unary('Capabilities', {}));
   }
 
-  /** One completion of `prompt` (or {messages}); options: maxTokens, temperature, topP, topK, seed, stop, n, ... */
+  /**
+   * One completion of `prompt` (or {messages}); options: maxTokens, temperature, topP, topK, seed, stop, n, tools
+   * (OpenAI tool objects), toolChoice ('none', 'auto', 'required' or a function's name), parallelToolCalls, thinking.
+   */
   async generate(model, input, options = {}) {
     return generation(await this.unary('Generate', generateRequest(model, input, options)));
   }
 
-  /** One assistant reply to chat messages [{role, content}]. */
+  /** One assistant reply to chat messages [{role, content}] (append `result.message` and tool results to go on). */
   async chat(model, messages, options = {}) {
     return this.generate(model, { messages }, options);
   }
 
   /**
-   * Stream a generation: `for await (const delta of client.stream(model, prompt))` yields {index, text};
-   * the generator's return value (and `stream.final` on the returned object) is the finished generation.
+   * Stream a generation: `for await (const delta of client.stream(model, prompt))` yields {index, text, reasoning,
+   * toolCalls (pieces: {index, id, name, arguments})}; the generator's return value (and `stream.final` on the
+   * returned object) is the finished generation; `stream.toolCalls(index)` puts the pieces received together.
    */
   stream(model, input, options = {}) {
     const call = this.backend.GenerateStream(generateRequest(model, input, options), this.metadata(),
       this.callOptions());
+    const pieces = new Map(); // choice index -> (call index -> {id, name, arguments})
     const result = {
       final: null,
       cancel: () => call.cancel(),
+      toolCalls: (index = 0) => [...(pieces.get(index) || new Map()).entries()].sort((a, b) => a[0] - b[0])
+        .map(([, c]) => toolCall(c)),
       async *[Symbol.asyncIterator]() {
         try {
           for await (const message of call) {
-            if (message.delta) yield { index: message.delta.index, text: message.delta.text };
-            else if (message.final) result.final = generation(message.final);
+            if (message.delta) {
+              const { index, text, reasoning } = message.delta;
+              const toolCalls = message.delta.toolCalls || [];
+              if (!pieces.has(index)) pieces.set(index, new Map());
+              for (const piece of toolCalls) {
+                const calls = pieces.get(index);
+                const sofar = calls.get(piece.index) || { id: '', name: '', arguments: '' };
+                calls.set(piece.index, { id: sofar.id || piece.id, name: sofar.name || piece.name,
+                  arguments: sofar.arguments + piece.arguments });
+              }
+              yield { index, text, reasoning: reasoning || '', toolCalls };
+            } else if (message.final) result.final = generation(message.final);
           }
         } catch (error) {
           throw error.code !== undefined ? new ForgewayError(error) : error;

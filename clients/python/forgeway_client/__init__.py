@@ -9,9 +9,12 @@ from .errors import (
     UnavailableError, UnimplementedError, UnsupportedError,
 )
 from .requests import DatasetSource, LoRA
+from .schema import function_tool
 from .streams import GenerationStream, TrainingJob
+from .tool_runs import ToolResult, ToolRun
 from .types import (
-    Artifact, BackendStatus, Capabilities, Choice, Dataset, Delta, Generation, Job, JobEvent, Model, Progress,
+    Artifact, BackendStatus, Capabilities, Choice, Dataset, Delta, Generation, Job, JobEvent, Model, Progress, ToolCall,
+    ToolCallDelta,
 )
 
 __all__ = [
@@ -19,6 +22,6 @@ __all__ = [
     "Choice", "Client", "Dataset", "DatasetSource", "DeadlineExceededError", "Delta", "FailedPreconditionError",
     "Generation", "GenerationStream", "InternalError", "InvalidArgumentError", "Job", "JobEvent", "JobFailedError",
     "LoRA", "Model", "NotFoundError", "PermissionDeniedError", "Progress", "RequestCancelledError",
-    "ResourceExhaustedError", "Retry", "Tls", "TrainingJob", "UnauthenticatedError", "UnavailableError",
-    "UnimplementedError", "UnsupportedError",
+    "ResourceExhaustedError", "Retry", "Tls", "ToolCall", "ToolCallDelta", "ToolResult", "ToolRun", "TrainingJob",
+    "UnauthenticatedError", "UnavailableError", "UnimplementedError", "UnsupportedError", "function_tool",
 ]

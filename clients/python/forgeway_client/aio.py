@@ -21,6 +21,7 @@ from .client import page_request
 from .connection import DEFAULT, Connection, Retry, Tls, call_timeout, remaining
 from .errors import InternalError, from_grpc
 from .requests import DatasetSource, MessageLike, generate_request, job_state, load_request, train_request
+from .tool_runs import ToolChoices, ToolLoop, ToolRun, settle
 from .uploads import Upload
 
 T = TypeVar("T")
@@ -99,6 +100,16 @@ class AsyncClient:
     async def chat(self, model: str, messages: Iterable[MessageLike], *, timeout: Any = DEFAULT,
                    **options: Any) -> types.Generation:
         return await self.generate(model, messages=list(messages), timeout=timeout, **options)
+
+    async def run_tools(self, model: str, messages: Iterable[MessageLike], functions: Iterable[Callable[..., Any]], *,
+                        max_rounds: int = 5, tool_choice: ToolChoices = "auto", timeout: Any = DEFAULT,
+                        **options: Any) -> ToolRun:
+        """Client.run_tools; functions may be coroutine functions (awaited)."""
+        loop = ToolLoop(messages, functions, max_rounds, tool_choice, options)
+        while calls := loop.answered(generation := await self.generate(model, timeout=timeout, **loop.request())):
+            for call in calls:
+                loop.finish(call, await settle(loop.start(call)))
+        return loop.done(generation)
 
     async def stream(self, model: str, prompt: str | None = None, *, timeout: Any = DEFAULT,
                      **options: Any) -> AsyncGenerationStream:

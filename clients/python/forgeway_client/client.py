@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -19,8 +21,9 @@ from . import convert, types
 from .connection import DEFAULT, Connection, Retry, Tls, call_timeout, remaining
 from .errors import APIError, InternalError, from_grpc
 from .requests import DatasetSource, MessageLike, generate_request, job_state, load_request, train_request
-from .uploads import Upload
 from .streams import GenerationStream, TrainingJob
+from .tool_runs import ToolChoices, ToolLoop, ToolRun, settle
+from .uploads import Upload
 
 T = TypeVar("T")
 
@@ -106,14 +109,31 @@ class Client:
                  **options: Any) -> types.Generation:
         """One generation, answered when complete. Options: messages, document, context/question, task, n,
         max_tokens, temperature, top_p, top_k, min_p, repetition/presence/frequency_penalty, seed, stop,
-        json_schema, json_object, grammar, logprobs, top_logprobs, adapter, backend, priority."""
+        json_schema, json_object, grammar, logprobs, top_logprobs, adapter, backend, priority, tools (OpenAI tool
+        dicts or Python functions), tool_choice ("none", "auto", "required" or a function's name),
+        parallel_tool_calls, thinking. Choices carry tool_calls (finish_reason "tool_calls") and reasoning."""
         request = generate_request(model, prompt, **options)
         return convert.generation(self._unary(self._backend.Generate, request, timeout))
 
     def chat(self, model: str, messages: Iterable[MessageLike], *, timeout: Any = DEFAULT,
              **options: Any) -> types.Generation:
-        """One assistant reply to chat messages ({"role", "content"} mappings or (role, content) pairs)."""
+        """One assistant reply to chat messages ({"role", "content"} mappings, with tool_calls or tool_call_id where
+        they apply, or (role, content) pairs); append `result.message` to continue the chat."""
         return self.generate(model, messages=list(messages), timeout=timeout, **options)
+
+    def run_tools(self, model: str, messages: Iterable[MessageLike], functions: Iterable[Callable[..., Any]], *,
+                  max_rounds: int = 5, tool_choice: ToolChoices = "auto", timeout: Any = DEFAULT,
+                  **options: Any) -> ToolRun:
+        """Chat with `functions` as tools until the model answers: each call it makes runs here with its arguments
+        and the result (or the error the function raised) goes back as a tool message. tool_choice applies to every
+        model call, or call by call when a sequence (the last repeats); after max_rounds rounds of tool calls the
+        model answers with tool_choice "none". Returns the final generation and the whole transcript."""
+        loop = ToolLoop(messages, functions, max_rounds, tool_choice, options)
+        while calls := loop.answered(generation := self.generate(model, timeout=timeout, **loop.request())):
+            for call in calls:
+                outcome = loop.start(call)
+                loop.finish(call, asyncio.run(settle(outcome)) if inspect.isawaitable(outcome) else outcome)
+        return loop.done(generation)
 
     def stream(self, model: str, prompt: str | None = None, *, timeout: Any = DEFAULT,
                **options: Any) -> GenerationStream:

@@ -34,6 +34,8 @@ def generation(msg: generate_pb2.GenerateResponse) -> types.Generation:
             logprobs=_logprobs(c.logprobs),
             answer_span=types.AnswerSpan(c.answer_span.start, c.answer_span.end, c.answer_span.score)
             if c.HasField("answer_span") else None,
+            tool_calls=tuple(types.ToolCall(t.id, t.name, t.arguments) for t in c.tool_calls),
+            reasoning=c.reasoning,
         )
         for c in msg.choices
     )
@@ -46,7 +48,9 @@ def generation(msg: generate_pb2.GenerateResponse) -> types.Generation:
 
 
 def delta(msg: generate_pb2.GenerateDelta) -> types.Delta:
-    return types.Delta(msg.index, msg.text, _logprobs(msg.logprobs))
+    return types.Delta(msg.index, msg.text, _logprobs(msg.logprobs),
+                       tuple(types.ToolCallDelta(t.index, t.id, t.name, t.arguments) for t in msg.tool_calls),
+                       msg.reasoning)
 
 
 def model(msg: models_pb2.ModelInfo) -> types.Model:
@@ -65,7 +69,7 @@ def capabilities(msg: capabilities_pb2.CapabilitiesResponse) -> types.Capabiliti
         models=tuple(model(m) for m in msg.models),
         generation=types.GenerationFeatures(
             gen.streaming, gen.logprobs, gen.json_schema, gen.grammar, gen.stop, gen.seed, gen.multiple_choices,
-            gen.adapters, tuple(gen.sampling_params)),
+            gen.adapters, tuple(gen.sampling_params), gen.tools, gen.reasoning),
         training=types.TrainingFeatures(
             methods=tuple(METHOD.name(m) for m in training.methods),
             tasks=tuple(TASK.name(t) for t in training.tasks), lora=training.lora,

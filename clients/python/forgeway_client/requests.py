@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,11 +16,12 @@ from forgeway.core.errors import InvalidArgument
 from forgeway.v1 import common_pb2, generate_pb2, models_pb2, train_pb2
 
 from .errors import invalid_argument
+from .tools import ToolLike, chat_message, tool, tool_choice as choice_of
 
 DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 DATASET_ID = re.compile(r"ds-[0-9a-f]{16}")
 
-MessageLike = Mapping[str, str] | tuple[str, str]
+MessageLike = Mapping[str, Any] | tuple[str, str]
 
 
 @dataclass(frozen=True)
@@ -91,9 +92,11 @@ class LoRA:
                                     target_modules=list(self.target_modules))
 
 
-def message(item: MessageLike | Any) -> generate_pb2.Message:
+def message(item: MessageLike | Any, index: int = 0) -> generate_pb2.Message:
+    """A Message from a mapping (role, content, and tool_calls / tool_call_id / reasoning where they apply), a
+    (role, content) pair, or an object with role and content."""
     if isinstance(item, Mapping):
-        return generate_pb2.Message(role=str(item.get("role", "")), content=str(item.get("content", "")))
+        return chat_message(item, index)
     if isinstance(item, tuple) and len(item) == 2:
         return generate_pb2.Message(role=item[0], content=item[1])
     if hasattr(item, "role") and hasattr(item, "content"):
@@ -110,9 +113,12 @@ def generate_request(
     presence_penalty: float | None = None, frequency_penalty: float | None = None, seed: int | None = None,
     stop: str | Sequence[str] | None = None, json_schema: str | Mapping[str, Any] | None = None,
     json_object: bool = False, grammar: str | None = None, logprobs: bool = False, top_logprobs: int = 0,
-    adapter: str = "", backend: str = "", priority: int = 0,
+    adapter: str = "", backend: str = "", priority: int = 0, tools: Iterable[ToolLike] = (),
+    tool_choice: str | Mapping[str, Any] | Callable[..., Any] | None = None, parallel_tool_calls: bool | None = None,
+    thinking: bool | None = None,
 ) -> generate_pb2.GenerateRequest:
-    """A GenerateRequest; ranges are checked by the server (one source of truth), shapes here."""
+    """A GenerateRequest; ranges are checked by the server (one source of truth), shapes here. Tools are OpenAI tool
+    dicts or Python functions; tool_choice "none", "auto", "required" or a function's name."""
     if not model:
         raise invalid_argument("model", "required")
     request = generate_pb2.GenerateRequest(model=model, n=n or 0, logprobs=logprobs, top_logprobs=top_logprobs,
@@ -120,7 +126,7 @@ def generate_request(
     if prompt is not None:
         request.prompt = prompt
     if messages is not None:
-        request.messages.extend(message(m) for m in messages)
+        request.messages.extend(message(m, i) for i, m in enumerate(messages))
     if document is not None:
         request.summarize.document = document
     if question is not None or context is not None:
@@ -142,6 +148,13 @@ def generate_request(
         request.structured_output.json_object = True
     elif grammar is not None:
         request.structured_output.grammar = grammar
+    request.tools.extend(tool(t, i) for i, t in enumerate(tools))
+    if tool_choice is not None:
+        request.tool_choice.CopyFrom(choice_of(tool_choice))
+    if parallel_tool_calls is not None:
+        request.parallel_tool_calls = parallel_tool_calls
+    if thinking is not None:
+        request.thinking = thinking
     return request
 
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from forgeway.core.tools import ToolCallAssembler
 from forgeway.v1 import jobs_pb2
 
 from . import convert, types
@@ -18,20 +19,26 @@ if TYPE_CHECKING:
 
 
 class GenerationCursor:
-    """Bookkeeping shared by the sync and async generation streams: the texts received and the final Generation."""
+    """Bookkeeping shared by the sync and async generation streams: the texts, reasoning and tool calls received, and
+    the final Generation."""
 
     def __init__(self, call: Any, first: Any):
         self._call = call
         self._pending = [first] if first is not None else []
         self._texts: dict[int, list[str]] = {}
+        self._reasoning: dict[int, list[str]] = {}
+        self._calls: dict[int, ToolCallAssembler] = {}
         self.final: types.Generation | None = None
 
     def accept(self, message: Any) -> types.Delta | None:
-        """The delta a GenerateStream message carries (its text recorded), or None for the final message (kept in
-        `final`)."""
+        """The delta a GenerateStream message carries (its text, reasoning and tool-call pieces recorded), or None
+        for the final message (kept in `final`)."""
         if message.WhichOneof("event") == "delta":
             delta = convert.delta(message.delta)
             self._texts.setdefault(delta.index, []).append(delta.text)
+            self._reasoning.setdefault(delta.index, []).append(delta.reasoning)
+            for piece in delta.tool_calls:
+                self._calls.setdefault(delta.index, ToolCallAssembler()).add(piece)
             return delta
         self.final = convert.generation(message.final)
         return None
@@ -40,6 +47,16 @@ class GenerationCursor:
     def text(self) -> str:
         """The first choice's text received so far."""
         return "".join(self._texts.get(0, ()))
+
+    @property
+    def reasoning(self) -> str:
+        """The first choice's reasoning received so far."""
+        return "".join(self._reasoning.get(0, ()))
+
+    def tool_calls(self, index: int = 0) -> tuple[types.ToolCall, ...]:
+        """Choice `index`'s tool calls, put together from the pieces received so far."""
+        assembler = self._calls.get(index)
+        return tuple(types.ToolCall(c.id, c.name, c.arguments) for c in assembler.calls()) if assembler else ()
 
     def finished(self) -> types.Generation:
         """The final Generation of a stream read to its end."""

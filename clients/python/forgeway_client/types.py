@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 TERMINAL_STATES = ("succeeded", "failed", "cancelled")
 
@@ -27,14 +29,61 @@ class AnswerSpan:
 
 
 @dataclass(frozen=True)
+class ToolCall:
+    """A tool call the model made: arguments are JSON text as the model wrote it; `args` parses them."""
+
+    id: str
+    name: str
+    arguments: str
+
+    @property
+    def args(self) -> dict[str, Any]:
+        """The arguments as a dict ({} when the model gave none); ValueError when they are not a JSON object."""
+        value = json.loads(self.arguments or "{}")
+        if not isinstance(value, dict):
+            raise ValueError(f"the arguments of {self.name} are not a JSON object: {self.arguments}")
+        return value
+
+    def to_openai(self) -> dict[str, Any]:
+        """The call as OpenAI's messages carry it (and as `messages` here take it back)."""
+        return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": self.arguments}}
+
+
+@dataclass(frozen=True)
+class ToolCallDelta:
+    """A piece of a streamed tool call: its first piece has id and name, later ones more argument text."""
+
+    index: int
+    id: str = ""
+    name: str = ""
+    arguments: str = ""
+
+
+@dataclass(frozen=True)
 class Choice:
-    """One completion; finish_reason is "stop", "length", "stop_sequence", "cancelled", "error" or ""."""
+    """One completion; finish_reason is "stop", "length", "stop_sequence", "cancelled", "error", "tool_calls" or ""."""
 
     index: int
     text: str
     finish_reason: str
     logprobs: tuple[TokenLogprob, ...] = ()
     answer_span: AnswerSpan | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+    reasoning: str = ""
+
+    @property
+    def message(self) -> dict[str, Any]:
+        """The assistant message to append to the chat (with its tool calls and reasoning) before calling again."""
+        return assistant_message(self.text, self.tool_calls, self.reasoning)
+
+
+def assistant_message(text: str, tool_calls: tuple[ToolCall, ...] = (), reasoning: str = "") -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": text}
+    if tool_calls:
+        message["tool_calls"] = [call.to_openai() for call in tool_calls]
+    if reasoning:
+        message["reasoning"] = reasoning
+    return message
 
 
 @dataclass(frozen=True)
@@ -72,14 +121,31 @@ class Generation:
     def finish_reason(self) -> str:
         return self.choices[0].finish_reason if self.choices else ""
 
+    @property
+    def tool_calls(self) -> tuple[ToolCall, ...]:
+        """The first choice's tool calls."""
+        return self.choices[0].tool_calls if self.choices else ()
+
+    @property
+    def reasoning(self) -> str:
+        """The first choice's reasoning."""
+        return self.choices[0].reasoning if self.choices else ""
+
+    @property
+    def message(self) -> dict[str, Any]:
+        """The first choice as the assistant message to append to the chat."""
+        return self.choices[0].message if self.choices else assistant_message("")
+
 
 @dataclass(frozen=True)
 class Delta:
-    """A piece of newly generated text of choice `index`."""
+    """A piece of what choice `index` generates: text, reasoning text, or pieces of tool calls."""
 
     index: int
     text: str
     logprobs: tuple[TokenLogprob, ...] = ()
+    tool_calls: tuple[ToolCallDelta, ...] = ()
+    reasoning: str = ""
 
 
 @dataclass(frozen=True)
@@ -109,6 +175,8 @@ class GenerationFeatures:
     multiple_choices: bool = False
     adapters: bool = False
     sampling_params: tuple[str, ...] = ()
+    tools: bool = False
+    reasoning: bool = False
 
 
 @dataclass(frozen=True)

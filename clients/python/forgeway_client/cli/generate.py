@@ -7,9 +7,11 @@ import os
 import sys
 
 from .common import client, fmt_float, positive_int, print_json, table
+from .tools import ReasoningWriter, add_tool_flags, call_line, print_calls, print_reasoning, tool_options, wants_chat
 
 MODEL_ENV = "FORGEWAY_MODEL"
-CHAT_COMMANDS = "/exit or /quit ends the chat, /reset forgets it, /help shows this"
+CHAT_COMMANDS = ("/exit or /quit ends the chat, /reset forgets it, /help shows this; after tool calls, each line is "
+                 "the next call's result")
 
 
 def add_sampling_flags(parser: argparse.ArgumentParser) -> None:
@@ -49,20 +51,25 @@ def pick_model(args: argparse.Namespace, sdk) -> str:
 
 def run_generate(args: argparse.Namespace) -> int:
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
-    if args.system:
-        inputs = {"messages": [{"role": "system", "content": args.system}, {"role": "user", "content": prompt}]}
+    if args.system or wants_chat(args):
+        system = [{"role": "system", "content": args.system}] if args.system else []
+        inputs = {"messages": [*system, {"role": "user", "content": prompt}]}
     else:
         inputs = {"prompt": prompt}
     with client(args) as sdk:
         model = pick_model(args, sdk)
-        options = {**sampling(args), **inputs, "n": args.n}
+        options = {**sampling(args), **tool_options(args), **inputs, "n": args.n}
         if args.json or args.no_stream or args.n > 1:
             result = sdk.generate(model, **options)
             if args.json:
                 print_json(result)
             else:
                 for choice in result.choices:
-                    print(f"[{choice.index}] {choice.text}" if args.n > 1 else choice.text)
+                    print_reasoning(choice.reasoning)
+                    if choice.text or not choice.tool_calls:
+                        print(f"[{choice.index}] {choice.text}" if args.n > 1 else choice.text)
+                    for call in choice.tool_calls:
+                        print(f"[{choice.index}] {call_line(call)}" if args.n > 1 else call_line(call))
                 report(args, result)
             return 0
         with sdk.stream(model, **options) as stream:
@@ -72,13 +79,23 @@ def run_generate(args: argparse.Namespace) -> int:
 
 
 def write_stream(stream) -> None:
-    """Print deltas as they come; the line always ends, even when the stream fails halfway."""
+    """Print deltas as they come (reasoning to stderr), then the tool calls; the answer's line always ends, even
+    when the stream fails halfway."""
+    reasoning, wrote = ReasoningWriter(), False
     try:
         for delta in stream:
-            sys.stdout.write(delta.text)
-            sys.stdout.flush()
+            reasoning.write(delta.reasoning)
+            if delta.text:
+                reasoning.close()
+                sys.stdout.write(delta.text)
+                sys.stdout.flush()
+                wrote = True
     finally:
-        print(flush=True)
+        reasoning.close()
+        calls = stream.final.tool_calls if stream.final is not None else stream.tool_calls()
+        if wrote or not calls:
+            print(flush=True)
+        print_calls(calls)
 
 
 def report(args: argparse.Namespace, result) -> None:
@@ -92,15 +109,17 @@ def report(args: argparse.Namespace, result) -> None:
 
 def run_chat(args: argparse.Namespace) -> int:
     interactive = sys.stdin.isatty()
-    history: list[dict[str, str]] = [{"role": "system", "content": args.system}] if args.system else []
+    history: list[dict] = [{"role": "system", "content": args.system}] if args.system else []
     start = len(history)
+    pending: list = []  # tool calls of the last reply not answered yet: each next line is one's result
     with client(args) as sdk:
         model = pick_model(args, sdk)
         if interactive:
             print(f"chatting with {model} on {sdk.target}; {CHAT_COMMANDS}", file=sys.stderr)
         while True:
             if interactive:
-                print("you> ", end="", file=sys.stderr, flush=True)
+                prompt = f"result of {pending[0].name}> " if pending else "you> "
+                print(prompt, end="", file=sys.stderr, flush=True)
             line = sys.stdin.readline()
             if not line:
                 break
@@ -109,16 +128,24 @@ def run_chat(args: argparse.Namespace) -> int:
                 break
             if text == "/reset":
                 del history[start:]
+                pending.clear()
                 continue
             if text == "/help":
                 print(CHAT_COMMANDS, file=sys.stderr)
                 continue
             if not text:
                 continue
-            history.append({"role": "user", "content": text})
-            with sdk.stream(model, messages=history, **sampling(args)) as stream:
+            if pending:
+                history.append({"role": "tool", "tool_call_id": pending.pop(0).id, "content": text})
+                if pending:
+                    continue
+            else:
+                history.append({"role": "user", "content": text})
+            with sdk.stream(model, messages=history, **sampling(args), **tool_options(args)) as stream:
                 write_stream(stream)
-            history.append({"role": "assistant", "content": stream.final.text if stream.final else stream.text})
+            reply = stream.final.message if stream.final else {"role": "assistant", "content": stream.text}
+            history.append(reply)
+            pending = list(stream.final.tool_calls) if stream.final else []
     if args.json:
         print_json(history)
     return 0
@@ -155,12 +182,14 @@ def register(commands, parents, one_line_errors) -> None:
         parser.add_argument("-n", type=positive_int, default=1, help="number of completions")
         parser.add_argument("--no-stream", action="store_true", help="print the completion when it is complete")
         parser.add_argument("-v", "--verbose", action="store_true", help="print usage and timings to stderr")
+        add_tool_flags(parser)
         parser.set_defaults(handler=run_generate, command=name)
 
     chat = one_line_errors(commands.add_parser("chat", parents=parents,
                                                help="chat with a model, streaming its replies (/exit ends)"))
     add_sampling_flags(chat)
     chat.add_argument("--system", help="system message that starts the conversation")
+    add_tool_flags(chat)
     chat.set_defaults(handler=run_chat, command="chat")
 
     bench = one_line_errors(commands.add_parser(
