@@ -48,13 +48,14 @@ def render(loaded: LoadedModel, request: GenerationRequest, name: str) -> str:
         raise InvalidArgument("messages", f"the chat template of {name!r} rejected them: {exc}") from None
 
 
-def prompt_ids(loaded: LoadedModel, request: GenerationRequest, name: str) -> tuple[list[int], str, object]:
-    """Token ids of the input, the request field they came from, and the encoding (QA needs its offsets)."""
+def prompt_ids(loaded: LoadedModel, request: GenerationRequest, name: str) -> tuple[list[int], str, object, str]:
+    """Token ids of the input, the request field they came from, the encoding (QA needs its offsets) and the chat."""
     tokenizer = loaded.tokenizer
     encoding = None
+    chat = ""
     if request.messages:
-        field = "messages"
-        ids = tokenizer(render(loaded, request, name), add_special_tokens=False, verbose=False)["input_ids"]
+        field, chat = "messages", render(loaded, request, name)
+        ids = tokenizer(chat, add_special_tokens=False, verbose=False)["input_ids"]
     elif request.document is not None:
         field, ids = "summarize.document", tokenizer(request.document, verbose=False)["input_ids"]
     elif request.question is not None:
@@ -73,7 +74,7 @@ def prompt_ids(loaded: LoadedModel, request: GenerationRequest, name: str) -> tu
         raise InvalidArgument(
             field, f"{len(ids)} tokens exceed the context length {limit} of model {name!r} "
                    f"(at most {limit - room} input tokens)")
-    return ids, field, encoding
+    return ids, field, encoding, chat
 
 
 async def build_job(loaded: LoadedModel, request: GenerationRequest, name: str, adapter: str, served_by: str,
@@ -82,7 +83,7 @@ async def build_job(loaded: LoadedModel, request: GenerationRequest, name: str, 
     refused = sorted(request.features() & set(unsupported(loaded.task, loaded)))
     if refused:  # a model loaded on first use, after admission judged it without knowing its template
         raise Unsupported(refused[0], "hf", unsupported(loaded.task, loaded)[refused[0]])
-    ids, field, encoding = prompt_ids(loaded, request, name)
+    ids, field, encoding, chat = prompt_ids(loaded, request, name)
     job = Job(request, ids, model=name, served_by=served_by, adapter=adapter, encoding=encoding)
     if loaded.task == Task.EXTRACTIVE_QA:
         return job
@@ -108,15 +109,14 @@ async def build_job(loaded: LoadedModel, request: GenerationRequest, name: str, 
         compiler = await asyncio.to_thread(loaded.grammar_compiler)
         compiled = await asyncio.to_thread(compiler.compile_tag, tag)
     form = loaded.reply
-    parsed = bool(request.messages) and form.response_template is not None and (request.calls_tools or form.reasoning)
-    prefix = render(loaded, request, name) if parsed else ""
+    parsed = bool(chat) and form.response_template is not None and (request.calls_tools or form.reasoning)
     seed = request.sampling.seed
     context = ids if causal else []
     for i in range(request.n):
         sampler = Sampler(request.sampling, loaded.vocab_size, context,
                           None if seed is None else (seed + i) % SEED_MODULUS, loaded.device)
         constraint = JsonConstraint(compiled, loaded.vocab_size) if compiled is not None else None
-        reply = Reply(form, prefix, request.tool_choice.callable(request.tools), tag is not None, name) if parsed \
+        reply = Reply(form, chat, request.tool_choice.callable(request.tools), tag is not None, name) if parsed \
             else None
         job.choices.append(Choice(job, i, sampler, loaded.text(context, parsed), loaded.eos, max_tokens, constraint,
                                   reply))
