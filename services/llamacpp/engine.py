@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import subprocess
 import time
@@ -19,7 +20,7 @@ from forgeway.core.generation import Delta, FinishReason, GenerationRequest, Gen
 from forgeway.server import metrics
 from forgeway.services.runtime.engine import Features, InferenceEngine, LoadInfo, ModelInfo
 
-from . import native
+from . import native, tools
 from .llama_server import LlamaServer, find_binary
 from .settings import LlamaCppSettings, ModelConfig
 from .source import locate_gguf
@@ -30,6 +31,7 @@ SAMPLING_PARAMS = frozenset(
     {"temperature", "top_p", "top_k", "min_p", "repetition_penalty", "presence_penalty", "frequency_penalty"}
 )
 UNLOAD_GRACE_SECONDS = 30.0
+CALL_GRAMMARS = 64  # grammars for forced tool calls kept per model, by schema
 
 
 class ServedModel:
@@ -39,6 +41,8 @@ class ServedModel:
         self.config, self.path, self.server = config, path, server
         self.n_ctx = config.n_ctx
         self.chat = False
+        self.unsupported: dict[str, str] = {}
+        self.call_grammars: dict[str, str] = {}
         self.requests = 0  # HTTP requests to the child in flight (n > 1 sends n)
         self.idle = asyncio.Event()
         self.idle.set()
@@ -48,14 +52,33 @@ class ServedModel:
         return self.config.name
 
     async def read_props(self) -> None:
-        """The context each slot has and whether the GGUF carries a chat template, as llama-server sees them."""
-        props = (await self.server.client.get("/props", timeout=10.0)).json()
+        """The context each slot has, whether the GGUF carries a chat template, and what that template can do (tool
+        calls; a thinking switch), as llama-server sees them."""
+        client = self.server.client
+        props = (await client.get("/props", timeout=10.0)).json()
         self.n_ctx = int(props.get("default_generation_settings", {}).get("n_ctx") or self.n_ctx)
         self.chat = bool(props.get("chat_template"))
+        self.unsupported = await tools.template_limits(client, props)
+
+    async def call_grammar(self, request: GenerationRequest) -> str | None:
+        """The grammar holding a forced tool choice's answer to its calls (tools.py), llama.cpp's own for the calls'
+        schema, kept by schema; None where the JSON schema goes as it is (no forced choice, or thinking on)."""
+        if not request.tool_choice.forced or tools.thinks(request, self.config.thinking):
+            return None
+        schema = json.dumps(tools.forced_schema(request), sort_keys=True)
+        if schema not in self.call_grammars:
+            body = {"prompt": "", "n_predict": 0, "json_schema": json.loads(schema),
+                    "response_fields": ["generation_settings"]}
+            reply = await _json(self.server.client, "/completion", body, request)
+            if len(self.call_grammars) >= CALL_GRAMMARS:
+                del self.call_grammars[next(iter(self.call_grammars))]
+            self.call_grammars[schema] = tools.compact(reply["generation_settings"]["grammar"])
+        return self.call_grammars[schema]
 
     def info(self) -> ModelInfo:
         return ModelInfo(name=self.name, task=Task.TEXT_GENERATION, context_length=self.n_ctx, quantization="gguf",
-                         loaded=True, source=str(self.path), chat=self.chat, aliases=list(self.config.aliases))
+                         loaded=True, source=str(self.path), chat=self.chat, aliases=list(self.config.aliases),
+                         unsupported=dict(self.unsupported))
 
     @contextlib.contextmanager
     def request(self):
@@ -109,7 +132,7 @@ class LlamaCppEngine(InferenceEngine):
 
     def features(self) -> Features:
         return Features(logprobs=True, json_schema=True, grammar=True, stop=True, seed=True, multiple_choices=True,
-                        sampling_params=SAMPLING_PARAMS)
+                        tools=True, reasoning=True, sampling_params=SAMPLING_PARAMS)
 
     def load(self) -> LoadInfo:
         served = list(self.loaded.values())
@@ -207,13 +230,14 @@ class LlamaCppEngine(InferenceEngine):
     async def complete(self, request: GenerationRequest, info: ModelInfo) -> GenerationResult:
         """Unary Generate: one unary call to llama-server per choice, no token stream to parse in Python (the CPU
         it would take is the engine's, on a small machine). Chat with stop sequences streams: the service finds
-        those stops itself."""
-        if request.messages and request.sampling.stop:
+        those stops itself; so does chat offering tools: llama-server fails a unary answer whose call ran out of
+        tokens (its parser wants a whole call), where a stream ends with LENGTH."""
+        if request.messages and (request.sampling.stop or request.calls_tools):
             return await super().complete(request, info)
         start = time.perf_counter()
         served = self._admitted(request, info)
         prompt, prompt_tokens, max_tokens = await self._plan(served, request)
-        states = [native.ChoiceState(i) for i in range(request.n)]
+        states = [native.ChoiceState(i, forced=request.tool_choice.forced) for i in range(request.n)]
         await asyncio.gather(*(self._choice_once(served, request, s, prompt, max_tokens) for s in states))
         metrics.TOKENS.labels(self.kind, served.name, "completion").inc(sum(s.tokens for s in states))
         first_token = time.perf_counter() - max(s.after_first_ms for s in states) / 1000
@@ -250,7 +274,8 @@ class LlamaCppEngine(InferenceEngine):
             counted[0] += 1
             counter.inc()
 
-        states = [native.ChoiceState(i, on_token=on_token) for i in range(request.n)]
+        states = [native.ChoiceState(i, on_token=on_token, forced=request.tool_choice.forced)
+                  for i in range(request.n)]
         tasks = [asyncio.create_task(self._choice(served, request, state, prompt, max_tokens, queue))
                  for state in states]
         first_token, done = 0.0, 0
@@ -354,8 +379,8 @@ class LlamaCppEngine(InferenceEngine):
                     queue.put_nowait(delta)
 
     async def _chat(self, served, request, state, max_tokens, queue) -> None:
-        stops = request.sampling.stop
-        body = native.chat_body(request, served.config, max_tokens, state.index)
+        stops = () if state.forced else request.sampling.stop  # a forced answer is calls, not text to cut
+        body = native.chat_body(request, served.config, max_tokens, state.index, await served.call_grammar(request))
         async with _stream(served.server.client, "/v1/chat/completions", body) as response:
             await _check(response, request)
             async for line in response.aiter_lines():
@@ -363,31 +388,43 @@ class LlamaCppEngine(InferenceEngine):
                 if data is None:
                     continue
                 if "error" in data:
+                    if request.calls_tools and native.cut_short(data["error"]):
+                        state.finish(FinishReason.LENGTH)  # a call ran out of tokens: the text so far, as it is
+                        out = state.delta(len(state.text))
+                        if out is not None:
+                            queue.put_nowait(out)
+                        return
                     raise native.error_of(data["error"].get("code", 500), line[5:].encode(), request)
                 if data.get("usage"):
                     state.prompt_tokens = int(data["usage"].get("prompt_tokens") or 0)
                     state.tokens = int(data["usage"].get("completion_tokens") or state.tokens)
                 for choice in data.get("choices") or ():
-                    content = (choice.get("delta") or {}).get("content") or ""
+                    delta = choice.get("delta") or {}
+                    content = delta.get("content") or ""
                     for entry in (choice.get("logprobs") or {}).get("content") or ():
                         lp = native.token_logprob(entry, request.top_logprobs)
                         state.logprobs.append(lp)
                         state.pending.append(lp)
+                    if delta.get("reasoning_content"):
+                        state.generated()
+                        state.add_reasoning(delta["reasoning_content"])
+                    for entry in delta.get("tool_calls") or ():
+                        state.add_call_piece(tools.call_delta(entry, state.call_ids))
                     if content:
                         state.generated()
                         state.text, stopped = apply_stop(state.text + content, stops)
                         if stopped:  # the rest is not wanted: leaving closes the stream and frees the slot
                             state.reason = FinishReason.STOP_SEQUENCE
-                            delta = state.delta(len(state.text))
-                            if delta is not None:
-                                queue.put_nowait(delta)
+                            out = state.delta(len(state.text))
+                            if out is not None:
+                                queue.put_nowait(out)
                             return
                     if choice.get("finish_reason"):
-                        state.reason = FinishReason.LENGTH if choice["finish_reason"] == "length" else FinishReason.STOP
+                        state.finish(native.finish_reason(choice["finish_reason"]))
                     end = len(state.text) if state.reason else len(state.text) - held_back(state.text, stops)
-                    delta = state.delta(end)
-                    if delta is not None:
-                        queue.put_nowait(delta)
+                    out = state.delta(end)
+                    if out is not None:
+                        queue.put_nowait(out)
 
 
 async def _check(response: httpx.Response, request: GenerationRequest) -> None:

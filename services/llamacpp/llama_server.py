@@ -58,7 +58,8 @@ def command(binary: Path, config: ModelConfig, path: Path, port: int, warmup: bo
             "--ubatch-size", str(config.n_batch), "--n-gpu-layers", str(config.n_gpu_layers),
             "--cache-type-k", config.kv_cache_type, "--cache-type-v", config.kv_cache_type,
             "--flash-attn", "on" if config.flash_attn else "off", "--cache-reuse", str(config.cache_reuse),
-            "--metrics", "--slots", "--no-webui", "--jinja", "--reasoning-format", "none"]
+            "--metrics", "--slots", "--no-webui", "--jinja", "--reasoning-format", "deepseek",
+            "--reasoning", config.thinking]
     # Every slot gets the whole context the model asks for (0: the GGUF's training context, llama.cpp's own default).
     if config.n_ctx:
         args += ["--ctx-size", str(config.n_ctx * config.instances), "--kv-unified-per-slot", str(config.n_ctx)]

@@ -1,7 +1,8 @@
 """The contract's generation request in llama-server's native terms, and its answers back as deltas and choices.
 
 A prompt goes to `/completion` (llama.cpp's own API: stop type, token probabilities); messages go to
-`/v1/chat/completions`, where llama-server applies the GGUF's chat template with its end-of-turn stops.
+`/v1/chat/completions`, where llama-server applies the GGUF's chat template with its end-of-turn stops, reads
+reasoning apart from the content and tool calls (tools.py).
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from dataclasses import dataclass, field
 
 from forgeway.core.errors import InvalidArgument, ResourceExhausted, Unavailable
 from forgeway.core.generation import Completion, Delta, FinishReason, GenerationRequest, TokenLogprob
+from forgeway.core.tools import ToolCall, ToolCallAssembler, ToolCallDelta
 
+from . import tools
 from .settings import ModelConfig
 
 # /completion's stop_type -> the contract's finish reason
@@ -57,10 +60,12 @@ def completion_body(request: GenerationRequest, config: ModelConfig, prompt: str
     return body
 
 
-def chat_body(request: GenerationRequest, config: ModelConfig, max_tokens: int, choice: int) -> dict:
+def chat_body(request: GenerationRequest, config: ModelConfig, max_tokens: int, choice: int,
+              call_grammar: str | None = None) -> dict:
     """Stop sequences are not sent: the service finds them itself, so it can tell them from the end of a turn."""
-    body = {"messages": [{"role": m.role, "content": m.content} for m in request.messages], "max_tokens": max_tokens,
-            "stream": True, "stream_options": {"include_usage": True}, **sampling(request, config, choice)}
+    body = {"messages": request.template_messages, "max_tokens": max_tokens, "stream": True,
+            "stream_options": {"include_usage": True}, **sampling(request, config, choice),
+            **tools.chat_fields(request, call_grammar)}
     if request.logprobs:
         body["logprobs"] = True
         body["top_logprobs"] = request.top_logprobs
@@ -81,21 +86,50 @@ class ChoiceState:
     reason: FinishReason | None = None
     after_first_ms: float = 0.0
     on_token: Callable[[], None] = lambda: None  # counts generated tokens as they arrive (metrics)
+    reasoning: str = ""
+    calls: list[ToolCall] = field(default_factory=list)
+    forced: bool = False  # the answer is the calls as JSON (a forced tool choice), read once it is whole
+    pending_reasoning: str = ""
+    pending_calls: list[ToolCallDelta] = field(default_factory=list)
+    call_ids: dict[int, str] = field(default_factory=dict)
+    assembler: ToolCallAssembler = field(default_factory=ToolCallAssembler)
 
     def generated(self) -> None:
         self.tokens += 1
         self.on_token()
 
+    def add_reasoning(self, text: str) -> None:
+        self.reasoning += text
+        self.pending_reasoning += text
+
+    def add_call_piece(self, piece: ToolCallDelta) -> None:
+        self.assembler.add(piece)
+        self.calls = self.assembler.calls()
+        self.pending_calls.append(piece)
+
+    def finish(self, reason: FinishReason) -> None:
+        """The end of the answer: a forced choice's JSON becomes its calls (pieces of whole calls, for a stream)."""
+        self.reason = reason
+        if self.forced and (calls := tools.forced_calls(self.text)):
+            self.text = ""
+            for i, call in enumerate(calls):
+                self.add_call_piece(ToolCallDelta(i, call.id, call.name, call.arguments))
+        if self.calls:
+            self.reason = FinishReason.TOOL_CALLS
+
     def delta(self, end: int) -> Delta | None:
-        if end <= self.sent and not self.pending:
+        if self.forced and not self.reason:
+            end = self.sent  # the JSON is not streamed as text: it becomes calls once whole
+        if end <= self.sent and not (self.pending or self.pending_reasoning or self.pending_calls):
             return None
-        out = Delta(self.index, self.text[self.sent:end], self.pending)
-        self.sent, self.pending = max(end, self.sent), []
+        out = Delta(self.index, self.text[self.sent:end], self.pending, tool_calls=self.pending_calls,
+                    reasoning=self.pending_reasoning)
+        self.sent, self.pending, self.pending_calls, self.pending_reasoning = max(end, self.sent), [], [], ""
         return out
 
     def completion(self) -> Completion:
         return Completion(self.index, self.text, self.reason or FinishReason.LENGTH, logprobs=self.logprobs,
-                          completion_tokens=self.tokens)
+                          completion_tokens=self.tokens, tool_calls=self.calls, reasoning=self.reasoning)
 
 
 def token_logprob(entry: dict, top: int) -> TokenLogprob:
@@ -122,13 +156,27 @@ def read_completion(data: dict, state: ChoiceState, top: int) -> None:
 def read_chat(data: dict, state: ChoiceState, top: int) -> None:
     """A whole /v1/chat/completions answer (no stop sequences: those are found while streaming) into a choice."""
     choice = data["choices"][0]
-    state.text = (choice.get("message") or {}).get("content") or ""
+    message = choice.get("message") or {}
+    state.text = message.get("content") or ""
+    state.reasoning = message.get("reasoning_content") or ""
+    state.calls = [tools.call_of(entry) for entry in message.get("tool_calls") or ()]
     state.logprobs = [token_logprob(entry, top) for entry in (choice.get("logprobs") or {}).get("content") or ()]
     usage = data.get("usage") or {}
     state.tokens = int(usage.get("completion_tokens") or 0)
     state.prompt_tokens = int(usage.get("prompt_tokens") or 0)
-    state.reason = FinishReason.LENGTH if choice.get("finish_reason") == "length" else FinishReason.STOP
+    state.finish(finish_reason(choice.get("finish_reason")))
     state.after_first_ms = after_first_ms(data.get("timings") or {})
+
+
+def finish_reason(reason: str | None) -> FinishReason:
+    """An OpenAI finish reason from llama-server (tool_calls is decided from the calls themselves)."""
+    return FinishReason.LENGTH if reason == "length" else FinishReason.STOP
+
+
+def cut_short(error: dict) -> bool:
+    """llama-server's closing error for an answer its chat parser cannot read whole: with tools offered, the grammar
+    holds every call to the format, so the answer ran out of tokens inside a call."""
+    return "does not match the expected" in str(error.get("message", ""))
 
 
 def after_first_ms(timings: dict) -> float:
@@ -160,6 +208,10 @@ def error_of(status: int, body: bytes, request: GenerationRequest) -> Exception:
         return ResourceExhausted(f"llama-server: {message}", retry_after=1.0)
     if status == 400:
         lowered = message.lower()
+        if "logprobs" in lowered:
+            return InvalidArgument("logprobs", message)
+        if request.calls_tools and any(w in lowered for w in ("tool", "grammar", "schema", "parser")):
+            return InvalidArgument("tools", message)  # the grammar or parser llama.cpp builds from the tools
         if "grammar" in lowered or "schema" in lowered:
             where = ("structured_output.grammar" if request.grammar is not None else
                      "structured_output.json_schema" if request.json_schema is not None else "structured_output")

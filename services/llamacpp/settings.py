@@ -46,6 +46,10 @@ class ModelConfig(BaseModel):
         None, description="A chat template llama.cpp knows by name (chatml, llama2, llama3, ...), or a Jinja "
                           "template; default the GGUF's own template."
     )
+    thinking: Literal["off", "on", "auto"] = Field(
+        "off", description="The chat template's thinking switch (enable_thinking) when a request leaves it unset: "
+                           "off, on, or auto (on where the template has one; llama-server's --reasoning). llama.cpp "
+                           "always gives templates the switch, so unset cannot mean the template's own default.")
     # serving
     instances: int = Field(4, ge=1, le=256, description="Parallel slots of its llama-server (continuous batching: "
                                                         "requests decode together); each slot holds n_ctx tokens.")

@@ -80,7 +80,9 @@ async def test_served_gguf_generates_what_transformers_generates(backend, hf, ou
         assert reply.choices[0].text == hf_greedy(hf, tokenizer(prompt)["input_ids"]), prompt
         streamed = [m async for m in backend.GenerateStream(req, timeout=30)]
         assert "".join(m.delta.text for m in streamed[:-1]) == reply.choices[0].text
-    chat_ids = tokenizer.apply_chat_template(CHAT, add_generation_prompt=True, tokenize=True, return_dict=True)
+    # llama.cpp always gives the template its thinking switch; unset, the service sends it off
+    chat_ids = tokenizer.apply_chat_template(CHAT, add_generation_prompt=True, enable_thinking=False, tokenize=True,
+                                             return_dict=True)
     messages = [generate_pb2.Message(**m) for m in CHAT]
     reply = await backend.Generate(generate_pb2.GenerateRequest(model=outtype, messages=messages, sampling=sampling),
                                    timeout=30)

@@ -70,11 +70,16 @@ async def failure(call):
     raise AssertionError("expected an error")
 
 
-async def test_chat_messages_go_through_the_gguf_chat_template(backend):
+async def test_chat_messages_go_through_the_gguf_chat_template(backend, tiny_gguf):
+    from transformers import AutoTokenizer
+
     chat = [generate_pb2.Message(role="user", content="Hello there")]
     reply = await backend.Generate(request(messages=chat, sampling={"max_tokens": 8}), timeout=30)
-    plain = await backend.Generate(request(prompt="<|im_start|>user\nHello there<|im_end|>\n<|im_start|>assistant\n",
-                                           sampling={"max_tokens": 8}), timeout=30)
+    # llama.cpp always gives the template its thinking switch; unset, the service sends it off
+    rendered = AutoTokenizer.from_pretrained(tiny_gguf.parent).apply_chat_template(
+        [{"role": "user", "content": "Hello there"}], add_generation_prompt=True, enable_thinking=False, tokenize=False)
+    assert rendered.startswith("<|im_start|>user\nHello there<|im_end|>\n<|im_start|>assistant\n")
+    plain = await backend.Generate(request(prompt=rendered, sampling={"max_tokens": 8}), timeout=30)
     assert reply.usage.prompt_tokens == plain.usage.prompt_tokens
     assert reply.choices[0].text == plain.choices[0].text
 
