@@ -198,6 +198,19 @@ def test_the_tool_loop_runs_calls_reports_errors_and_forces_an_answer_at_the_end
     assert run.messages[1]["tool_calls"][0]["id"] == "c1"
 
 
+def test_the_tool_loop_takes_one_tool_choice_of_any_shape_for_every_call():
+    class Clock:
+        def __call__(self, city: str) -> str:
+            """The local time in a city."""
+            return "noon"
+
+    forced = {"type": "function", "function": {"name": "Clock"}}
+    loop = ToolLoop([], [Clock()], 2, forced, {})
+    assert loop.request()["tool_choice"] == forced and loop.tools[0]["function"]["name"] == "Clock"
+    loop.finish(call := ToolCall("c", "Clock", '{"city": "Oslo"}'), loop.start(call))
+    assert loop.messages[-1]["content"] == "noon"
+
+
 def test_the_tool_loop_refuses_nothing_to_call_and_no_rounds():
     with pytest.raises(InvalidArgumentError):
         ToolLoop([], [], 3, "auto", {})

@@ -45,9 +45,14 @@ def function_tool(func: Callable[..., Any]) -> dict[str, Any]:
     parameters: dict[str, Any] = {"type": "object", "properties": properties}
     if required:
         parameters["required"] = required
-    function = {"name": getattr(func, "__name__", type(func).__name__), "description": summary,
+    function = {"name": function_name(func), "description": summary,
                 "parameters": parameters}
     return {"type": "function", "function": function}
+
+
+def function_name(func: Callable[..., Any]) -> str:
+    """The name the model calls `func` by: its __name__, or its class's for a callable object."""
+    return getattr(func, "__name__", type(func).__name__)
 
 
 def type_hints(func: Callable[..., Any]) -> dict[str, Any]:

@@ -11,9 +11,10 @@ from typing import Any
 
 from . import types
 from .errors import invalid_argument
-from .schema import function_tool
+from .schema import function_name, function_tool
 
-ToolChoices = str | Callable[..., Any] | Sequence[str | Callable[..., Any]]
+ToolChoice = str | Mapping[str, Any] | Callable[..., Any]
+ToolChoices = ToolChoice | Sequence[ToolChoice]
 
 
 @dataclass(frozen=True)
@@ -53,11 +54,12 @@ class ToolLoop:
                  tool_choice: ToolChoices, options: Mapping[str, Any]):
         if max_rounds < 1:
             raise invalid_argument("max_rounds", "must be at least 1")
-        self.functions = {f.__name__: f for f in functions}
+        self.functions = {function_name(f): f for f in functions}
         if not self.functions:
             raise invalid_argument("functions", "give at least one function to call")
         self.messages = [_as_dict(m) for m in messages]
-        self.choices = [tool_choice] if isinstance(tool_choice, str) or callable(tool_choice) else list(tool_choice)
+        single = isinstance(tool_choice, str | Mapping) or callable(tool_choice)
+        self.choices = [tool_choice] if single else list(tool_choice)
         self.options = dict(options)
         self.tools = [function_tool(f) for f in self.functions.values()] + list(self.options.pop("tools", ()))
         self.max_rounds, self.rounds = max_rounds, 0

@@ -11,7 +11,7 @@ from forgeway.core.enums import TOOL_CHOICE
 from forgeway.v1 import generate_pb2
 
 from .errors import invalid_argument
-from .schema import function_tool
+from .schema import function_name, function_tool
 
 ToolLike = Mapping[str, Any] | Callable[..., Any] | generate_pb2.Tool
 
@@ -46,7 +46,7 @@ def tool_choice(value: str | Mapping[str, Any] | Callable[..., Any]) -> generate
         name = function.get("name") if isinstance(function, Mapping) else None
         value = name or value.get("name") or value.get("type", "")
     elif callable(value):
-        value = value.__name__
+        value = function_name(value)
     if not isinstance(value, str) or not value:
         raise invalid_argument("tool_choice", "none, auto, required or a function's name")
     if value in TOOL_CHOICE.names and value != "function":
