@@ -77,8 +77,16 @@ CHAT_TEMPLATES = {
 }
 
 
+def uses_tools(request: generate_pb2.GenerateRequest) -> bool:
+    """The request offers tools, or its conversation holds tool calls or tool results."""
+    return bool(request.tools) or any(m.tool_calls or m.role == "tool" for m in request.messages)
+
+
 class ChatFormat(Plugin):
-    """Turns chat messages into one prompt with a named template, for models served without a chat template."""
+    """Turns chat messages into one prompt with a named template, for models served without a chat template.
+
+    A conversation with tools is left as messages: these plain templates cannot render tools, calls or results, so
+    the model's own chat template renders it, or the router refuses it naming `tools` where the model has none."""
 
     stage = "pre"
 
@@ -88,7 +96,7 @@ class ChatFormat(Plugin):
         self.turn, self.generation_prompt = CHAT_TEMPLATES[template]
 
     def process(self, request: generate_pb2.GenerateRequest) -> None:
-        if not request.messages:
+        if not request.messages or uses_tools(request):
             return
         text = "".join(self.turn.format(role=m.role, content=m.content) for m in request.messages)
         del request.messages[:]

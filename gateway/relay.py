@@ -69,14 +69,28 @@ async def read_ahead(source: AsyncIterator[Any], limit: int = 256, interval: flo
 
 
 def coalesce(messages: list[generate_pb2.GenerateStreamResponse]) -> list[generate_pb2.GenerateStreamResponse]:
-    """Merge consecutive deltas of the same choice into one (text and logprobs in order); other messages stay."""
+    """Merge consecutive deltas of the same choice into one (text, reasoning, logprobs and tool-call pieces, each in
+    order); other messages stay."""
     merged: list[generate_pb2.GenerateStreamResponse] = []
     for message in messages:
         if merged and message.HasField("delta") and merged[-1].HasField("delta") and (
             merged[-1].delta.index == message.delta.index
         ):
-            merged[-1].delta.text += message.delta.text
-            merged[-1].delta.logprobs.extend(message.delta.logprobs)
+            into = merged[-1].delta
+            into.text += message.delta.text
+            into.reasoning += message.delta.reasoning
+            into.logprobs.extend(message.delta.logprobs)
+            for piece in message.delta.tool_calls:
+                add_piece(into.tool_calls, piece)
         else:
             merged.append(message)
     return merged
+
+
+def add_piece(pieces, piece: generate_pb2.ToolCallDelta) -> None:
+    """Append a tool-call piece; more arguments of the call the last piece belongs to extend that piece, so a call's
+    id and name stay on its first piece and one merged delta holds one piece per call."""
+    if pieces and pieces[-1].index == piece.index and not piece.id and not piece.name:
+        pieces[-1].arguments += piece.arguments
+    else:
+        pieces.add().CopyFrom(piece)

@@ -78,7 +78,9 @@ def no_route(
         return Unavailable(f"no endpoint can serve {what} now ({why})", retry_after=1.0)
     if LOAD in categories:
         return ResourceExhausted(f"every endpoint for {what} is busy ({why})", retry_after=0.5, reason="OVERLOADED")
-    capability = next((e.error for e in exclusions if e.error is not None), None)
+    # an endpoint of another kind than the request's backend hint says least: any other endpoint's reason comes first
+    errors = [e.error for e in exclusions if e.error is not None]
+    capability = next((err for err in errors if err.metadata.get("field") != "backend"), errors[0] if errors else None)
     if capability is not None:
         capability.message = f"{capability.message} ({why})"
         capability.args = (capability.message,)

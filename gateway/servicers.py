@@ -124,7 +124,8 @@ class GatewayBackend(backend_pb2_grpc.BackendServiceServicer):
 
 class _StreamOutput:
     """Post-processing of one stream: deltas through each choice's plugin stream, the held-back rest before the
-    final message, whose texts are post-processed whole."""
+    final message, whose texts are post-processed whole. Plugins rewrite text only: tool calls and reasoning pass
+    as the backend sent them."""
 
     def __init__(self, pipeline: Pipeline):
         self.pipeline = pipeline
@@ -148,4 +149,5 @@ class _StreamOutput:
         delta = message.delta
         stream = self.streams.get(delta.index) or self.streams.setdefault(delta.index, pipeline.stream())
         delta.text = stream.feed(delta.text)
-        return [message] if delta.text or delta.logprobs else []
+        # text held back by a plugin leaves the rest of the delta (logprobs, tool-call pieces, reasoning) to go now
+        return [message] if delta.text or delta.logprobs or delta.tool_calls or delta.reasoning else []

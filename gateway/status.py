@@ -6,6 +6,7 @@ import platform
 from collections.abc import Iterable
 
 from forgeway import __version__
+from forgeway.core.models import FEATURE_FLAGS
 from forgeway.server.hardware import detect, hardware_to_proto
 from forgeway.v1 import capabilities_pb2, models_pb2
 
@@ -62,7 +63,7 @@ def aggregate(endpoints: list[Endpoint], settings: GatewaySettings) -> capabilit
     lora = False
     for endpoint in serving:
         caps = endpoint.capabilities
-        for flag in ("streaming", "logprobs", "json_schema", "grammar", "stop", "seed", "multiple_choices", "adapters"):
+        for flag in ("streaming", *FEATURE_FLAGS):
             if getattr(caps.generation, flag):
                 setattr(generation, flag, True)
         sampling |= set(caps.generation.sampling_params)

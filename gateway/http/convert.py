@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 
-from forgeway.core.enums import FINISH_REASON
+from forgeway.core.enums import FINISH_REASON, TOOL_CHOICE
 from forgeway.v1 import generate_pb2
 
 from .errors import ParamOf
-from .schemas import ChatCompletionRequest, CompletionRequest, Sampling
+from .schemas import ChatCompletionRequest, ChatMessage, CompletionRequest, Sampling, Tool, ToolChoice
 
 # Forgeway's finish reasons -> OpenAI's set (stop, length, tool_calls, content_filter); the choice keeps Forgeway's own
 # reason in `forgeway_finish_reason`, so a cancelled or failed choice is told apart from one that stopped.
-OPENAI_FINISH_REASON = {"stop": "stop", "stop_sequence": "stop", "length": "length", "cancelled": "stop", "error": "stop"}
+OPENAI_FINISH_REASON = {"stop": "stop", "stop_sequence": "stop", "length": "length", "cancelled": "stop",
+                        "error": "stop", "tool_calls": "tool_calls"}
 
 
 def finish_reasons(value: int) -> dict:
@@ -30,6 +31,8 @@ _PARAM = {
     "task": "model",
     "summarize": "prompt",
     "question_answer": "prompt",
+    "reasoning": "reasoning_effort",
+    "thinking": "reasoning_effort",
 }
 
 
@@ -98,11 +101,38 @@ def _common(body: Sampling, max_tokens: int | None) -> generate_pb2.GenerateRequ
     return request
 
 
+def _message(m: ChatMessage) -> generate_pb2.Message:
+    calls = [generate_pb2.ToolCall(id=c.id, name=c.function.name, arguments=c.function.arguments)
+             for c in m.tool_calls or ()]
+    return generate_pb2.Message(role=m.role, content=m.text, tool_calls=calls, tool_call_id=m.tool_call_id or "",
+                                reasoning=m.reasoning_content or "")
+
+
+def _tool(tool: Tool) -> generate_pb2.Tool:
+    fn = tool.function
+    parameters = json.dumps(fn.parameters) if fn.parameters is not None else ""
+    return generate_pb2.Tool(function=generate_pb2.FunctionDefinition(
+        name=fn.name, description=fn.description or "", parameters=parameters, strict=bool(fn.strict)))
+
+
+def _tool_choice(choice: ToolChoice) -> generate_pb2.ToolChoice:
+    if isinstance(choice, str):
+        return generate_pb2.ToolChoice(mode=TOOL_CHOICE.to_value[choice])
+    return generate_pb2.ToolChoice(mode=TOOL_CHOICE.to_value["function"], function=choice.function.name)
+
+
 def chat_request(body: ChatCompletionRequest) -> generate_pb2.GenerateRequest:
     request = _common(body, body.token_limit)
-    request.messages.extend(generate_pb2.Message(role=m.role, content=m.text) for m in body.messages)
+    request.messages.extend(_message(m) for m in body.messages)
     request.logprobs = bool(body.logprobs)
     request.top_logprobs = body.top_logprobs or 0
+    request.tools.extend(_tool(t) for t in body.tools or ())
+    if body.tool_choice is not None:
+        request.tool_choice.CopyFrom(_tool_choice(body.tool_choice))
+    if body.parallel_tool_calls is not None:
+        request.parallel_tool_calls = body.parallel_tool_calls
+    if body.reasoning_effort is not None:
+        request.thinking = body.reasoning_effort != "none"
     return request
 
 
@@ -152,6 +182,85 @@ def completion_logprobs(logprobs, offset: int = 0) -> dict | None:
     }
 
 
+def tool_call(call: generate_pb2.ToolCall) -> dict:
+    return {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
+
+
+def tool_call_piece(piece: generate_pb2.ToolCallDelta) -> dict:
+    """A streamed piece of a tool call: id, type and name on a call's first piece, arguments text on the others."""
+    if piece.id or piece.name:
+        return {"index": piece.index, "id": piece.id, "type": "function",
+                "function": {"name": piece.name, "arguments": piece.arguments}}
+    return {"index": piece.index, "function": {"arguments": piece.arguments}}
+
+
+def assistant_message(choice: generate_pb2.Choice) -> dict:
+    """The message of a chat choice: content null when the model only called tools."""
+    content = None if choice.tool_calls and not choice.text else choice.text
+    message: dict = {"role": "assistant", "content": content, "refusal": None}
+    if choice.tool_calls:
+        message["tool_calls"] = [tool_call(c) for c in choice.tool_calls]
+    if choice.reasoning:
+        message["reasoning_content"] = choice.reasoning
+    return message
+
+
+def chunk_delta(delta: generate_pb2.GenerateDelta) -> dict:
+    """The `delta` of a chat chunk: new content, reasoning and tool-call pieces (content "" when it carries none)."""
+    out: dict = {}
+    if delta.reasoning:
+        out["reasoning_content"] = delta.reasoning
+    if delta.text or not (delta.reasoning or delta.tool_calls):
+        out["content"] = delta.text
+    if delta.tool_calls:
+        out["tool_calls"] = [tool_call_piece(p) for p in delta.tool_calls]
+    return out
+
+
+def unsent(full: str, sent: str) -> str:
+    """What the final text holds beyond the streamed deltas (nothing, when the backend streamed it all)."""
+    return full[len(sent):] if full.startswith(sent) else ""
+
+
+class StreamedChat:
+    """What a chat stream has sent of each choice (content, reasoning, tool calls), so that the final message adds
+    only what the deltas left out: a backend may stream everything, or send some of it only in the final message."""
+
+    def __init__(self) -> None:
+        self.text: dict[int, str] = {}
+        self.reasoning: dict[int, str] = {}
+        self.calls: dict[int, dict[int, str]] = {}  # choice -> call index -> arguments sent
+
+    def add(self, delta: generate_pb2.GenerateDelta) -> dict:
+        """Record a delta; returns its chunk `delta`."""
+        i = delta.index
+        self.text[i] = self.text.get(i, "") + delta.text
+        self.reasoning[i] = self.reasoning.get(i, "") + delta.reasoning
+        calls = self.calls.setdefault(i, {})
+        for piece in delta.tool_calls:
+            calls[piece.index] = calls.get(piece.index, "") + piece.arguments
+        return chunk_delta(delta)
+
+    def rest(self, choice: generate_pb2.Choice) -> dict:
+        """The chunk `delta` of what `choice` (a final message's) holds beyond what was streamed; {} when nothing."""
+        i = choice.index
+        out: dict = {}
+        if reasoning := unsent(choice.reasoning, self.reasoning.get(i, "")):
+            out["reasoning_content"] = reasoning
+        if text := unsent(choice.text, self.text.get(i, "")):
+            out["content"] = text
+        sent, pieces = self.calls.get(i, {}), []
+        for index, call in enumerate(choice.tool_calls):
+            if index not in sent:
+                pieces.append(tool_call_piece(generate_pb2.ToolCallDelta(
+                    index=index, id=call.id, name=call.name, arguments=call.arguments)))
+            elif arguments := unsent(call.arguments, sent[index]):
+                pieces.append({"index": index, "function": {"arguments": arguments}})
+        if pieces:
+            out["tool_calls"] = pieces
+        return out
+
+
 def chat_completion(response: generate_pb2.GenerateResponse, completion_id: str, created: int) -> dict:
     return {
         "id": completion_id,
@@ -160,8 +269,8 @@ def chat_completion(response: generate_pb2.GenerateResponse, completion_id: str,
         "model": response.model,
         "system_fingerprint": response.served_by or None,
         "choices": [
-            {"index": c.index, "message": {"role": "assistant", "content": c.text, "refusal": None},
-             **finish_reasons(c.finish_reason), "logprobs": chat_logprobs(c.logprobs)}
+            {"index": c.index, "message": assistant_message(c), **finish_reasons(c.finish_reason),
+             "logprobs": chat_logprobs(c.logprobs)}
             for c in response.choices
         ],
         "usage": usage(response.usage.prompt_tokens, response.usage.completion_tokens),

@@ -79,11 +79,14 @@ def from_grpc(error: grpc.RpcError, param_of: ParamOf = identity_param) -> OpenA
         field = next(iter(info.metadata))  # NotFound("model", name) names the kind: the parameter that held it
     code = CODE_OF_REASON.get(reason, reason.lower() or remote.code.name.lower())
     message = remote.message or remote.code.name.lower()
+    param = param_of(field) if field else None
     if status == 500:  # details stay in the log, as at the gRPC edge
         log.error("upstream internal error: %s %s", remote.code.name, message)
         message = f"internal error (request id {REQUEST_ID.get() or 'unknown'})"
-    return OpenAIHTTPError(status, message, param=param_of(field) if field else None, code=code,
-                    retry_after=remote.retry_after)
+    elif reason == "UNSUPPORTED" and param and param != field:
+        # the contract names the feature ("reasoning"); the caller knows the parameter that asked for it
+        message = f"Unsupported parameter {param!r}: {message}"
+    return OpenAIHTTPError(status, message, param=param, code=code, retry_after=remote.retry_after)
 
 
 @cache

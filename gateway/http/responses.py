@@ -6,9 +6,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-FinishReason = Literal["stop", "length"]
+FinishReason = Literal["stop", "length", "tool_calls"]
 # Forgeway's own reason beside OpenAI's: stop_sequence, cancelled and error all read "stop" in finish_reason.
-OwnFinishReason = Literal["stop", "length", "stop_sequence", "cancelled", "error"]
+OwnFinishReason = Literal["stop", "length", "stop_sequence", "cancelled", "error", "tool_calls"]
 
 
 class ErrorDetail(BaseModel):
@@ -44,10 +44,23 @@ class ChoiceLogprobs(BaseModel):
     content: list[TokenLogprob] | None
 
 
+class FunctionCall(BaseModel):
+    name: str
+    arguments: str = Field(description="JSON text (an object).")
+
+
+class ToolCall(BaseModel):
+    id: str
+    type: Literal["function"]
+    function: FunctionCall
+
+
 class AssistantMessage(BaseModel):
     role: Literal["assistant"]
-    content: str | None
+    content: str | None = Field(description="null when the model only called tools.")
     refusal: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    reasoning_content: str | None = Field(None, description="The model's reasoning, apart from its content.")
 
 
 class ChatChoice(BaseModel):
@@ -70,9 +83,26 @@ class ChatCompletion(BaseModel):
     usage: Usage
 
 
+class FunctionCallPiece(BaseModel):
+    name: str | None = None
+    arguments: str
+
+
+class ToolCallPiece(BaseModel):
+    """A piece of a streamed tool call: id, type and name come on the call's first piece only; concatenating the
+    arguments of one index gives the call's arguments."""
+
+    index: int
+    id: str | None = None
+    type: Literal["function"] | None = None
+    function: FunctionCallPiece
+
+
 class ChunkDelta(BaseModel):
     role: Literal["assistant"] | None = None
     content: str | None = None
+    reasoning_content: str | None = None
+    tool_calls: list[ToolCallPiece] | None = None
 
 
 class ChunkChoice(BaseModel):

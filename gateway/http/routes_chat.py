@@ -68,21 +68,19 @@ async def chat_events(stream: GenerationStream, body: ChatCompletionRequest, par
         choice = {"index": index, "delta": delta, "logprobs": logprobs, **reasons}
         return event({**head, "choices": [choice], **({"usage": None} if include_usage else {})})
 
-    sent: dict[int, str] = {}
+    sent = convert.StreamedChat()
     try:
         for index in range(body.n or 1):
             yield chunk(index, {"role": "assistant", "content": ""})
         async for _, message in stream.messages():
             if message.HasField("delta"):
                 delta = message.delta
-                sent[delta.index] = sent.get(delta.index, "") + delta.text
-                yield chunk(delta.index, {"content": delta.text}, logprobs=convert.chat_logprobs(delta.logprobs))
+                yield chunk(delta.index, sent.add(delta), logprobs=convert.chat_logprobs(delta.logprobs))
                 continue
             final = message.final
             head["system_fingerprint"] = final.served_by or None
             for choice in final.choices:
-                rest = _unsent(choice.text, sent.get(choice.index, ""))
-                yield chunk(choice.index, {"content": rest} if rest else {}, choice.finish_reason)
+                yield chunk(choice.index, sent.rest(choice), choice.finish_reason)
             if include_usage:
                 usage = convert.usage(final.usage.prompt_tokens, final.usage.completion_tokens)
                 yield event({**head, "choices": [], "usage": usage})
@@ -122,7 +120,7 @@ async def completion_events(stream: GenerationStream, body: CompletionRequest, p
             head["system_fingerprint"] = message.final.served_by or None
             for choice in message.final.choices:
                 index = prompt * n + choice.index
-                yield chunk(index, _unsent(choice.text, sent.get(index, "")), choice.finish_reason)
+                yield chunk(index, convert.unsent(choice.text, sent.get(index, "")), choice.finish_reason)
         if include_usage and finals:
             yield event({**head, "choices": [], "usage": convert.sum_usage(finals)})
         yield DONE
@@ -132,8 +130,3 @@ async def completion_events(stream: GenerationStream, body: CompletionRequest, p
         yield DONE
     finally:
         stream.cancel()
-
-
-def _unsent(full: str, sent: str) -> str:
-    """What the final text holds beyond the streamed deltas (nothing, when the backend streamed it all)."""
-    return full[len(sent):] if full.startswith(sent) else ""

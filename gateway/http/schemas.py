@@ -23,17 +23,13 @@ Text = Annotated[str, AfterValidator(_utf8)]
 
 # Parameters OpenAI defines that Forgeway does not honour: a request using one is rejected, never ignored.
 UNSUPPORTED = {
-    "tools": "tool calling",
-    "tool_choice": "tool calling",
-    "parallel_tool_calls": "tool calling",
-    "functions": "function calling",
-    "function_call": "function calling",
+    "functions": "legacy function calling (use tools)",
+    "function_call": "legacy function calling (use tool_choice)",
     "logit_bias": "logit bias",
     "audio": "audio output",
     "modalities": "output modalities other than text",
     "prediction": "predicted outputs",
     "web_search_options": "web search",
-    "reasoning_effort": "reasoning effort",
     "verbosity": "verbosity",
     "store": "stored completions",
     "metadata": "stored completion metadata",
@@ -42,7 +38,9 @@ UNSUPPORTED = {
 }
 # Values of those parameters that ask for nothing, and so are accepted.
 NEUTRAL = {"modalities": (["text"],), "service_tier": ("auto", "default")}
-UNSUPPORTED_IN_MESSAGE = {"name", "tool_calls", "tool_call_id", "function_call", "audio", "refusal"}
+UNSUPPORTED_IN_MESSAGE = {"name", "function_call", "audio", "refusal"}
+# OpenAI's reasoning_effort values; "none" turns the model's thinking off, any other turns it on.
+REASONING_EFFORT = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
 
 
 def invalid(param: str, message: str) -> PydanticCustomError:
@@ -77,11 +75,30 @@ class TextPart(Strict):
     text: Text
 
 
+class FunctionCall(Strict):
+    """The function an assistant message called, with its arguments as JSON text."""
+
+    name: Text
+    arguments: Text
+
+
+class ToolCall(Strict):
+    """A tool call of an assistant message in the history, as the API returned it."""
+
+    id: Text
+    type: Literal["function"]
+    function: FunctionCall
+
+
 class ChatMessage(Strict):
-    """One chat message; content as a string or a list of text parts."""
+    """One chat message; content as a string or a list of text parts. Which role may carry tool_calls or
+    tool_call_id is checked with the rest of the conversation upstream (the errors name `messages[i]...`)."""
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: Text | list[TextPart] | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: Text | None = None
+    reasoning_content: Text | None = Field(None, description="Reasoning of an earlier assistant turn.")
 
     @model_validator(mode="before")
     @classmethod
@@ -128,6 +145,35 @@ class JsonSchemaResponseFormat(Strict):
 ResponseFormat = Annotated[TextFormat | JsonObjectFormat | JsonSchemaResponseFormat, Field(discriminator="type")]
 
 
+class FunctionDefinition(Strict):
+    """A function the model may call. `parameters` is passed on as given: whether it is a JSON Schema object is
+    checked upstream, with an error naming `tools[i].function.parameters`."""
+
+    name: Text
+    description: Text | None = None
+    parameters: Any = None
+    strict: bool | None = None
+
+
+class Tool(Strict):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class FunctionName(Strict):
+    name: Text
+
+
+class NamedToolChoice(Strict):
+    """A call of this function, nothing else."""
+
+    type: Literal["function"]
+    function: FunctionName
+
+
+ToolChoice = Literal["none", "auto", "required"] | NamedToolChoice
+
+
 class StreamOptions(Strict):
     include_usage: bool | None = None
 
@@ -172,6 +218,12 @@ class ChatCompletionRequest(Sampling):
     max_completion_tokens: int | None = Field(None, ge=1, le=UINT32)
     logprobs: bool | None = None
     top_logprobs: int | None = Field(None, ge=0, le=20)
+    tools: list[Tool] | None = None
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    reasoning_effort: Literal[REASONING_EFFORT] | None = Field(  # type: ignore[valid-type]
+        None, description="\"none\" turns the model's thinking off, any other value turns it on; unset keeps the "
+                          "model's default. A model without a thinking switch answers 400.")
 
     @model_validator(mode="before")
     @classmethod
@@ -189,7 +241,10 @@ class ChatCompletionRequest(Sampling):
         return self.max_completion_tokens or self.max_tokens
 
 
-COMPLETIONS_UNSUPPORTED = {"logit_bias": "logit bias", "suffix": "suffix insertion", "echo": "prompt echo"}
+COMPLETIONS_UNSUPPORTED = {"logit_bias": "logit bias", "suffix": "suffix insertion", "echo": "prompt echo",
+                           **{name: "tool calling in text completions (use /v1/chat/completions)"
+                              for name in ("tools", "tool_choice", "parallel_tool_calls")},
+                           "reasoning_effort": "reasoning effort in text completions (use /v1/chat/completions)"}
 
 
 class CompletionRequest(Sampling):

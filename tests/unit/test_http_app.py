@@ -55,7 +55,7 @@ def test_malformed_json_names_the_position(client):
 @pytest.mark.parametrize(("body", "param", "code"), [
     ({**CHAT, "temperature": 5}, "temperature", "invalid_value"),
     ({**CHAT, "frobnicate": 1}, "frobnicate", "unknown_parameter"),
-    ({**CHAT, "tools": [{"type": "function", "function": {"name": "f"}}]}, "tools", "unsupported_parameter"),
+    ({**CHAT, "tools": [{"type": "custom", "custom": {"name": "f"}}]}, "tools[0].type", "invalid_value"),
     ({**CHAT, "functions": [{"name": "f"}]}, "functions", "unsupported_parameter"),
     ({**CHAT, "logit_bias": {"50256": -100}}, "logit_bias", "unsupported_parameter"),
     ({**CHAT, "messages": [{"role": "user", "content": "x", "name": "bob"}]}, "messages[0].name",

@@ -54,7 +54,7 @@ def test_completion_prompts_become_one_request_each_with_openai_defaults():
 
 
 @pytest.mark.parametrize(("body", "param"), [
-    ({"tools": [{"type": "function"}]}, "tools"),
+    ({"functions": [{"name": "f"}]}, "functions"),
     ({"logit_bias": {"1": 2}}, "logit_bias"),
     ({"audio": {"voice": "x"}}, "audio"),
     ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "u"}}]}]}, "content"),
@@ -68,7 +68,7 @@ def test_unsupported_parameters_are_rejected_by_name(body, param):
 
 
 def test_neutral_values_of_unsupported_parameters_are_accepted_and_change_nothing():
-    neutral = chat(tools=None, store=False, logit_bias={}, modalities=["text"], parallel_tool_calls=False)
+    neutral = chat(functions=None, store=False, logit_bias={}, modalities=["text"], function_call=None)
     assert convert.chat_request(neutral) == convert.chat_request(chat())
 
 
