@@ -186,6 +186,15 @@ async def test_thinking_puts_reasoning_apart_from_the_content(backend):
     assert not "".join(d.text for d in deltas)
 
 
+async def test_a_forced_call_with_thinking_on_lets_the_reasoning_come_first(backend):
+    # With thinking on, the calls' schema goes as json_schema, whose grammar (llama.cpp's) opens with the reasoning:
+    # the random model never closes it, so all of a short answer is reasoning, none of it text or a call.
+    request = tool_request(MODE.TOOL_CHOICE_MODE_FUNCTION, function="get_weather", thinking=True, max_tokens=12)
+    choice = (await backend.Generate(request, timeout=60)).choices[0]
+    assert choice.reasoning and not choice.text and not choice.tool_calls
+    assert choice.finish_reason == FINISH.FINISH_REASON_LENGTH
+
+
 @pytest.mark.parametrize("ask", ["tools", "reasoning"])
 async def test_a_template_without_tools_or_thinking_refuses_them(backend, ask):
     request = (tool_request(model="plain") if ask == "tools" else
