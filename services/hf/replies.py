@@ -81,6 +81,7 @@ class Reply:
         self.announced = False
         self.finished = False
         self.broken = False
+        self.cut = False  # a call given out in pieces did not parse in the end (cut by max_tokens or a stop)
 
     def calls(self) -> list[ToolCall]:
         return self.assembler.calls()
@@ -159,6 +160,7 @@ class Reply:
                 out[2].append(ToolCallDelta(self.count, arguments=rest))
             self.count += 1
             if not good:
+                self.cut = True
                 self._failed(call)
             return
         if not good:

@@ -105,7 +105,7 @@ class Choice:
         if self.reply is None:
             return Completion(self.index, self.text, reason, self.logprobs, completion_tokens=self.tokens)
         calls = self.reply.calls()
-        if calls and reason in (FinishReason.STOP, FinishReason.STOP_SEQUENCE):
+        if calls and not self.reply.cut and reason in (FinishReason.STOP, FinishReason.STOP_SEQUENCE):
             reason = FinishReason.TOOL_CALLS
         return Completion(self.index, self.reply.content, reason, self.logprobs, completion_tokens=self.tokens,
                           tool_calls=calls, reasoning=self.reply.reasoning)

@@ -127,3 +127,13 @@ def test_families_are_told_apart_by_their_templates():
     assert detect_family("{{ '<|python_tag|>' }}{{ tools }}<|eot_id|>").name == "llama3"
     assert detect_family("[AVAILABLE_TOOLS]{{ tools }}[TOOL_CALLS]").name == "mistral"
     assert detect_family("{{ messages }}") is None
+
+
+def test_a_streamed_call_cut_short_stays_a_call_marked_cut():
+    before = failures("cut")
+    reply, pieces = read(CALL[:60], chunk=5, shaped=True, model="cut")
+    assert [c.name for c in reply.calls()] == ["get_weather"] and reply.cut
+    assert reply.calls()[0].arguments == CALL[CALL.index('{"city"'):60]  # what was given out, nothing more
+    assert reply.content == "" and failures("cut") == before + 1
+    whole, _ = read(CALL, shaped=True, model="cut")
+    assert not whole.cut
