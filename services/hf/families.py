@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from forgeway.core.generation import GenerationRequest
@@ -71,12 +72,12 @@ class Family:
     trigger: str  # the text that starts a call in free text
     markers: tuple[str, ...]  # special tokens the parser must see (decoded text keeps them)
     tags: tuple[str, str]  # the delimiters around a call's JSON, to give back a call that does not parse as text
+    fallback: Callable[[], dict | None]  # the response template for tokenizers that ship none
     think: tuple[str, str] | None = None  # reasoning delimiters
     constrainable: bool = True  # the grammar can force this shape
 
     def response_template(self) -> dict | None:
-        return {"hermes": _qwen_response, "llama3": lambda: LLAMA3_RESPONSE,
-                "mistral": lambda: MISTRAL_RESPONSE}[self.name]()
+        return self.fallback()
 
     def call_begin(self, name: str) -> str:
         return f'{self.call_open}{name}", "{self.args_key}": '
@@ -88,10 +89,10 @@ class Family:
         against each tool's parameters. auto with a strict tool: free text, but once a call starts its arguments are
         constrained (strict tools' to their parameters, the others' to any JSON object).
         """
+        if not needs_grammar(request):
+            return None
         choice = request.tool_choice
         tools = choice.callable(request.tools)
-        if not tools or not (choice.forced or any(t.strict for t in tools)):
-            return None
         tags = [{"type": "tag", "begin": self.call_begin(t.name), "end": self.call_close,
                  "content": {"type": "json_schema",
                              "json_schema": (t.parameters or NO_PARAMETERS) if choice.forced or t.strict
@@ -110,12 +111,21 @@ class Family:
         return {"type": "structural_tag", "format": calls}
 
 
+def needs_grammar(request: GenerationRequest) -> bool:
+    """Calls must be constrained: tool_choice required or a named function, or a strict tool among the callable."""
+    choice = request.tool_choice
+    tools = choice.callable(request.tools)
+    return bool(tools) and (choice.forced or any(t.strict for t in tools))
+
+
 FAMILIES = {
     "hermes": Family("hermes", '<tool_call>\n{"name": "', "arguments", "}\n</tool_call>", "\n", "<tool_call>",
-                     ("<tool_call>", "</tool_call>", "<think>", "</think>"), ("<tool_call>", "</tool_call>"), think=("<think>", "</think>")),
-    "llama3": Family("llama3", '{"name": "', "parameters", "}", "; ", '{"name": ', ("<|python_tag|>",), ("", "")),
+                     ("<tool_call>", "</tool_call>", "<think>", "</think>"), ("<tool_call>", "</tool_call>"),
+                     _qwen_response, think=("<think>", "</think>")),
+    "llama3": Family("llama3", '{"name": "', "parameters", "}", "; ", '{"name": ', ("<|python_tag|>",), ("", ""),
+                     lambda: LLAMA3_RESPONSE),
     "mistral": Family("mistral", '[TOOL_CALLS][{"name": "', "arguments", "}]", ", ", "[TOOL_CALLS]",
-                      ("[TOOL_CALLS]",), ("[TOOL_CALLS]", ""), constrainable=False),
+                      ("[TOOL_CALLS]",), ("[TOOL_CALLS]", ""), lambda: MISTRAL_RESPONSE, constrainable=False),
 }
 
 

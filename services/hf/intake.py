@@ -8,6 +8,7 @@ from forgeway.core.errors import InvalidArgument, Unsupported
 from forgeway.core.generation import GenerationRequest, Task
 
 from . import structured
+from .families import needs_grammar
 from .models import LoadedModel
 from .replies import Reply
 from .sampling import Sampler
@@ -29,7 +30,7 @@ TASK_LIMITS: dict[Task, dict[str, str]] = {
 
 
 def unsupported(task: Task, loaded: LoadedModel | None) -> dict[str, str]:
-    """What a model refuses: its task's limits, and tools or reasoning its chat template lacks (unknown until loaded)."""
+    """What a model refuses: its task's limits, and tools or reasoning its chat template lacks (known once loaded)."""
     refused = dict(TASK_LIMITS.get(task, {}))
     if task != Task.TEXT_GENERATION:
         refused |= {name: f"{task.value} answers no chat" for name in ("tools", "reasoning")}
@@ -125,10 +126,10 @@ async def build_job(loaded: LoadedModel, request: GenerationRequest, name: str, 
 
 def tool_tag(loaded: LoadedModel, request: GenerationRequest) -> dict | None:
     """The grammar for forced calls and strict tools; refused where this model's call format cannot be forced."""
+    if not needs_grammar(request):
+        return None
     choice = request.tool_choice
     tools = choice.callable(request.tools)
-    if not tools or not (choice.forced or any(t.strict for t in tools)):
-        return None
     family = loaded.reply.family
     why = (f"tool_choice {choice.mode!r}" if choice.forced else "strict tools") + " need constrained decoding"
     if not structured.available():

@@ -107,7 +107,8 @@ def test_call_text_finds_the_arguments_object_with_braces_in_strings():
 
 @pytest.mark.parametrize("family, prefix, text, content, calls", [
     ("llama3", "<|start_header_id|>assistant<|end_header_id|>\n\n",
-     '<|python_tag|>{"name": "get_weather", "parameters": {"city": "Paris"}}', "", [("get_weather", {"city": "Paris"})]),
+     '<|python_tag|>{"name": "get_weather", "parameters": {"city": "Paris"}}', "",
+     [("get_weather", {"city": "Paris"})]),
     ("llama3", "<|start_header_id|>assistant<|end_header_id|>\n\n",
      'Sure. {"name": "get_weather", "parameters": {"city": "Paris"}}; {"name": "get_time", "parameters": {}}',
      "Sure.", [("get_weather", {"city": "Paris"}), ("get_time", {})]),
