@@ -412,7 +412,8 @@ class LlamaCppEngine(InferenceEngine):
                         state.add_call_piece(tools.call_delta(entry, state.call_ids))
                     if content:
                         state.generated()
-                        state.text, stopped = apply_stop(state.text + content, stops)
+                        state.add_text(content)
+                        state.text, stopped = apply_stop(state.text, stops)
                         if stopped:  # the rest is not wanted: leaving closes the stream and frees the slot
                             state.reason = FinishReason.STOP_SEQUENCE
                             out = state.delta(len(state.text))

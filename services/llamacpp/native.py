@@ -88,11 +88,12 @@ class ChoiceState:
     on_token: Callable[[], None] = lambda: None  # counts generated tokens as they arrive (metrics)
     reasoning: str = ""
     calls: list[ToolCall] = field(default_factory=list)
-    forced: bool = False  # the answer is the calls as JSON (a forced tool choice), read once it is whole
+    forced: bool = False  # the answer is the calls as JSON (a forced tool choice), never text
     pending_reasoning: str = ""
     pending_calls: list[ToolCallDelta] = field(default_factory=list)
     call_ids: dict[int, str] = field(default_factory=dict)
     assembler: ToolCallAssembler = field(default_factory=ToolCallAssembler)
+    forced_calls: tools.ForcedCalls = field(default_factory=tools.ForcedCalls)
 
     def generated(self) -> None:
         self.tokens += 1
@@ -107,19 +108,23 @@ class ChoiceState:
         self.calls = self.assembler.calls()
         self.pending_calls.append(piece)
 
+    def add_text(self, text: str) -> None:
+        """More of the answer: a forced one's calls are read from it as it grows."""
+        self.text += text
+        if self.forced:
+            for piece in self.forced_calls.read(self.text):
+                self.add_call_piece(piece)
+
     def finish(self, reason: FinishReason) -> None:
-        """The end of the answer: a forced choice's JSON becomes its calls (pieces of whole calls, for a stream)."""
-        self.reason = reason
-        if self.forced and (calls := tools.forced_calls(self.text)):
+        """The end of the answer: one that made calls (and was not cut short) finishes with them; a forced answer
+        is no text unless it was cut before its first call."""
+        self.reason = FinishReason.TOOL_CALLS if self.calls and reason == FinishReason.STOP else reason
+        if self.forced and self.calls:
             self.text = ""
-            for i, call in enumerate(calls):
-                self.add_call_piece(ToolCallDelta(i, call.id, call.name, call.arguments))
-        if self.calls:
-            self.reason = FinishReason.TOOL_CALLS
 
     def delta(self, end: int) -> Delta | None:
         if self.forced and not self.reason:
-            end = self.sent  # the JSON is not streamed as text: it becomes calls once whole
+            end = self.sent  # the JSON is not text: it is read as calls
         if end <= self.sent and not (self.pending or self.pending_reasoning or self.pending_calls):
             return None
         out = Delta(self.index, self.text[self.sent:end], self.pending, tool_calls=self.pending_calls,
@@ -157,9 +162,9 @@ def read_chat(data: dict, state: ChoiceState, top: int) -> None:
     """A whole /v1/chat/completions answer (no stop sequences: those are found while streaming) into a choice."""
     choice = data["choices"][0]
     message = choice.get("message") or {}
-    state.text = message.get("content") or ""
     state.reasoning = message.get("reasoning_content") or ""
     state.calls = [tools.call_of(entry) for entry in message.get("tool_calls") or ()]
+    state.add_text(message.get("content") or "")
     state.logprobs = [token_logprob(entry, top) for entry in (choice.get("logprobs") or {}).get("content") or ()]
     usage = data.get("usage") or {}
     state.tokens = int(usage.get("completion_tokens") or 0)

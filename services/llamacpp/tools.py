@@ -2,23 +2,26 @@
 
 Under tool_choice auto, llama-server's own tool-call parser (detected from the GGUF's chat template) reads the calls,
 and its lazy grammar, triggered by the template's call marker, holds each call's arguments to the function's schema.
-Under required and a named function the service asks for the calls as JSON (the call objects the template describes,
-`{"name": ..., "arguments": ...}`, the arguments per the function's schema) and reads them itself: llama.cpp's own
+Under required and a named function the service asks for the calls as JSON (`{"name": ..., "parameters": ...}`, the
+parameters per the function's schema: vLLM's shape; "parameters" rather than Hermes' "arguments" because llama.cpp's
+grammar writes an object's properties in alphabetical order, and the name must come first) and reads them itself: llama.cpp's own
 grammar for required lets the model write any text before its first call, which a model that never writes the call
 marker (a small or random one) does until max_tokens. The grammar is llama.cpp's for that schema, with at most one
 space between JSON tokens (its own allows up to 22 whitespace characters at each, where a small model can spend its
 whole budget); with thinking on, the schema goes as `json_schema`, whose grammar lets the reasoning come first.
+The calls are read as the JSON grows (ForcedCalls), so a stream sends their arguments piece by piece.
 """
 
 from __future__ import annotations
 
 import json
+import re
 
 import httpx
 
 from forgeway.core.errors import InvalidArgument
 from forgeway.core.generation import GenerationRequest
-from forgeway.core.tools import NO_PARAMETERS, Tool, ToolCall, ToolCallDelta, new_call_id
+from forgeway.core.tools import NO_PARAMETERS, Tool, ToolCall, ToolCallAssembler, ToolCallDelta, new_call_id
 
 
 def chat_fields(request: GenerationRequest, call_grammar: str | None = None) -> dict:
@@ -61,10 +64,10 @@ SPACE_RULE = 'space ::= " "?'
 
 
 def call_schema(tool: Tool) -> dict:
-    """One call of `tool` as a JSON object, the shape Hermes-style templates ask the model for."""
+    """One call of `tool` as a JSON object: its name, then its arguments."""
     return {"type": "object", "properties": {"name": {"const": tool.name},
-                                             "arguments": tool.parameters or NO_PARAMETERS},
-            "required": ["name", "arguments"], "additionalProperties": False}
+                                             "parameters": tool.parameters or NO_PARAMETERS},
+            "required": ["name", "parameters"], "additionalProperties": False}
 
 
 def forced_schema(request: GenerationRequest) -> dict:
@@ -77,17 +80,54 @@ def forced_schema(request: GenerationRequest) -> dict:
     return one
 
 
+# Where a call's arguments open in a forced answer: after `[`, `,` or the previous call's `}`,
+# `{"name": "...", "parameters": {`.
+CALL_OPEN = re.compile(r'[\s\[\],}]*\{\s*"name"\s*:\s*"([A-Za-z0-9_-]*)"\s*,\s*"parameters"\s*:\s*(?=\{)')
+
+
+class ForcedCalls:
+    """Reads a forced answer's calls as its JSON grows: a call's first piece (id and name) once its arguments open,
+    then their text as it comes, up to where the arguments object closes. The arguments are the model's own text, so
+    a stream's pieces and the whole answer read the same."""
+
+    def __init__(self):
+        self.at = 0  # where the next call may open
+        self.index = -1
+        self.arguments_at: int | None = None  # where the open call's arguments start
+        self.sent = 0  # how much of them has been read
+
+    def read(self, text: str) -> list[ToolCallDelta]:
+        pieces = []
+        while True:
+            if self.arguments_at is None:
+                opened = CALL_OPEN.match(text, self.at)
+                if not opened:
+                    return pieces
+                self.index += 1
+                self.arguments_at, self.sent = opened.end(), 0
+                pieces.append(ToolCallDelta(self.index, new_call_id(), opened.group(1)))
+            start = self.arguments_at + self.sent
+            try:
+                end = DECODER.raw_decode(text, self.arguments_at)[1]
+            except ValueError:
+                if len(text) > start:
+                    pieces.append(ToolCallDelta(self.index, arguments=text[start:]))
+                    self.sent = len(text) - self.arguments_at
+                return pieces
+            if end > start:
+                pieces.append(ToolCallDelta(self.index, arguments=text[start:end]))
+            self.at, self.arguments_at = end, None
+
+
+DECODER = json.JSONDecoder()
+
+
 def forced_calls(text: str) -> list[ToolCall]:
-    """The calls in an answer held to forced_schema; empty when it is not whole (it ran out of tokens)."""
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return []
-    items = value if isinstance(value, list) else [value]
-    if not all(isinstance(i, dict) and isinstance(i.get("name"), str) and isinstance(i.get("arguments"), dict)
-               for i in items):
-        return []
-    return [ToolCall(new_call_id(), i["name"], json.dumps(i["arguments"], ensure_ascii=False)) for i in items]
+    """The calls in a whole forced answer."""
+    assembler = ToolCallAssembler()
+    for piece in ForcedCalls().read(text):
+        assembler.add(piece)
+    return assembler.calls()
 
 
 def call_of(entry: dict) -> ToolCall:

@@ -39,7 +39,7 @@ def test_a_named_function_is_one_call_of_it_under_a_grammar_or_a_schema():
     schema = tools.chat_fields(request("function", "get_weather"))["json_schema"]
     assert schema == tools.call_schema(WEATHER)
     assert schema["properties"]["name"] == {"const": "get_weather"}
-    assert tools.call_schema(CLOCK)["properties"]["arguments"] == {"type": "object", "properties": {}}
+    assert tools.call_schema(CLOCK)["properties"]["parameters"] == {"type": "object", "properties": {}}
 
 
 def test_required_is_any_tool_once_or_a_list_of_calls_when_parallel():
@@ -55,13 +55,30 @@ def test_tools_and_a_response_format_cannot_be_held_together():
     assert caught.value.field == "structured_output"
 
 
-def test_forced_answers_become_calls_and_cut_ones_do_not():
-    calls = tools.forced_calls('[{"name": "get_weather", "arguments": {"city": "Paris"}}, '
-                               '{"name": "get_time", "arguments": {}}]')
-    assert [(c.name, json.loads(c.arguments)) for c in calls] == [("get_weather", {"city": "Paris"}), ("get_time", {})]
+def test_forced_answers_become_calls_with_the_models_own_argument_text():
+    calls = tools.forced_calls('[{"name": "get_weather", "parameters": {"city": "Paris"}}, '
+                               '{"name":"get_time","parameters":{} }]')
+    assert [(c.name, c.arguments) for c in calls] == [("get_weather", '{"city": "Paris"}'), ("get_time", "{}")]
     assert all(c.id.startswith("call_") for c in calls) and calls[0].id != calls[1].id
-    assert tools.forced_calls('{"name": "get_weather", "arguments": {"city": "Par') == []
-    assert tools.forced_calls('{"name": "get_weather"}') == []
+    assert [(c.name, c.arguments) for c in tools.forced_calls('{"name": "get_weather", "parameters": {"city": "Par')
+            ] == [("get_weather", '{"city": "Par')]  # cut short: what there is, as OpenAI streams it
+    assert tools.forced_calls('{"name": "get_weather"') == []
+
+
+def test_a_forced_answer_is_read_piece_by_piece_as_it_grows():
+    reader, pieces, text = tools.ForcedCalls(), [], ""
+    answer = '[{"name": "get_weather", "parameters": {"city": "Pa}ris"}}, {"name": "get_time", "parameters": {}}]'
+    for i in range(0, len(answer), 5):
+        text += answer[i:i + 5]
+        pieces += reader.read(text)
+    assembler = ToolCallAssembler()
+    for piece in pieces:
+        assembler.add(piece)
+    assert [(c.name, c.arguments) for c in assembler.calls()] == [("get_weather", '{"city": "Pa}ris"}'),
+                                                                  ("get_time", "{}")]
+    assert [(c.name, c.arguments) for c in assembler.calls()] == [(c.name, c.arguments)
+                                                                  for c in tools.forced_calls(answer)]
+    assert len([p for p in pieces if p.index == 0]) > 2  # the arguments came in several pieces
 
 
 def test_streamed_pieces_keep_llama_servers_id_or_get_one():
@@ -88,14 +105,26 @@ def test_a_unary_answer_with_calls_and_reasoning_finishes_with_tool_calls():
     assert choice.tool_calls == [ToolCall("c1", "get_weather", '{"city":"Paris"}')]
 
 
-def test_a_forced_stream_sends_no_text_then_whole_calls():
+def test_a_forced_stream_sends_calls_never_text():
     state = native.ChoiceState(0, forced=True)
-    state.text = '{"name": "get_time", "arguments": {}}'
+    state.add_text('{"name": "get_time", "parameters": ')
     assert state.delta(len(state.text)) is None
+    state.add_text('{')
+    first = state.delta(len(state.text))
+    assert first.text == "" and [(p.name, p.arguments) for p in first.tool_calls] == [("get_time", ""), ("", "{")]
+    state.add_text("}}")
     state.finish(FinishReason.STOP)
-    delta = state.delta(len(state.text))
-    assert delta.text == "" and [(p.name, p.arguments) for p in delta.tool_calls] == [("get_time", "{}")]
-    assert state.completion().finish_reason == FinishReason.TOOL_CALLS
+    last = state.delta(len(state.text))
+    assert last.text == "" and [(p.name, p.arguments) for p in last.tool_calls] == [("", "}")]
+    assert state.completion().finish_reason == FinishReason.TOOL_CALLS and state.completion().text == ""
+
+
+def test_a_call_cut_short_finishes_with_length():
+    state = native.ChoiceState(0, forced=True)
+    state.add_text('{"name": "get_time", "parameters": {"zo')
+    state.finish(FinishReason.LENGTH)
+    assert state.completion().finish_reason == FinishReason.LENGTH
+    assert [(c.name, c.arguments) for c in state.completion().tool_calls] == [("get_time", '{"zo')]
 
 
 def test_the_compact_grammar_keeps_llama_cpps_rules_but_one_space():
