@@ -131,11 +131,12 @@ def tool_tag(loaded: LoadedModel, request: GenerationRequest) -> dict | None:
     choice = request.tool_choice
     tools = choice.callable(request.tools)
     family = loaded.reply.family
+    feature = "tool_choice" if choice.forced else "tools"  # the field that asked for the grammar
     why = (f"tool_choice {choice.mode!r}" if choice.forced else "strict tools") + " need constrained decoding"
     if not structured.available():
-        raise Unsupported("tools", "hf", f"{why}, and xgrammar is not installed")
+        raise Unsupported(feature, "hf", f"{why}, and xgrammar is not installed")
     if family is None or not family.constrainable:
-        raise Unsupported("tools", "hf", f"{why}, which this model's tool-call format "
+        raise Unsupported(feature, "hf", f"{why}, which this model's tool-call format "
                                          f"({family.name if family else 'unknown'}) does not have here")
     for i, tool in enumerate(request.tools):
         if tool in tools and (choice.forced or tool.strict) and tool.parameters is not None:

@@ -75,3 +75,24 @@ def test_the_tiny_template_renders_tools_and_thinking_and_a_plain_one_neither():
     tokenizer.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
     assert set(reply_format(tokenizer).unsupported()) == {"tools", "reasoning"}
     assert "has no tools" in reply_format(tokenizer).unsupported()["tools"]
+
+
+def test_forcing_calls_in_a_format_without_a_grammar_is_refused_naming_the_field():
+    from types import SimpleNamespace
+
+    from forgeway.core.errors import Unsupported
+    from forgeway.services.hf.families import ReplyFormat
+    from forgeway.services.hf.intake import tool_tag
+
+    mistral = SimpleNamespace(reply=ReplyFormat(FAMILIES["mistral"]))  # tool_tag reads only the reply format
+    with pytest.raises(Unsupported) as info:
+        tool_tag(mistral, request("required"))
+    assert info.value.feature == "tool_choice" and "mistral" in str(info.value)
+    with pytest.raises(Unsupported) as info:
+        tool_tag(mistral, request("auto"))  # get_time is strict
+    assert info.value.feature == "tools"
+    assert tool_tag(mistral, request("auto", tools=TOOLS[:1])) is None  # nothing to force: parsed, not constrained
+    bad = (Tool("get_time", parameters={"type": "object", "patternProperties": {"x": {}}}),)
+    with pytest.raises(Unsupported) as info:
+        tool_tag(SimpleNamespace(reply=ReplyFormat(FAMILIES["hermes"])), request("required", tools=bad))
+    assert info.value.feature == "tools" and "patternProperties" in str(info.value)
