@@ -117,8 +117,8 @@ async def build_job(loaded: LoadedModel, request: GenerationRequest, name: str, 
         sampler = Sampler(request.sampling, loaded.vocab_size, context,
                           None if seed is None else (seed + i) % SEED_MODULUS, loaded.device)
         constraint = JsonConstraint(compiled, loaded.vocab_size) if compiled is not None else None
-        reply = Reply(form, chat, request.tool_choice.callable(request.tools), tag is not None, name) if parsed \
-            else None
+        reply = Reply(form, chat, request.tool_choice.callable(request.tools), tag is not None, name,
+                      request.tool_choice.forced) if parsed else None
         job.choices.append(Choice(job, i, sampler, loaded.text(context, parsed), loaded.eos, max_tokens, constraint,
                                   reply))
     return job

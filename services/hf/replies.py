@@ -69,8 +69,10 @@ class CallText:
 class Reply:
     """Turns one choice's released text into content, reasoning and tool-call pieces, and keeps the totals."""
 
-    def __init__(self, form: ReplyFormat, prefix: str, tools: tuple[Tool, ...], shaped: bool, model: str):
+    def __init__(self, form: ReplyFormat, prefix: str, tools: tuple[Tool, ...], shaped: bool, model: str,
+                 forced: bool = False):
         self.form, self.tools, self.shaped, self.model = form, {t.name: t for t in tools}, shaped, model
+        self.forced = forced  # the grammar allows calls only: text left over is a call cut short, not content
         self.parser = ResponseParser(form.response_template, prefix=prefix)
         self.content = ""
         self.reasoning = ""
@@ -115,6 +117,8 @@ class Reply:
         return content, reasoning, out[2]
 
     def _content(self, out, text: str) -> None:
+        if self.forced:
+            return
         if not self.content and not "".join(out[0]):
             text = text.lstrip()  # whitespace after </think> or before the first word is not content
         if text:

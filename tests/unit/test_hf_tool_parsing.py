@@ -138,3 +138,12 @@ def test_a_streamed_call_cut_short_stays_a_call_marked_cut():
     assert reply.content == "" and failures("cut") == before + 1
     whole, _ = read(CALL, shaped=True, model="cut")
     assert not whole.cut
+
+
+def test_forced_calls_leave_no_content_even_when_cut_inside_a_tag():
+    reply, _ = read(CALL + "\n<tool_c", shaped=True, model="forced")
+    assert reply.content == "<tool_c"
+    forced = Reply(HERMES, "<|im_start|>assistant\n", TOOLS, True, "forced", forced=True)
+    forced.feed(CALL + "\n<tool_c")
+    forced.feed("", final=True)
+    assert forced.content == "" and [c.name for c in forced.calls()] == ["get_weather"]
