@@ -65,15 +65,15 @@ class ServedModel:
         schema, kept by schema; None where the JSON schema goes as it is (no forced choice, or thinking on)."""
         if not request.tool_choice.forced or tools.thinks(request, self.config.thinking):
             return None
-        schema = json.dumps(tools.forced_schema(request), sort_keys=True)
-        if schema not in self.call_grammars:
-            body = {"prompt": "", "n_predict": 0, "json_schema": json.loads(schema),
-                    "response_fields": ["generation_settings"]}
+        schema = tools.forced_schema(request)
+        key = json.dumps(schema)  # not sorted: llama.cpp writes properties in the schema's order (the name first)
+        if key not in self.call_grammars:
+            body = {"prompt": "", "n_predict": 0, "json_schema": schema, "response_fields": ["generation_settings"]}
             reply = await _json(self.server.client, "/completion", body, request)
             if len(self.call_grammars) >= CALL_GRAMMARS:
                 del self.call_grammars[next(iter(self.call_grammars))]
-            self.call_grammars[schema] = tools.compact(reply["generation_settings"]["grammar"])
-        return self.call_grammars[schema]
+            self.call_grammars[key] = tools.compact(reply["generation_settings"]["grammar"])
+        return self.call_grammars[key]
 
     def info(self) -> ModelInfo:
         return ModelInfo(name=self.name, task=Task.TEXT_GENERATION, context_length=self.n_ctx, quantization="gguf",

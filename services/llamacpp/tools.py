@@ -2,9 +2,8 @@
 
 Under tool_choice auto, llama-server's own tool-call parser (detected from the GGUF's chat template) reads the calls,
 and its lazy grammar, triggered by the template's call marker, holds each call's arguments to the function's schema.
-Under required and a named function the service asks for the calls as JSON (`{"name": ..., "parameters": ...}`, the
-parameters per the function's schema: vLLM's shape; "parameters" rather than Hermes' "arguments" because llama.cpp's
-grammar writes an object's properties in alphabetical order, and the name must come first) and reads them itself: llama.cpp's own
+Under required and a named function the service asks for the calls as JSON (the call objects Hermes-style templates
+describe, `{"name": ..., "arguments": ...}`, the arguments per the function's schema) and reads them itself: llama.cpp's own
 grammar for required lets the model write any text before its first call, which a model that never writes the call
 marker (a small or random one) does until max_tokens. The grammar is llama.cpp's for that schema, with at most one
 space between JSON tokens (its own allows up to 22 whitespace characters at each, where a small model can spend its
@@ -66,8 +65,8 @@ SPACE_RULE = 'space ::= " "?'
 def call_schema(tool: Tool) -> dict:
     """One call of `tool` as a JSON object: its name, then its arguments."""
     return {"type": "object", "properties": {"name": {"const": tool.name},
-                                             "parameters": tool.parameters or NO_PARAMETERS},
-            "required": ["name", "parameters"], "additionalProperties": False}
+                                             "arguments": tool.parameters or NO_PARAMETERS},
+            "required": ["name", "arguments"], "additionalProperties": False}
 
 
 def forced_schema(request: GenerationRequest) -> dict:
@@ -81,8 +80,8 @@ def forced_schema(request: GenerationRequest) -> dict:
 
 
 # Where a call's arguments open in a forced answer: after `[`, `,` or the previous call's `}`,
-# `{"name": "...", "parameters": {`.
-CALL_OPEN = re.compile(r'[\s\[\],}]*\{\s*"name"\s*:\s*"([A-Za-z0-9_-]*)"\s*,\s*"parameters"\s*:\s*(?=\{)')
+# `{"name": "...", "arguments": {` (llama.cpp's grammar writes the properties in the schema's order).
+CALL_OPEN = re.compile(r'[\s\[\],}]*\{\s*"name"\s*:\s*"([A-Za-z0-9_-]*)"\s*,\s*"arguments"\s*:\s*(?=\{)')
 
 
 class ForcedCalls:

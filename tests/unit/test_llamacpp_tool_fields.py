@@ -39,7 +39,7 @@ def test_a_named_function_is_one_call_of_it_under_a_grammar_or_a_schema():
     schema = tools.chat_fields(request("function", "get_weather"))["json_schema"]
     assert schema == tools.call_schema(WEATHER)
     assert schema["properties"]["name"] == {"const": "get_weather"}
-    assert tools.call_schema(CLOCK)["properties"]["parameters"] == {"type": "object", "properties": {}}
+    assert tools.call_schema(CLOCK)["properties"]["arguments"] == {"type": "object", "properties": {}}
 
 
 def test_required_is_any_tool_once_or_a_list_of_calls_when_parallel():
@@ -56,18 +56,18 @@ def test_tools_and_a_response_format_cannot_be_held_together():
 
 
 def test_forced_answers_become_calls_with_the_models_own_argument_text():
-    calls = tools.forced_calls('[{"name": "get_weather", "parameters": {"city": "Paris"}}, '
-                               '{"name":"get_time","parameters":{} }]')
+    calls = tools.forced_calls('[{"name": "get_weather", "arguments": {"city": "Paris"}}, '
+                               '{"name":"get_time","arguments":{} }]')
     assert [(c.name, c.arguments) for c in calls] == [("get_weather", '{"city": "Paris"}'), ("get_time", "{}")]
     assert all(c.id.startswith("call_") for c in calls) and calls[0].id != calls[1].id
-    assert [(c.name, c.arguments) for c in tools.forced_calls('{"name": "get_weather", "parameters": {"city": "Par')
+    assert [(c.name, c.arguments) for c in tools.forced_calls('{"name": "get_weather", "arguments": {"city": "Par')
             ] == [("get_weather", '{"city": "Par')]  # cut short: what there is, as OpenAI streams it
     assert tools.forced_calls('{"name": "get_weather"') == []
 
 
 def test_a_forced_answer_is_read_piece_by_piece_as_it_grows():
     reader, pieces, text = tools.ForcedCalls(), [], ""
-    answer = '[{"name": "get_weather", "parameters": {"city": "Pa}ris"}}, {"name": "get_time", "parameters": {}}]'
+    answer = '[{"name": "get_weather", "arguments": {"city": "Pa}ris"}}, {"name": "get_time", "arguments": {}}]'
     for i in range(0, len(answer), 5):
         text += answer[i:i + 5]
         pieces += reader.read(text)
@@ -107,7 +107,7 @@ def test_a_unary_answer_with_calls_and_reasoning_finishes_with_tool_calls():
 
 def test_a_forced_stream_sends_calls_never_text():
     state = native.ChoiceState(0, forced=True)
-    state.add_text('{"name": "get_time", "parameters": ')
+    state.add_text('{"name": "get_time", "arguments": ')
     assert state.delta(len(state.text)) is None
     state.add_text('{')
     first = state.delta(len(state.text))
@@ -121,7 +121,7 @@ def test_a_forced_stream_sends_calls_never_text():
 
 def test_a_call_cut_short_finishes_with_length():
     state = native.ChoiceState(0, forced=True)
-    state.add_text('{"name": "get_time", "parameters": {"zo')
+    state.add_text('{"name": "get_time", "arguments": {"zo')
     state.finish(FinishReason.LENGTH)
     assert state.completion().finish_reason == FinishReason.LENGTH
     assert [(c.name, c.arguments) for c in state.completion().tool_calls] == [("get_time", '{"zo')]
