@@ -187,8 +187,9 @@ class GenerationRequest:
 
     @property
     def template_tools(self) -> list[dict] | None:
-        """The tools as the chat template takes them; None when the request has none or tool_choice is none."""
-        return [t.to_template() for t in self.tools] if self.calls_tools else None
+        """The tools as the chat template takes them; None when the request has none. Under tool_choice none they are
+        still rendered (as OpenAI and vLLM do: the model sees what it called earlier) but no call is read back."""
+        return [t.to_template() for t in self.tools] if self.tools else None
 
     @property
     def input_task(self) -> Task:

@@ -87,12 +87,17 @@ class Tool:
             parameters=json.dumps(self.parameters) if self.parameters is not None else "", strict=self.strict))
 
     def to_template(self) -> dict:
-        """The tool as chat templates (and OpenAI) take it."""
+        """The tool as chat templates take it: name, description, parameters (llama.cpp renders the same three)."""
         function = {"name": self.name, "description": self.description,
                     "parameters": self.parameters if self.parameters is not None else NO_PARAMETERS}
-        if self.strict:
-            function["strict"] = True
         return {"type": "function", "function": function}
+
+    def to_openai(self) -> dict:
+        """The tool as OpenAI's API takes it (strict included)."""
+        tool = self.to_template()
+        if self.strict:
+            tool["function"]["strict"] = True
+        return tool
 
 
 @dataclass(frozen=True)

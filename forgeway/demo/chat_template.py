@@ -12,8 +12,9 @@ SPECIAL_TOKENS = (ENDOFTEXT, IM_START, IM_END)
 # ChatML with Hermes-style tools and a thinking switch, as Qwen's templates write them: the tools are listed in the
 # system turn inside <tools></tools>; the assistant calls one with <tool_call>{"name": ..., "arguments": {...}}
 # </tool_call>; results come back in a user turn inside <tool_response></tool_response>; reasoning sits in
-# <think></think> before the answer. `enable_thinking=True` opens <think> for the model, False closes an empty one;
-# unset leaves the choice to the model. The assistant's turn (and its closing <|im_end|>) sits inside
+# <think></think> before the answer. `enable_thinking=True` opens <think> for the model; False (what llama.cpp passes
+# when a request leaves the switch unset) renders nothing, the same prompt as unset: the demo model thinks only when
+# asked, and hf and llama.cpp see the same tokens. The assistant's turn (and its closing <|im_end|>) sits inside
 # {% generation %} so that apply_chat_template(..., return_assistant_tokens_mask=True) marks exactly the tokens an
 # assistant-only loss should train on.
 CHAT_TEMPLATE = (
@@ -58,9 +59,7 @@ CHAT_TEMPLATE = (
     "{%- endfor %}"
     "{%- if add_generation_prompt %}"
     "{{- '<|im_start|>assistant\\n' }}"
-    "{%- if enable_thinking is defined and enable_thinking %}{{- '<think>\\n' }}"
-    "{%- elif enable_thinking is defined and not enable_thinking %}{{- '<think>\\n\\n</think>\\n\\n' }}"
-    "{%- endif %}"
+    "{%- if enable_thinking is defined and enable_thinking %}{{- '<think>\\n' }}{%- endif %}"
     "{%- endif %}"
 )
 

@@ -30,7 +30,9 @@ def chat_fields(request: GenerationRequest, call_grammar: str | None = None) -> 
     if request.thinking is not None:
         fields["chat_template_kwargs"] = {"enable_thinking": request.thinking}
     if not request.calls_tools:
-        return fields  # tool_choice none: the tools are not offered (history with calls still renders)
+        if request.tools:  # tool_choice none: rendered as the template does, no call is parsed
+            fields |= {"tools": request.template_tools, "tool_choice": "none"}
+        return fields
     structured = request.json_schema is not None or request.json_object or request.grammar is not None
     if structured:
         raise InvalidArgument("structured_output", "llama.cpp cannot hold an answer to a response format and read "

@@ -47,7 +47,7 @@ def build_call(request: GenerationRequest, model: UpstreamModel, settings: OpenA
             kwargs["logprobs"] = request.top_logprobs
     extra: dict[str, Any] = {}
     if request.tools:
-        kwargs["tools"] = [t.to_template() for t in request.tools]
+        kwargs["tools"] = [t.to_openai() for t in request.tools]
         kwargs["tool_choice"] = _tool_choice(request, settings)
         if not request.parallel_tool_calls:
             kwargs["parallel_tool_calls"] = False

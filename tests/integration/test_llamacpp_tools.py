@@ -12,6 +12,7 @@ import grpc
 import pytest
 
 from forgeway.core.errors import from_rpc_error
+from forgeway.core.generation import GenerationRequest
 from forgeway.core.tools import ToolCallAssembler, ToolCallDelta, arguments_errors
 from forgeway.server.server import RunningServer, start_server
 from forgeway.services.llamacpp.engine import LlamaCppEngine
@@ -157,8 +158,8 @@ async def test_an_agent_loop_renders_calls_and_results_and_answers_in_text(backe
     history = [QUESTION, generate_pb2.Message(role="assistant", content=first.text, tool_calls=first.tool_calls)]
     history += [generate_pb2.Message(role="tool", tool_call_id=c.id, content='{"sky": "sunny", "degrees": 21}')
                 for c in first.tool_calls]
-    reply = await backend.Generate(tool_request(MODE.TOOL_CHOICE_MODE_NONE, messages=history, max_tokens=24),
-                                   timeout=60)
+    answer_request = tool_request(MODE.TOOL_CHOICE_MODE_NONE, messages=history, max_tokens=24)
+    reply = await backend.Generate(answer_request, timeout=60)
     answer = reply.choices[0]
     assert not answer.tool_calls and answer.text and answer.finish_reason != FINISH.FINISH_REASON_TOOL_CALLS
     # The GGUF's template, rendered by llama.cpp, gives the prompt transformers renders from the same history
@@ -170,8 +171,10 @@ async def test_an_agent_loop_renders_calls_and_results_and_answers_in_text(backe
     chat += [{"role": "tool", "tool_call_id": c.id, "content": '{"sky": "sunny", "degrees": 21}'}
              for c in first.tool_calls]
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
-    ids = tokenizer.apply_chat_template(chat, add_generation_prompt=True, enable_thinking=False, tokenize=True,
-                                        return_dict=True)["input_ids"]
+    # tool_choice none still shows the model its tools (as OpenAI and vLLM do); it only reads no call back
+    tools = GenerationRequest.from_proto(answer_request).template_tools
+    ids = tokenizer.apply_chat_template(chat, tools=tools, add_generation_prompt=True, enable_thinking=False,
+                                        tokenize=True, return_dict=True)["input_ids"]
     assert reply.usage.prompt_tokens == len(ids)
 
 

@@ -12,7 +12,8 @@ from typing import Any
 
 import jsonschema
 
-from forgeway.testing import LoopThread, ServiceProcess, build_tiny_llama, gateway_settings, start_gateway, stop_now
+from forgeway.testing import (LoopThread, ServiceProcess, build_tiny_gguf, build_tiny_llama, gateway_settings, start_gateway,
+                              stop_now)
 
 CITY = {"type": "object", "additionalProperties": False, "required": ["city", "days"],
         "properties": {"city": {"type": "string", "enum": ["Oslo", "Rome", "Lima"]},
@@ -38,7 +39,7 @@ def check_call(name: str, arguments: str) -> dict:
 @dataclass
 class ToolsStack:
     gateway: Any
-    hf: ServiceProcess
+    backend: ServiceProcess  # the one with tools: hf or llamacpp
     echo: ServiceProcess
 
     @property
@@ -64,6 +65,27 @@ def tools_stack(root: Path, **settings: Any) -> Iterator[ToolsStack]:
             gateway = loop.run(start_gateway(gateway_settings([hf.address, echo.address], http_port=0, **settings)))
             try:
                 yield ToolsStack(gateway, hf, echo)
+            finally:
+                loop.run(stop_now(gateway))
+        finally:
+            loop.close()
+
+
+@contextmanager
+def llamacpp_stack(root: Path) -> Iterator[ToolsStack]:
+    """A llamacpp process (llama.cpp's own server underneath) serving the tiny Llama's GGUF as "tiny", the echo process
+    serving the same name without tools, and a gateway with its HTTP API in front of both."""
+    import json
+
+    gguf = build_tiny_gguf(build_tiny_llama(root / "tiny"), root / "tiny.gguf")
+    models = json.dumps([{"name": "tiny", "source": str(gguf), "n_ctx": 512, "n_threads": 1}])
+    with ServiceProcess("llamacpp", "--models", models, timeout=180) as llamacpp, \
+            ServiceProcess("echo", "--model-name", "tiny", "--grace-seconds", "1") as echo:
+        loop = LoopThread()
+        try:
+            gateway = loop.run(start_gateway(gateway_settings([llamacpp.address, echo.address], http_port=0)))
+            try:
+                yield ToolsStack(gateway, llamacpp, echo)
             finally:
                 loop.run(stop_now(gateway))
         finally:

@@ -37,9 +37,9 @@ def test_tools_default_to_auto_and_render_for_the_template():
     assert "tools" in req.features() and "reasoning" not in req.features()
 
 
-def test_tool_choice_none_offers_no_tools_to_the_template():
+def test_tool_choice_none_renders_the_tools_but_calls_none():
     req = GenerationRequest.from_proto(request(tool_choice=pb.ToolChoice(mode=pb.TOOL_CHOICE_MODE_NONE)))
-    assert not req.calls_tools and req.template_tools is None
+    assert not req.calls_tools and [t["function"]["name"] for t in req.template_tools] == ["get_weather"]
 
 
 def test_invalid_parameters_schema_names_the_field():

@@ -29,8 +29,10 @@ def test_auto_offers_every_tool_to_llama_cpps_own_parser():
                       "parallel_tool_calls": False}
 
 
-def test_none_offers_no_tools_and_thinking_goes_as_the_templates_switch():
-    assert tools.chat_fields(request("none", thinking=True)) == {"chat_template_kwargs": {"enable_thinking": True}}
+def test_none_renders_the_tools_parses_no_call_and_thinking_goes_as_the_templates_switch():
+    fields = tools.chat_fields(request("none", thinking=True))
+    assert fields["chat_template_kwargs"] == {"enable_thinking": True} and fields["tool_choice"] == "none"
+    assert [t["function"]["name"] for t in fields["tools"]] == ["get_weather", "get_time"]
 
 
 def test_a_named_function_is_one_call_of_it_under_a_grammar_or_a_schema():
