@@ -87,3 +87,19 @@ def test_streamed_tool_call_deltas_rebuild_the_unary_answer(client):
     assert finish == "tool_calls"
     assert [(c["name"], c["arguments"]) for c in calls.values()] == [(c.function.name, c.function.arguments)
                                                                       for c in unary]
+
+
+def test_parallel_calls_come_back_as_several_valid_calls(client):
+    """A random model under required + parallel writes calls until it stops or runs out of tokens: over 20 seeds some
+    answers end with two or more whole calls, each valid; an answer cut by max_tokens says length, never tool_calls."""
+    several = 0
+    for seed in range(20):
+        choice = client.chat.completions.create(model="tiny", messages=ASK, tools=TOOLS, tool_choice="required",
+                                                max_tokens=160, seed=seed, temperature=1.0).choices[0]
+        if choice.finish_reason == "tool_calls":
+            for call in choice.message.tool_calls:
+                check_call(call.function.name, call.function.arguments)
+            several += len(choice.message.tool_calls) >= 2
+        else:
+            assert choice.finish_reason == "length", choice
+    assert several, "no seed gave two calls"
