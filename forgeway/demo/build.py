@@ -9,6 +9,7 @@ import math
 import os
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -16,6 +17,7 @@ import torch
 from forgeway.demo.chat_template import ENDOFTEXT
 from forgeway.demo.llama import LlamaShape, init_llama, save_model
 from forgeway.demo.tokenizer import corpus_text, train_tokenizer
+from forgeway.demo.tools import prose_dialogue, render_dialogue, tool_conversations
 from forgeway.services.llamacpp.export import export_gguf
 
 DEMO = LlamaShape(
@@ -29,6 +31,12 @@ DEMO = LlamaShape(
 MARKER = "forgeway-demo.json"
 GGUF_NAME = "model.gguf"
 STORE_METADATA = "forgeway.json"  # what makes a folder under FORGEWAY_HOME/models a model-store entry
+SEQ_LEN, BATCH_SIZE = 384, 8  # a window holds the tools preamble (~240 tokens) and an exchange after it
+BATCH_ROWS = (2, 2)  # rows in the corpus, rows at a conversation's start; the rest among its exchanges
+TOOL_CONVERSATIONS = 400
+# The assistant's turns in tool conversations weigh more in the loss: their hard tokens (the city copied from the
+# user's message into the call, and from the tool's result into the answer) are few among many predictable ones.
+ASSISTANT_WEIGHT = 4.0
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +63,7 @@ def build_demo_model(
     started = time.monotonic()
     tokenizer = train_tokenizer()
     model = init_llama(tokenizer, DEMO, seed=seed)
-    stream = _training_stream(tokenizer)
+    stream = _training_stream(tokenizer, seed=seed)
     stats = _train(model, stream, max_seconds=max_seconds, max_steps=max_steps, seed=seed)
     model.eval()
 
@@ -75,26 +83,66 @@ def build_demo_model(
     return out
 
 
-def _training_stream(tokenizer) -> torch.Tensor:
-    """The corpus as one plain document, then as ChatML turns.
+@dataclass(frozen=True)
+class TrainingStream:
+    """The token stream training windows are cut from: the corpus, then the tool conversations."""
 
-    In each turn a paragraph's first sentence is the user's message and the rest is the
-    assistant's answer, so chat requests get corpus-like prose that ends with <|im_end|>.
+    tokens: torch.Tensor
+    weights: torch.Tensor  # each token's weight in the loss: ASSISTANT_WEIGHT in a tool conversation's answers
+    corpus_tokens: int  # where the tool conversations begin
+    conversation_starts: torch.Tensor  # each conversation's first token (its tools preamble)
+
+
+def _training_stream(tokenizer, seed: int = 0) -> TrainingStream:
+    """The corpus as one plain document, then as ChatML turns; then conversations with tools offered.
+
+    In each corpus turn a paragraph's first sentence is the user's message and the rest is the assistant's
+    answer, so chat requests get corpus-like prose that ends with <|im_end|>. The tool conversations
+    (forgeway.demo.tools) teach when to call get_weather or get_time and how to answer from the result.
     """
     eot = tokenizer.convert_tokens_to_ids(ENDOFTEXT)
     paragraphs = [p.strip() for p in corpus_text().split("\n\n") if p.strip()]
     # The backend tokenizer: the same ids, without the warning about model_max_length.
-    ids: list[int] = tokenizer.backend_tokenizer.encode("\n\n".join(paragraphs)).ids + [eot]
-    for paragraph in paragraphs:
-        first, _, rest = paragraph.partition(". ")
-        if rest:
-            chat = [{"role": "user", "content": first + "."}, {"role": "assistant", "content": rest}]
-            ids += tokenizer.apply_chat_template(chat, tokenize=True, return_dict=True)["input_ids"] + [eot]
-    return torch.tensor(ids, dtype=torch.long)
+    encode = tokenizer.backend_tokenizer.encode
+    ids: list[int] = encode("\n\n".join(paragraphs)).ids + [eot]
+    for messages in filter(None, map(prose_dialogue, paragraphs)):
+        ids += encode(render_dialogue(messages)).ids + [eot]
+    corpus_tokens, starts = len(ids), []
+    weights = [1.0] * corpus_tokens
+    for text, turns in tool_conversations(paragraphs, TOOL_CONVERSATIONS, seed=seed):
+        starts.append(len(ids))
+        encoding = encode(text)
+        ids += encoding.ids + [eot]
+        weights += [ASSISTANT_WEIGHT if any(a <= start < b for a, b in turns) else 1.0 for start, _ in encoding.offsets]
+        weights.append(1.0)
+    return TrainingStream(torch.tensor(ids, dtype=torch.long), torch.tensor(weights), corpus_tokens,
+                          torch.tensor(starts, dtype=torch.long))
 
 
-def _train(model, stream: torch.Tensor, *, max_seconds: float, max_steps: int, seed: int) -> dict:
-    seq_len, batch_size, peak_lr, warmup = 128, 16, 3e-3, 30
+def _batch(stream: TrainingStream, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """BATCH_SIZE windows of SEQ_LEN tokens: some in the corpus, some at a conversation's start (the tools preamble
+    where a request has it), the rest anywhere among the conversations' exchanges."""
+    corpus, opening = BATCH_ROWS
+    last = len(stream.tokens) - SEQ_LEN
+    openings = stream.conversation_starts[stream.conversation_starts <= last]
+    starts = torch.cat([
+        torch.randint(0, stream.corpus_tokens - SEQ_LEN, (corpus,), generator=generator),
+        openings[torch.randint(0, len(openings), (opening,), generator=generator)],
+        torch.randint(stream.corpus_tokens, last, (BATCH_SIZE - corpus - opening,), generator=generator),
+    ])
+    rows = [slice(s, s + SEQ_LEN) for s in starts.tolist()]
+    return torch.stack([stream.tokens[r] for r in rows]), torch.stack([stream.weights[r] for r in rows])
+
+
+def _loss(model, batch: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Next-token cross-entropy, each target token weighted."""
+    logits = model(input_ids=batch, use_cache=False).logits[:, :-1]
+    losses = torch.nn.functional.cross_entropy(logits.transpose(1, 2), batch[:, 1:], reduction="none")
+    return (losses * weights[:, 1:]).sum() / weights[:, 1:].sum()
+
+
+def _train(model, stream: TrainingStream, *, max_seconds: float, max_steps: int, seed: int) -> dict:
+    peak_lr, warmup = 3e-3, 30
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=peak_lr, betas=(0.9, 0.95), weight_decay=0.1)
     threads = torch.get_num_threads()
@@ -111,9 +159,7 @@ def _train(model, stream: torch.Tensor, *, max_seconds: float, max_steps: int, s
             lr = peak_lr * min(1.0, (step + 1) / warmup) * cosine
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            starts = torch.randint(0, len(stream) - seq_len, (batch_size,), generator=generator)
-            batch = torch.stack([stream[s : s + seq_len] for s in starts.tolist()])
-            loss = model(input_ids=batch, labels=batch, use_cache=False).loss
+            loss = _loss(model, *_batch(stream, generator))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -130,7 +176,8 @@ def _train(model, stream: torch.Tensor, *, max_seconds: float, max_steps: int, s
         "loss": None if loss_ema is None else round(loss_ema, 4),
         "train_seconds": round(time.monotonic() - started, 1),
         "seed": seed,
-        "tokens_in_corpus": len(stream),
+        "tokens_in_corpus": stream.corpus_tokens,
+        "tool_conversations": len(stream.conversation_starts),
     }
 
 

@@ -1,4 +1,4 @@
-"""A small byte-level BPE tokenizer trained on the shipped corpus, with a ChatML template."""
+"""A small byte-level BPE tokenizer trained on the shipped corpus and a few tool-calling dialogues, with ChatML."""
 
 from __future__ import annotations
 
@@ -8,8 +8,12 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, 
 from transformers import PreTrainedTokenizerFast
 
 from forgeway.demo.chat_template import CHAT_TEMPLATE, ENDOFTEXT, IM_END, RESPONSE_TEMPLATE, SPECIAL_TOKENS
+from forgeway.demo.tools import tool_conversations
 
 VOCAB_SIZE = 1024
+# Enough rendered tool conversations that the tools preamble, the tags and the JSON keys merge into words: a prompt with
+# the demo's two tools is ~240 tokens instead of ~540 (max_position_embeddings is 512).
+TOKENIZER_CONVERSATIONS = 8
 
 
 def corpus_text() -> str:
@@ -31,7 +35,8 @@ def train_tokenizer(vocab_size: int = VOCAB_SIZE) -> PreTrainedTokenizerFast:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    model.train_from_iterator(paragraphs, trainer=trainer)
+    conversations = [text for text, _ in tool_conversations(paragraphs, TOKENIZER_CONVERSATIONS)]
+    model.train_from_iterator(paragraphs + conversations, trainer=trainer)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=model,
         bos_token=ENDOFTEXT,
