@@ -68,7 +68,7 @@ def chat_body(request: GenerationRequest, config: ModelConfig, max_tokens: int, 
             **tools.chat_fields(request, call_grammar)}
     if request.logprobs:
         body["logprobs"] = True
-        body["top_logprobs"] = request.top_logprobs
+        body["top_logprobs"] = max(request.top_logprobs, 1)  # with 0, llama-server sends no logprobs at all
     return body
 
 

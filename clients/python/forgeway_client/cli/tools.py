@@ -60,7 +60,12 @@ def wants_chat(args: argparse.Namespace) -> bool:
 
 
 def call_line(call) -> str:
-    return f"{CALL_PREFIX} {call.name} {call.arguments} (id {call.id})"
+    """One line per call: the arguments as compact JSON (a model may write newlines between JSON tokens)."""
+    try:
+        arguments = json.dumps(json.loads(call.arguments), ensure_ascii=False)
+    except json.JSONDecodeError:
+        arguments = json.dumps(call.arguments, ensure_ascii=False)  # as a JSON string: still one line
+    return f"{CALL_PREFIX} {call.name} {arguments} (id {call.id})"
 
 
 def print_calls(calls) -> None:
