@@ -25,7 +25,7 @@ from forgeway.v1 import backend_pb2_grpc, generate_pb2
 pytestmark = [pytest.mark.llamacpp, pytest.mark.slow]
 
 STREAMS = 8
-MAX_TOKENS = 256
+MAX_TOKENS = 480  # long enough that the kill lands mid-stream on a loaded machine too
 # Eight layers of 512: slow enough on one thread (about 2 ms a token) that calls wait for the victim's only slot.
 SHAPE = LlamaShape(hidden_size=512, intermediate_size=1024, num_hidden_layers=8, num_attention_heads=8,
                    num_key_value_heads=4, max_position_embeddings=512)
