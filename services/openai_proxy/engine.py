@@ -225,6 +225,9 @@ class OpenAIProxyEngine(InferenceEngine):
         try:
             stream = await endpoint.create(**call.kwargs, stream=True, extra_headers=self._headers(), timeout=timeout)
             async for chunk in stream:
+                # Chunks already buffered are read without suspending, and one that carries no text (a piece of a
+                # UTF-8 character) hands over no delta: let a cancel land between chunks, not only at a delta.
+                await asyncio.sleep(0)
                 usage = chunk.usage or usage
                 for piece in pieces(chunk, call):
                     if piece.index >= request.n:
