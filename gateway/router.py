@@ -9,14 +9,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from forgeway.core.errors import ForgewayError, NotFound, ResourceExhausted, Unavailable, Unimplemented
-from forgeway.core.generation import GenerationRequest
-from forgeway.core.models import check_servable
+from forgeway.core.models import Request, check_servable
 
 from .endpoint import UNKNOWN, Endpoint
 from .settings import GatewaySettings
 
 GENERATE = "forgeway.v1.BackendService/Generate"
 GENERATE_STREAM = "forgeway.v1.BackendService/GenerateStream"
+EMBED = "forgeway.v1.BackendService/Embed"
+RERANK = "forgeway.v1.BackendService/Rerank"
 
 # Why an endpoint was left out, most to least fundamental; the error raised follows the most hopeful category.
 CAPABILITY, MODEL, HEALTH, BREAKER, LOAD = "capability", "model", "health", "breaker", "load"
@@ -110,7 +111,7 @@ class Router:
         return ordered
 
     @staticmethod
-    def _capable(endpoint: Endpoint, model: str, request: GenerationRequest) -> Exclusion | None:
+    def _capable(endpoint: Endpoint, model: str, request: Request) -> Exclusion | None:
         """Whether the endpoint's model can serve the request: core's check_servable, as an exclusion."""
         if endpoint.capabilities is None:
             return Exclusion(endpoint.key, HEALTH, endpoint.unavailable_reason)
@@ -129,7 +130,7 @@ class Router:
         since = time.monotonic()
         await asyncio.gather(*(e.refresh_shared(since) for e in self.pool if e.capabilities is None or e.serves(rpc)))
 
-    async def plan_fresh(self, request: GenerationRequest, rpc: str = GENERATE) -> list[Route]:
+    async def plan_fresh(self, request: Request, rpc: str = GENERATE) -> list[Route]:
         """plan(), but a model no endpoint knows is looked for once more after refreshing their Capabilities, so a
         model published a moment ago (a training job that just succeeded) is found rather than NOT_FOUND."""
         try:
@@ -140,7 +141,7 @@ class Router:
         await self.refresh(rpc)
         return self.plan(request, rpc)
 
-    def plan(self, request: GenerationRequest, rpc: str = GENERATE) -> list[Route]:
+    def plan(self, request: Request, rpc: str = GENERATE) -> list[Route]:
         """Every route worth trying for a generation, best first. Raises the table's error when there is none.
 
         Endpoints that do not serve rpc (a trainer, for Generate) are no candidates at all: an unknown model is
@@ -172,7 +173,7 @@ class Router:
             known |= set(self.settings.model_aliases) | set(self.settings.model_groups)
         raise no_route(f"model {request.model!r}", exclusions, known, request.model)
 
-    def pick(self, request: GenerationRequest, rpc: str = GENERATE) -> Route:
+    def pick(self, request: Request, rpc: str = GENERATE) -> Route:
         """The best route for a generation."""
         return self.plan(request, rpc)[0]
 

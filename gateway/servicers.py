@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 
+from forgeway.core.embeddings import EmbeddingRequest, RerankRequest
 from forgeway.core.generation import GenerationRequest
 from forgeway.v1 import backend_pb2_grpc, generate_pb2
 
@@ -12,16 +13,17 @@ from . import metrics
 from .auth import Principal
 from .plugins import Pipeline
 from .relay import coalesce, read_ahead
-from .router import GENERATE, GENERATE_STREAM, Route
+from .router import EMBED, GENERATE, GENERATE_STREAM, RERANK, Route
 from .state import GatewayState
 from .status import aggregate
 from .training import TrainingDispatch
 
 
-def _for_route(request: generate_pb2.GenerateRequest, route: Route) -> generate_pb2.GenerateRequest:
+def _for_route(request, route: Route):
+    """The request under the model name the route serves it by (an alias or group member resolved)."""
     if route.model == request.model:
         return request
-    copy = generate_pb2.GenerateRequest()
+    copy = type(request)()
     copy.CopyFrom(request)
     copy.model = route.model
     return copy
@@ -107,6 +109,36 @@ class GatewayBackend(backend_pb2_grpc.BackendServiceServicer):
                             yield out
         finally:
             ticket.done(output.tokens)
+
+    async def Embed(self, request, context):
+        return await self._retrieve(request, context, EmbeddingRequest.from_proto(request), EMBED)
+
+    async def Rerank(self, request, context):
+        return await self._retrieve(request, context, RerankRequest.from_proto(request), RERANK)
+
+    async def _retrieve(self, request, context, parsed: EmbeddingRequest | RerankRequest, rpc: str):
+        """Embed and Rerank: auth, validation, admission and routing as for generation (no plugins: they rewrite
+        text), forwarded unary with retries on the next endpoint; prompt tokens count against the caller's quota."""
+        state = self.state
+        start = time.perf_counter()
+        principal: Principal = state.keys.authenticate(context.invocation_metadata())
+        principal.check_model(request.model, state.settings.resolve_alias(request.model))
+        ticket = state.admission.admit(principal)
+        tokens = 0
+        method = rpc.rsplit("/", 1)[1]
+        try:
+            routes = await state.router.plan_fresh(parsed, rpc)
+            response, route, waited = await state.forwarder.unary(
+                routes, lambda r, t, m: getattr(r.endpoint.backend, method)(_for_route(request, r), timeout=t,
+                                                                            metadata=m),
+                context, method,
+            )
+            tokens = response.usage.total_tokens
+            metrics.TOKENS.labels(route.endpoint.key, route.model, "prompt").inc(tokens)
+            metrics.ADDED_LATENCY.labels(method).observe(max(time.perf_counter() - start - waited, 0.0))
+            return response
+        finally:
+            ticket.done(tokens)
 
     async def Train(self, request, context):
         async for message in self.training.stream(self._trainer(context), request, context):

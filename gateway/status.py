@@ -15,7 +15,8 @@ from .settings import GatewaySettings
 
 # Every RPC the gateway forwards.
 GATEWAY_RPCS = [
-    *(f"forgeway.v1.BackendService/{m}" for m in ("Capabilities", "Generate", "GenerateStream", "Train", "CreateJob")),
+    *(f"forgeway.v1.BackendService/{m}" for m in ("Capabilities", "Generate", "GenerateStream", "Train", "CreateJob",
+                                                        "Embed", "Rerank")),
     *(f"forgeway.v1.JobService/{m}" for m in ("GetJob", "ListJobs", "ListJobEvents", "WatchJob", "CancelJob")),
     *(f"forgeway.v1.DatasetService/{m}" for m in ("UploadDataset", "GetDataset", "ListDatasets")),
     *(f"forgeway.v1.ModelService/{m}" for m in ("ListModels", "LoadModel", "UnloadModel")),

@@ -20,7 +20,7 @@ from typing import Any
 
 from forgeway.client import APIError, Client
 from forgeway.client.types import Capabilities
-from forgeway.core.enums import TASK
+from forgeway.core.generation import TRAINED_TASKS
 
 PROFILES = {"cpu": "low_end", "low_end_gpu": "low_end", "mid_range_gpu": "mid_range", "high_end_gpu": "high_end"}
 GB = 1024**3
@@ -28,8 +28,9 @@ GB = 1024**3
 
 def detect(task: str = "text-generation", *, client: Client | None = None, target: str | None = None) -> dict[str, Any]:
     """ModelForge's /finetune/detect answer; ValueError for a task it does not know."""
-    if task not in TASK.names:
-        raise ValueError(f"Invalid task {task!r}; choose from {', '.join(TASK.names)}")
+    tasks = [t.value for t in TRAINED_TASKS]
+    if task not in tasks:
+        raise ValueError(f"Invalid task {task!r}; choose from {', '.join(tasks)}")
     caps = (client or Client(target)).capabilities()
     source = _trainer(caps)
     hw = source.hardware

@@ -22,6 +22,9 @@ def model_to_proto(model: ModelInfo, backend: str = "") -> models_pb2.ModelInfo:
         aliases=model.aliases,
         chat=model.chat,
         unsupported_features=model.unsupported,
+        dimensions=model.dimensions,
+        matryoshka_dimensions=model.matryoshka,
+        pooling=model.pooling,
     )
 
 
@@ -38,6 +41,9 @@ def model_from_proto(msg: models_pb2.ModelInfo) -> ModelInfo:
         aliases=list(msg.aliases),
         backend=msg.backend,
         unsupported=dict(msg.unsupported_features),
+        dimensions=msg.dimensions,
+        matryoshka=list(msg.matryoshka_dimensions),
+        pooling=msg.pooling,
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from forgeway.v1 import common_pb2, datasets_pb2, generate_pb2, jobs_pb2, train_pb2
+from forgeway.v1 import common_pb2, datasets_pb2, embed_pb2, generate_pb2, jobs_pb2, train_pb2
 
 from .errors import InvalidArgument
 
@@ -69,7 +69,11 @@ TASK = EnumTable("task", {
     "text-generation": common_pb2.TASK_TEXT_GENERATION,
     "summarization": common_pb2.TASK_SUMMARIZATION,
     "extractive-question-answering": common_pb2.TASK_EXTRACTIVE_QUESTION_ANSWERING,
-}, aliases={"chat": "text-generation", "text_generation": "text-generation", "qa": "extractive-question-answering"})
+    "embedding": common_pb2.TASK_EMBEDDING,
+    "rerank": common_pb2.TASK_RERANK,
+}, aliases={"chat": "text-generation", "text_generation": "text-generation", "qa": "extractive-question-answering",
+            "embeddings": "embedding", "feature-extraction": "embedding", "sentence-similarity": "embedding",
+            "reranker": "rerank", "text-ranking": "rerank"})
 
 QUANTIZATION = EnumTable("quantization", {
     "none": common_pb2.QUANTIZATION_NONE,
@@ -138,6 +142,13 @@ TOOL_CHOICE = EnumTable("tool_choice", {
     "required": generate_pb2.TOOL_CHOICE_MODE_REQUIRED,
     "function": generate_pb2.TOOL_CHOICE_MODE_FUNCTION,
 })
+
+# Which end of a too-long embedding or rerank input loses tokens; "none" refuses the input.
+TRUNCATION = EnumTable("truncation", {
+    "none": embed_pb2.TRUNCATION_UNSPECIFIED,
+    "end": embed_pb2.TRUNCATION_END,
+    "start": embed_pb2.TRUNCATION_START,
+}, aliases={"right": "end", "left": "start"}, default="none")
 
 DATASET_FORMAT = EnumTable("format", {
     "jsonl": datasets_pb2.DATASET_FORMAT_JSONL,

@@ -23,6 +23,8 @@ class Task(str, Enum):
     TEXT_GENERATION = "text-generation"
     SUMMARIZATION = "summarization"
     EXTRACTIVE_QA = "extractive-question-answering"
+    EMBEDDING = "embedding"
+    RERANK = "rerank"
 
     @classmethod
     def from_proto(cls, value: int) -> Task | None:
@@ -31,6 +33,10 @@ class Task(str, Enum):
 
     def to_proto(self) -> int:
         return TASK.to_value[self.value]
+
+
+# What the trainers train for; embedding and rerank models are served, not trained here.
+TRAINED_TASKS = (Task.TEXT_GENERATION, Task.SUMMARIZATION, Task.EXTRACTIVE_QA)
 
 
 class FinishReason(str, Enum):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .errors import InvalidArgument, NotFound, Unsupported
+from .embeddings import EmbeddingRequest, RerankRequest
 from .generation import GenerationRequest, Task
 
 FEATURE_FLAGS = ("logprobs", "json_schema", "grammar", "stop", "seed", "multiple_choices", "adapters", "tools",
@@ -25,6 +26,10 @@ class ModelInfo:
     backend: str = ""
     # Features the engine has that this model cannot honour (its task has no use for them): name -> why.
     unsupported: dict[str, str] = field(default_factory=dict)
+    # Embedding models: vector length, the shorter Matryoshka lengths a request may ask for, and the pooling.
+    dimensions: int = 0
+    matryoshka: list[int] = field(default_factory=list)
+    pooling: str = ""
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -59,14 +64,33 @@ class LoadInfo:
     max_queue: int = 0
 
 
-def check_servable(request: GenerationRequest, model: ModelInfo, features: set[str] | frozenset[str],
-                   backend: str) -> None:
+# What a model of each task answers, for errors that send a caller to the right API.
+SERVES = {
+    Task.TEXT_GENERATION: "generation (chat and completions)",
+    Task.SUMMARIZATION: "summarization (Generate with a document)",
+    Task.EXTRACTIVE_QA: "extractive question answering (Generate with a context and question)",
+    Task.EMBEDDING: "embeddings (/v1/embeddings, Embed)",
+    Task.RERANK: "reranking (/v1/rerank, Rerank)",
+}
+Request = GenerationRequest | EmbeddingRequest | RerankRequest
+
+
+def check_servable(request: Request, model: ModelInfo, features: set[str] | frozenset[str], backend: str) -> None:
     """Raise the table's error when `model` on a `backend` with these feature names cannot serve `request`.
 
     The gateway's router asks it of every endpoint and every engine asks it at admission: one decision, one wording.
     """
     if request.backend and request.backend != backend:
         raise InvalidArgument("backend", f"model {model.name!r} is served by {backend}, not {request.backend!r}")
+    wanted = Task.EMBEDDING if isinstance(request, EmbeddingRequest) else (
+        Task.RERANK if isinstance(request, RerankRequest) else None)
+    if wanted is not None or model.task in (Task.EMBEDDING, Task.RERANK):
+        if model.task != wanted:
+            asked = SERVES[wanted] if wanted else "generation"
+            raise InvalidArgument("model", f"model {model.name!r} serves {SERVES[model.task]}, not {asked}")
+        if isinstance(request, EmbeddingRequest):
+            check_dimensions(request, model)
+        return
     missing = sorted(request.features() - set(features))
     if missing:
         raise Unsupported(missing[0], backend)
@@ -85,6 +109,19 @@ def check_servable(request: GenerationRequest, model: ModelInfo, features: set[s
         raise InvalidArgument(
             "max_tokens", f"{max_tokens} tokens cannot fit the context length {model.context_length} of model "
                           f"{model.name!r} with any prompt (at most {model.context_length - 1})")
+
+
+def check_dimensions(request: EmbeddingRequest, model: ModelInfo) -> None:
+    """A shorter vector only where the model was trained for it (Matryoshka); its own length is always fine."""
+    wanted = request.dimensions
+    if wanted is None or wanted == model.dimensions or wanted in model.matryoshka:
+        return
+    if not model.matryoshka:
+        raise InvalidArgument("dimensions", f"model {model.name!r} makes {model.dimensions}-dimensional vectors and "
+                                            f"declares no shorter (Matryoshka) lengths")
+    allowed = ", ".join(str(d) for d in sorted({*model.matryoshka, model.dimensions}))
+    raise InvalidArgument("dimensions", f"model {model.name!r} cannot make {wanted}-dimensional vectors; "
+                                        f"allowed: {allowed}")
 
 
 def find_model(models: list[ModelInfo], name: str) -> ModelInfo:

@@ -23,17 +23,18 @@ _sym_db = _symbol_database.Default()
 
 
 from forgeway.v1 import capabilities_pb2 as forgeway_dot_v1_dot_capabilities__pb2
+from forgeway.v1 import embed_pb2 as forgeway_dot_v1_dot_embed__pb2
 from forgeway.v1 import generate_pb2 as forgeway_dot_v1_dot_generate__pb2
 from forgeway.v1 import train_pb2 as forgeway_dot_v1_dot_train__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x66orgeway/v1/backend.proto\x12\x0b\x66orgeway.v1\x1a\x1e\x66orgeway/v1/capabilities.proto\x1a\x1a\x66orgeway/v1/generate.proto\x1a\x17\x66orgeway/v1/train.proto2\x93\x03\n\x0e\x42\x61\x63kendService\x12S\n\x0c\x43\x61pabilities\x12 .forgeway.v1.CapabilitiesRequest\x1a!.forgeway.v1.CapabilitiesResponse\x12G\n\x08Generate\x12\x1c.forgeway.v1.GenerateRequest\x1a\x1d.forgeway.v1.GenerateResponse\x12U\n\x0eGenerateStream\x12\x1c.forgeway.v1.GenerateRequest\x1a#.forgeway.v1.GenerateStreamResponse0\x01\x12@\n\x05Train\x12\x19.forgeway.v1.TrainRequest\x1a\x1a.forgeway.v1.TrainResponse0\x01\x12J\n\tCreateJob\x12\x1d.forgeway.v1.CreateJobRequest\x1a\x1e.forgeway.v1.CreateJobResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x66orgeway/v1/backend.proto\x12\x0b\x66orgeway.v1\x1a\x1e\x66orgeway/v1/capabilities.proto\x1a\x17\x66orgeway/v1/embed.proto\x1a\x1a\x66orgeway/v1/generate.proto\x1a\x17\x66orgeway/v1/train.proto2\x96\x04\n\x0e\x42\x61\x63kendService\x12S\n\x0c\x43\x61pabilities\x12 .forgeway.v1.CapabilitiesRequest\x1a!.forgeway.v1.CapabilitiesResponse\x12G\n\x08Generate\x12\x1c.forgeway.v1.GenerateRequest\x1a\x1d.forgeway.v1.GenerateResponse\x12U\n\x0eGenerateStream\x12\x1c.forgeway.v1.GenerateRequest\x1a#.forgeway.v1.GenerateStreamResponse0\x01\x12@\n\x05Train\x12\x19.forgeway.v1.TrainRequest\x1a\x1a.forgeway.v1.TrainResponse0\x01\x12J\n\tCreateJob\x12\x1d.forgeway.v1.CreateJobRequest\x1a\x1e.forgeway.v1.CreateJobResponse\x12>\n\x05\x45mbed\x12\x19.forgeway.v1.EmbedRequest\x1a\x1a.forgeway.v1.EmbedResponse\x12\x41\n\x06Rerank\x12\x1a.forgeway.v1.RerankRequest\x1a\x1b.forgeway.v1.RerankResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'forgeway.v1.backend_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_BACKENDSERVICE']._serialized_start=128
-  _globals['_BACKENDSERVICE']._serialized_end=531
+  _globals['_BACKENDSERVICE']._serialized_start=153
+  _globals['_BACKENDSERVICE']._serialized_end=687
 # @@protoc_insertion_point(module_scope)

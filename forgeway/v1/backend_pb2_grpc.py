@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from forgeway.v1 import capabilities_pb2 as forgeway_dot_v1_dot_capabilities__pb2
+from forgeway.v1 import embed_pb2 as forgeway_dot_v1_dot_embed__pb2
 from forgeway.v1 import generate_pb2 as forgeway_dot_v1_dot_generate__pb2
 from forgeway.v1 import train_pb2 as forgeway_dot_v1_dot_train__pb2
 
@@ -63,6 +64,16 @@ class BackendServiceStub:
                 request_serializer=forgeway_dot_v1_dot_train__pb2.CreateJobRequest.SerializeToString,
                 response_deserializer=forgeway_dot_v1_dot_train__pb2.CreateJobResponse.FromString,
                 _registered_method=True)
+        self.Embed = channel.unary_unary(
+                '/forgeway.v1.BackendService/Embed',
+                request_serializer=forgeway_dot_v1_dot_embed__pb2.EmbedRequest.SerializeToString,
+                response_deserializer=forgeway_dot_v1_dot_embed__pb2.EmbedResponse.FromString,
+                _registered_method=True)
+        self.Rerank = channel.unary_unary(
+                '/forgeway.v1.BackendService/Rerank',
+                request_serializer=forgeway_dot_v1_dot_embed__pb2.RerankRequest.SerializeToString,
+                response_deserializer=forgeway_dot_v1_dot_embed__pb2.RerankResponse.FromString,
+                _registered_method=True)
 
 
 class BackendServiceServicer:
@@ -105,6 +116,20 @@ class BackendServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Embed(self, request, context):
+        """One vector per input from an embedding model.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Rerank(self, request, context):
+        """Documents scored against a query by a reranking model, best first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BackendServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -132,6 +157,16 @@ def add_BackendServiceServicer_to_server(servicer, server):
                     servicer.CreateJob,
                     request_deserializer=forgeway_dot_v1_dot_train__pb2.CreateJobRequest.FromString,
                     response_serializer=forgeway_dot_v1_dot_train__pb2.CreateJobResponse.SerializeToString,
+            ),
+            'Embed': grpc.unary_unary_rpc_method_handler(
+                    servicer.Embed,
+                    request_deserializer=forgeway_dot_v1_dot_embed__pb2.EmbedRequest.FromString,
+                    response_serializer=forgeway_dot_v1_dot_embed__pb2.EmbedResponse.SerializeToString,
+            ),
+            'Rerank': grpc.unary_unary_rpc_method_handler(
+                    servicer.Rerank,
+                    request_deserializer=forgeway_dot_v1_dot_embed__pb2.RerankRequest.FromString,
+                    response_serializer=forgeway_dot_v1_dot_embed__pb2.RerankResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -271,6 +306,60 @@ class BackendService:
             '/forgeway.v1.BackendService/CreateJob',
             forgeway_dot_v1_dot_train__pb2.CreateJobRequest.SerializeToString,
             forgeway_dot_v1_dot_train__pb2.CreateJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Embed(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/forgeway.v1.BackendService/Embed',
+            forgeway_dot_v1_dot_embed__pb2.EmbedRequest.SerializeToString,
+            forgeway_dot_v1_dot_embed__pb2.EmbedResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Rerank(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/forgeway.v1.BackendService/Rerank',
+            forgeway_dot_v1_dot_embed__pb2.RerankRequest.SerializeToString,
+            forgeway_dot_v1_dot_embed__pb2.RerankResponse.FromString,
             options,
             channel_credentials,
             insecure,

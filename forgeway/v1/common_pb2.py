@@ -24,15 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x66orgeway/v1/common.proto\x12\x0b\x66orgeway.v1*v\n\x04Task\x12\x14\n\x10TASK_UNSPECIFIED\x10\x00\x12\x18\n\x14TASK_TEXT_GENERATION\x10\x01\x12\x16\n\x12TASK_SUMMARIZATION\x10\x02\x12&\n\"TASK_EXTRACTIVE_QUESTION_ANSWERING\x10\x03*\xa7\x01\n\x0cQuantization\x12\x1c\n\x18QUANTIZATION_UNSPECIFIED\x10\x00\x12\x15\n\x11QUANTIZATION_NONE\x10\x01\x12\x19\n\x15QUANTIZATION_4BIT_NF4\x10\x02\x12\x19\n\x15QUANTIZATION_4BIT_FP4\x10\x03\x12\x15\n\x11QUANTIZATION_8BIT\x10\x04\x12\x15\n\x11QUANTIZATION_GGUF\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x66orgeway/v1/common.proto\x12\x0b\x66orgeway.v1*\x9b\x01\n\x04Task\x12\x14\n\x10TASK_UNSPECIFIED\x10\x00\x12\x18\n\x14TASK_TEXT_GENERATION\x10\x01\x12\x16\n\x12TASK_SUMMARIZATION\x10\x02\x12&\n\"TASK_EXTRACTIVE_QUESTION_ANSWERING\x10\x03\x12\x12\n\x0eTASK_EMBEDDING\x10\x04\x12\x0f\n\x0bTASK_RERANK\x10\x05*\xa7\x01\n\x0cQuantization\x12\x1c\n\x18QUANTIZATION_UNSPECIFIED\x10\x00\x12\x15\n\x11QUANTIZATION_NONE\x10\x01\x12\x19\n\x15QUANTIZATION_4BIT_NF4\x10\x02\x12\x19\n\x15QUANTIZATION_4BIT_FP4\x10\x03\x12\x15\n\x11QUANTIZATION_8BIT\x10\x04\x12\x15\n\x11QUANTIZATION_GGUF\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'forgeway.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TASK']._serialized_start=41
-  _globals['_TASK']._serialized_end=159
-  _globals['_QUANTIZATION']._serialized_start=162
-  _globals['_QUANTIZATION']._serialized_end=329
+  _globals['_TASK']._serialized_start=42
+  _globals['_TASK']._serialized_end=197
+  _globals['_QUANTIZATION']._serialized_start=200
+  _globals['_QUANTIZATION']._serialized_end=367
 # @@protoc_insertion_point(module_scope)

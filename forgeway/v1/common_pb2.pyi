@@ -10,6 +10,8 @@ class Task(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TASK_TEXT_GENERATION: _ClassVar[Task]
     TASK_SUMMARIZATION: _ClassVar[Task]
     TASK_EXTRACTIVE_QUESTION_ANSWERING: _ClassVar[Task]
+    TASK_EMBEDDING: _ClassVar[Task]
+    TASK_RERANK: _ClassVar[Task]
 
 class Quantization(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -23,6 +25,8 @@ TASK_UNSPECIFIED: Task
 TASK_TEXT_GENERATION: Task
 TASK_SUMMARIZATION: Task
 TASK_EXTRACTIVE_QUESTION_ANSWERING: Task
+TASK_EMBEDDING: Task
+TASK_RERANK: Task
 QUANTIZATION_UNSPECIFIED: Quantization
 QUANTIZATION_NONE: Quantization
 QUANTIZATION_4BIT_NF4: Quantization

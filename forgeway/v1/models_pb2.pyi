@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "task", "context_length", "quantization", "adapters", "loaded", "backend", "source", "aliases", "chat", "unsupported_features")
+    __slots__ = ("name", "task", "context_length", "quantization", "adapters", "loaded", "backend", "source", "aliases", "chat", "unsupported_features", "dimensions", "matryoshka_dimensions", "pooling")
     class UnsupportedFeaturesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -27,6 +27,9 @@ class ModelInfo(_message.Message):
     ALIASES_FIELD_NUMBER: _ClassVar[int]
     CHAT_FIELD_NUMBER: _ClassVar[int]
     UNSUPPORTED_FEATURES_FIELD_NUMBER: _ClassVar[int]
+    DIMENSIONS_FIELD_NUMBER: _ClassVar[int]
+    MATRYOSHKA_DIMENSIONS_FIELD_NUMBER: _ClassVar[int]
+    POOLING_FIELD_NUMBER: _ClassVar[int]
     name: str
     task: _common_pb2.Task
     context_length: int
@@ -38,7 +41,10 @@ class ModelInfo(_message.Message):
     aliases: _containers.RepeatedScalarFieldContainer[str]
     chat: bool
     unsupported_features: _containers.ScalarMap[str, str]
-    def __init__(self, name: _Optional[str] = ..., task: _Optional[_Union[_common_pb2.Task, str]] = ..., context_length: _Optional[int] = ..., quantization: _Optional[_Union[_common_pb2.Quantization, str]] = ..., adapters: _Optional[_Iterable[str]] = ..., loaded: _Optional[bool] = ..., backend: _Optional[str] = ..., source: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ..., chat: _Optional[bool] = ..., unsupported_features: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    dimensions: int
+    matryoshka_dimensions: _containers.RepeatedScalarFieldContainer[int]
+    pooling: str
+    def __init__(self, name: _Optional[str] = ..., task: _Optional[_Union[_common_pb2.Task, str]] = ..., context_length: _Optional[int] = ..., quantization: _Optional[_Union[_common_pb2.Quantization, str]] = ..., adapters: _Optional[_Iterable[str]] = ..., loaded: _Optional[bool] = ..., backend: _Optional[str] = ..., source: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ..., chat: _Optional[bool] = ..., unsupported_features: _Optional[_Mapping[str, str]] = ..., dimensions: _Optional[int] = ..., matryoshka_dimensions: _Optional[_Iterable[int]] = ..., pooling: _Optional[str] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ()

@@ -6,7 +6,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from forgeway.core.enums import BACKEND, EXPORT_FORMAT, METHOD, TASK, TRAINING_QUANTIZATIONS
+from forgeway.core.enums import BACKEND, EXPORT_FORMAT, METHOD, TRAINING_QUANTIZATIONS
+from forgeway.core.generation import TRAINED_TASKS
 
 from .schemas import UINT32, Strict, Text, invalid, reject_unsupported, unsupported
 
@@ -18,7 +19,7 @@ METHODS = (*OPENAI_METHODS, *(m for m in METHOD.names if m not in OPENAI_METHODS
 MethodType = Literal[METHODS]
 BackendName = Literal[tuple(BACKEND.names)]
 QuantizationName = Literal[tuple(q for q in TRAINING_QUANTIZATIONS if q != "none")]
-TaskName = Literal[tuple(TASK.names)]
+TaskName = Literal[tuple(t.value for t in TRAINED_TASKS)]
 ExportName = Literal[tuple(EXPORT_FORMAT.names)]
 
 

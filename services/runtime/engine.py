@@ -6,9 +6,10 @@ import abc
 from collections.abc import AsyncIterator
 from typing import ClassVar
 
+from forgeway.core.embeddings import EmbeddingRequest, EmbeddingResult, RerankRequest, RerankResult
 from forgeway.core.errors import Unavailable, Unimplemented
 from forgeway.core.generation import Delta, GenerationRequest, GenerationResult, Task
-from forgeway.core.models import Features, LoadInfo, ModelInfo, check_servable, find_model
+from forgeway.core.models import Features, LoadInfo, ModelInfo, Request, check_servable, find_model
 from forgeway.server.settings import ServiceSettings
 
 __all__ = ["Features", "InferenceEngine", "LoadInfo", "ModelInfo"]
@@ -22,6 +23,9 @@ class InferenceEngine(abc.ABC):
     """
 
     kind: ClassVar[str]
+    # The retrieval RPCs it serves beside generation: "Embed", "Rerank" (an engine that has them overrides embed()
+    # and rerank()); Capabilities lists them, so the gateway routes them here.
+    retrieval_rpcs: ClassVar[tuple[str, ...]] = ()
     Settings: ClassVar[type[ServiceSettings]] = ServiceSettings
 
     def __init__(self, settings: ServiceSettings):
@@ -65,6 +69,14 @@ class InferenceEngine(abc.ABC):
                 result = event
         return result
 
+    async def embed(self, request: EmbeddingRequest, model: ModelInfo) -> EmbeddingResult:
+        """One vector per input, in input order. `model` is what admit() found."""
+        raise Unimplemented(f"the {self.kind} backend does not embed")
+
+    async def rerank(self, request: RerankRequest, model: ModelInfo) -> RerankResult:
+        """A score per document, in document order (RerankResult sorts). `model` is what admit() found."""
+        raise Unimplemented(f"the {self.kind} backend does not rerank")
+
     async def load_model(
         self, name: str, source: str, task: Task | None, quantization: str, base_model: str, options: dict[str, str]
     ) -> ModelInfo:
@@ -76,7 +88,7 @@ class InferenceEngine(abc.ABC):
     def find_model(self, name: str) -> ModelInfo:
         return find_model(self.models(), name)
 
-    def admit(self, request: GenerationRequest) -> ModelInfo:
+    def admit(self, request: Request) -> ModelInfo:
         """Check a request against what this engine can do now; raise the table's error if it can't."""
         if not self.ready:
             raise Unavailable(f"{self.kind} backend not ready: {self.failure or 'starting'}", retry_after=1.0)

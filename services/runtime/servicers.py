@@ -4,6 +4,7 @@ from __future__ import annotations
 
 
 from forgeway.v1 import backend_pb2_grpc, generate_pb2, models_pb2, models_pb2_grpc
+from forgeway.core.embeddings import EmbeddingRequest, RerankRequest
 
 from forgeway.core.capabilities import model_to_proto
 from forgeway.core.enums import QUANTIZATION
@@ -37,6 +38,23 @@ class BackendServicer(backend_pb2_grpc.BackendServiceServicer):
                 yield generate_pb2.GenerateStreamResponse(final=event.to_proto())
             else:
                 yield event.to_proto()
+
+    def _serves(self, rpc: str) -> None:
+        if rpc not in self.engine.retrieval_rpcs:
+            what = "embed" if rpc == "Embed" else "rerank"
+            raise Unimplemented(f"the {self.engine.kind} backend does not {what}")
+
+    async def Embed(self, request, context):
+        self._serves("Embed")
+        embedding = EmbeddingRequest.from_proto(request)
+        model = self.engine.admit(embedding)
+        return (await self.engine.embed(embedding, model)).to_proto()
+
+    async def Rerank(self, request, context):
+        self._serves("Rerank")
+        rerank = RerankRequest.from_proto(request)
+        model = self.engine.admit(rerank)
+        return (await self.engine.rerank(rerank, model)).to_proto()
 
     async def Train(self, request, context):
         raise Unimplemented(f"the {self.engine.kind} backend does not train; use a trainer (trl, unsloth)")
@@ -77,7 +95,8 @@ class ModelServicer(models_pb2_grpc.ModelServiceServicer):
 
 def inference_servicers(engine: InferenceEngine) -> list[tuple[object, object, str]]:
     """(add_to_server function, servicer, full service name) for an inference engine."""
-    backend_rpcs = [f"forgeway.v1.BackendService/{m}" for m in ("Capabilities", "Generate", "GenerateStream")]
+    backend_rpcs = [f"forgeway.v1.BackendService/{m}"
+                    for m in ("Capabilities", "Generate", "GenerateStream", *engine.retrieval_rpcs)]
     model_rpcs = [f"forgeway.v1.ModelService/{m}" for m in ("ListModels", "LoadModel", "UnloadModel")]
     return [
         (backend_pb2_grpc.add_BackendServiceServicer_to_server, BackendServicer(engine, backend_rpcs + model_rpcs),

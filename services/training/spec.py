@@ -8,7 +8,7 @@ from google.protobuf import json_format
 
 from forgeway.core.enums import BACKEND, EXPORT_FORMAT, METHOD, PRECISION, QUANTIZATION, TRAINING_QUANTIZATIONS
 from forgeway.core.errors import InvalidArgument
-from forgeway.core.generation import Task
+from forgeway.core.generation import TRAINED_TASKS, Task
 from forgeway.v1 import common_pb2, train_pb2
 
 
@@ -98,8 +98,9 @@ class TrainSpec:
         if not METHOD.known(msg.method):
             errors.append(("method", f"unknown method {msg.method}; allowed: {', '.join(METHOD.names)}"))
         task = Task.from_proto(msg.task) if msg.task else Task.TEXT_GENERATION
-        if task is None:
-            errors.append(("task", f"unknown task {msg.task}; allowed: {', '.join(t.value for t in Task)}"))
+        if task not in TRAINED_TASKS:
+            errors.append(("task", f"cannot train task {task.value if task else msg.task}; allowed: "
+                                   f"{', '.join(t.value for t in TRAINED_TASKS)}"))
         dataset = DatasetSpec.from_proto(msg.dataset, "dataset", errors)
         eval_dataset = DatasetSpec.from_proto(msg.eval_dataset, "eval_dataset", errors) if msg.HasField("eval_dataset") else None
         hp = msg.hyperparameters

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from forgeway.core.generation import Task
+from forgeway.core.generation import TRAINED_TASKS
 from forgeway.server.hardware import Hardware, detect, installed_versions
 from forgeway.services.training.engine import JobContext, TrainedModel, TrainingEngine, TrainingFeatures
 from forgeway.services.training.spec import TrainSpec
@@ -56,7 +56,7 @@ class TRLEngine(TrainingEngine):
     def features(self) -> TrainingFeatures:
         quantizations = ["nf4", "fp4", "int8"] if "bitsandbytes" in self._versions else []
         exports = ["adapter", "merged"] + (["gguf"] if gguf_exporter() else [])
-        return TrainingFeatures(methods=list(METHODS), tasks=list(Task), lora=True, quantizations=quantizations,
+        return TrainingFeatures(methods=list(METHODS), tasks=list(TRAINED_TASKS), lora=True, quantizations=quantizations,
                                 export_formats=exports)
 
     def library_versions(self) -> dict[str, str]:
