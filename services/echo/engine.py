@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from pydantic import Field
 
 from forgeway.server import metrics
+from forgeway.core.embeddings import EmbeddingRequest, EmbeddingResult, RerankRequest, RerankResult
 from forgeway.core.errors import InvalidArgument
 from forgeway.services.runtime.engine import Features, InferenceEngine, LoadInfo, ModelInfo
 from forgeway.core.generation import (
@@ -18,10 +19,13 @@ from forgeway.core.generation import (
     FinishReason,
     GenerationRequest,
     GenerationResult,
+    Task,
     apply_stop,
     held_back,
 )
 from forgeway.server.settings import ServiceSettings
+
+from . import vectors
 
 WORD = re.compile(r"\s*\S+")
 
@@ -32,12 +36,20 @@ class EchoSettings(ServiceSettings):
     model_name: str = Field("echo", description="Name the echo model answers to.")
     token_delay: float = Field(0.0, ge=0, le=10, description="Seconds between tokens (simulates decoding).")
     context_length: int = Field(4096, ge=1, description="Largest prompt, in words.")
+    embedding_model: str = Field("echo-embed", description="Name of its embedding model (hashed bags of words); "
+                                                           "empty serves none.")
+    rerank_model: str = Field("echo-rerank", description="Name of its rerank model (cosine of bags of words); "
+                                                         "empty serves none.")
+    dimensions: int = Field(32, ge=4, le=4096, description="Length of its vectors; halves and quarters are its "
+                                                           "Matryoshka lengths.")
+    max_input_words: int = Field(512, ge=1, description="Longest embedding or rerank input, in words.")
 
 
 class EchoEngine(InferenceEngine):
     """Streams the prompt (or the last message) back one word per token: once through, or cycling until max_tokens."""
 
     kind = "echo"
+    retrieval_rpcs = ("Embed", "Rerank")
     Settings = EchoSettings
     settings: EchoSettings
 
@@ -49,8 +61,25 @@ class EchoEngine(InferenceEngine):
         pass
 
     def models(self) -> list[ModelInfo]:
-        return [ModelInfo(name=self.settings.model_name, context_length=self.settings.context_length, chat=True,
-                          source="echo")]
+        s = self.settings
+        models = [ModelInfo(name=s.model_name, context_length=s.context_length, chat=True, source="echo")]
+        if s.embedding_model:
+            models.append(ModelInfo(name=s.embedding_model, task=Task.EMBEDDING, context_length=s.max_input_words,
+                                    source="echo", dimensions=s.dimensions,
+                                    matryoshka=[s.dimensions // 4, s.dimensions // 2], pooling="sum"))
+        if s.rerank_model:
+            models.append(ModelInfo(name=s.rerank_model, task=Task.RERANK, context_length=s.max_input_words,
+                                    source="echo"))
+        return models
+
+    async def embed(self, request: EmbeddingRequest, model: ModelInfo) -> EmbeddingResult:
+        embeddings = vectors.embed(request, self.settings.dimensions, self.settings.max_input_words)
+        return EmbeddingResult(request.model, embeddings, served_by=f"{self.kind}/{self.settings.instance_id}")
+
+    async def rerank(self, request: RerankRequest, model: ModelInfo) -> RerankResult:
+        scores, tokens = vectors.scores(request, self.settings.dimensions, self.settings.max_input_words)
+        return RerankResult(request.model, scores, tokens, served_by=f"{self.kind}/{self.settings.instance_id}",
+                            request=request)
 
     def features(self) -> Features:
         return Features(stop=True, seed=True, multiple_choices=True)
