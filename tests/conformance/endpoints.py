@@ -61,6 +61,12 @@ class Endpoint:
     cancel_slack: int = 8  # tokens the backend may still count after a cancel before it stops
     # Labels of forgeway_tokens_total that count this endpoint's completion tokens, as they are generated.
     token_labels: Mapping[str, str] = field(default_factory=dict)
+    # An embedding and a rerank model it serves: required when its Capabilities list Embed or Rerank, so every
+    # backend that declares them is checked (test_embeddings.py).
+    embedding_model: str = ""
+    rerank_model: str = ""
+    # Whether it refuses an input longer than the model's max input length (the proxy's upstream decides there).
+    refuses_long_inputs: bool = True
 
     def tokens_selector(self) -> dict[str, str]:
         return {"service": self.backend, "model": self.model, "kind": "completion", **self.token_labels}
@@ -126,6 +132,8 @@ async def echo() -> AsyncIterator[Endpoint]:
             address=f"127.0.0.1:{running.port}",
             metrics_url=f"http://127.0.0.1:{running.metrics_port}/metrics",
             model="echo",
+            embedding_model=settings.embedding_model,
+            rerank_model=settings.rerank_model,
         )
     finally:
         await running.drain(0)
@@ -150,6 +158,8 @@ async def gateway() -> AsyncIterator[Endpoint]:
                 metrics_url=echo_endpoint.metrics_url,
                 model=echo_endpoint.model,
                 token_labels={"service": echo_endpoint.backend},
+                embedding_model=echo_endpoint.embedding_model,
+                rerank_model=echo_endpoint.rerank_model,
             )
         finally:
             await running.drain(0)
