@@ -92,15 +92,15 @@ protos: | $(STAMP)
 test: | $(STAMP) $(VENV)/bin/llama-server
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -p no:cacheprovider --durations=15 $(PYTEST_ARGS) $(TESTS)
 
-# The demo model is built offline, once; the stamp marks it done for this FORGEWAY_HOME.
-$(FORGEWAY_HOME)/.demo-model: | $(STAMP)
+# The demo models (demo, demo-embed) are built offline, once; the stamp marks them done for this FORGEWAY_HOME.
+$(FORGEWAY_HOME)/.demo-models: | $(STAMP)
 	mkdir -p $(FORGEWAY_HOME)
 	FORGEWAY_HOME=$(FORGEWAY_HOME) HF_HUB_OFFLINE=1 $(VENV)/bin/forgeway demo-model
 	touch $@
 
 # The unsloth trainer (when FORGEWAY_UP_SERVICES names it) runs under $(UNSLOTH_VENV)'s Python if that exists (up's
 # service command picks each service's environment); without $(UNSLOTH_VENV) it is left out, and the gateway's backend auto trains with trl (fallback event).
-up: $(FORGEWAY_HOME)/.demo-model | $(STAMP) $(VENV)/bin/llama-server
+up: $(FORGEWAY_HOME)/.demo-models | $(STAMP) $(VENV)/bin/llama-server
 	services="$${FORGEWAY_UP_SERVICES:-}"; \
 	if [[ ",$$services," == *,unsloth,* && ! -x $(UNSLOTH_PY) ]]; then \
 	  echo "make up: $(UNSLOTH_VENV) is absent (make unsloth-env builds it): not starting unsloth; training goes to trl"; \

@@ -52,10 +52,14 @@ def _serve_help(missing: bool) -> int:
 
 def _demo_model(out: Path | None, max_seconds: float) -> int:
     from forgeway.demo.build import build_demo_model
+    from forgeway.demo.embedding import build_demo_embedding
     from forgeway.server.settings import default_home
 
     path = build_demo_model(out or default_home() / "models" / "demo", max_seconds=max_seconds)
     print(path)
+    # the embedding model and reranker served beside it (hf serves the model store), each built in a second
+    print(build_demo_embedding(path.parent / "demo-embed"))
+    print(build_demo_embedding(path.parent / "demo-rerank", seed=1, task="rerank"))
     return 0
 
 
@@ -69,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
                                 add_help=False)
     serve.add_argument("service", nargs="?")
     commands.add_parser("up", help="run the local stack, each service its own supervised process", add_help=False)
-    demo = commands.add_parser("demo-model", help="build (once) the demo model that `make up` serves")
+    demo = commands.add_parser("demo-model", help="build (once) the demo model, the demo-embed embedding model "
+                                                  "and the demo-rerank reranker that `make up` serves")
     demo.add_argument("--out", type=Path, help="where to write it (default FORGEWAY_HOME/models/demo)")
     demo.add_argument("--max-seconds", type=float, default=180.0, help="training time budget")
     commands.add_parser("services", help="list the service names `serve` accepts")
@@ -77,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
                         add_help=False)
     commands.add_parser("train-worker", help="run one prepared training job (trainers' launchers start it)",
                         add_help=False)
-    client_cli.add_commands(commands)  # generate/run, chat, bench, train, jobs, models, backends
+    client_cli.add_commands(commands)  # generate/run, chat, bench, embed, rerank, train, jobs, models, backends
 
     args, rest = parser.parse_known_args(argv)
     if client_cli.is_client_command(args):

@@ -91,10 +91,12 @@ class EmbeddingResult:
     model: str
     embeddings: list[Embedding]
     served_by: str = ""
+    # The call's tokens where a backend knows only the total (an upstream API's usage); None: the inputs' sum.
+    total_tokens: int | None = None
 
     @property
     def prompt_tokens(self) -> int:
-        return sum(e.tokens for e in self.embeddings)
+        return self.total_tokens if self.total_tokens is not None else sum(e.tokens for e in self.embeddings)
 
     def to_proto(self) -> embed_pb2.EmbedResponse:
         tokens = self.prompt_tokens

@@ -25,6 +25,10 @@ TOOL_CALL_PARSE_FAILURES = Counter(
     ["service", "model"],
 )
 QUEUE_DEPTH = Gauge("forgeway_queue_depth", "Requests waiting for a slot.", ["service"])
+EMBEDDING_BATCH_SIZE = Histogram(
+    "forgeway_embedding_batch_size", "Inputs per embedding or rerank forward pass (its count: the passes).",
+    ["service", "model"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048),
+)
 
 
 def start_metrics_server(host: str, port: int) -> int:

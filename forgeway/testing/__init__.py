@@ -13,6 +13,7 @@ _EXPORTS = {
     "wait_serving": "forgeway.testing.processes",
     "ServiceProcess": "forgeway.testing.processes",
     "echo_process": "forgeway.testing.processes",
+    "ECHO_RETRIEVAL": "forgeway.testing.processes",
     "start_echoes": "forgeway.testing.processes",
     "run_cli": "forgeway.testing.processes",
     "one_line_error": "forgeway.testing.processes",
@@ -33,11 +34,24 @@ _EXPORTS = {
     "build_tiny_gguf": "forgeway.testing.gguf_export",
     "build_tiny_seq2seq": "forgeway.testing.seq2seq",
     "build_tiny_qa": "forgeway.testing.qa",
+    "wordpiece_tokenizer": "forgeway.testing.bert",
+    "build_tiny_bert": "forgeway.testing.bert",
+    "build_tiny_bert_gguf": "forgeway.testing.bert",
+    "llama_cpp_source": "forgeway.testing.convert",
+    "convert_hf_to_gguf": "forgeway.testing.convert",
+    "serve_engine": "forgeway.testing.rpc",
+    "rpc_failure": "forgeway.testing.rpc",
+    "violated_fields": "forgeway.testing.rpc",
+    "build_embedding_model": "forgeway.demo.embedding",
+    "build_reranker": "forgeway.demo.embedding",
 }
 
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
+    from forgeway.testing.bert import build_tiny_bert, build_tiny_bert_gguf, wordpiece_tokenizer
+    from forgeway.testing.convert import convert_hf_to_gguf, llama_cpp_source
+    from forgeway.testing.rpc import rpc_failure, serve_engine, violated_fields
     from forgeway.testing.gateway import gateway_settings, start_gateway, stop_now, wait_until
     from forgeway.testing.gguf_export import build_tiny_gguf
     from forgeway.testing.llama import build_tiny_llama, build_tokenizer

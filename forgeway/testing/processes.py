@@ -117,6 +117,10 @@ class ServiceProcess:
         self.stop()
 
 
+# `forgeway serve echo` arguments that add its embedding and rerank models (echo serves generation only by default).
+ECHO_RETRIEVAL = ("--embedding-model", "echo-embed", "--rerank-model", "echo-rerank")
+
+
 def echo_process(model_name: str = "echo", token_delay: float = 0.0, port: int = 0,
                  log_dir: Path | None = None) -> ServiceProcess:
     """`forgeway serve echo` serving `model_name`, `token_delay` seconds per token, stopping without a drain."""

@@ -1,6 +1,7 @@
 """llama-cpp-python's OpenAI-compatible server on a GGUF: the openai proxy's upstream in tests and benchmarks.
 
-Needs `pip install 'llama-cpp-python[server]'`.
+Needs `pip install 'llama-cpp-python[server]'`. For embeddings and reranking, llama.cpp's own server (the llama-server
+binary `make venv` builds) is the upstream instead (start_llama_cpp_server).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import urllib.request
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from forgeway.server.ports import free_port
 
@@ -68,6 +70,12 @@ class LocalUpstream:
     def resume(self) -> None:
         self.process.send_signal(signal.SIGCONT)
 
+    def __enter__(self) -> LocalUpstream:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGCONT)
@@ -94,6 +102,35 @@ def start_llama_server(
         command += ["--api_key", api_key]
     if chat_format is not None:
         command += ["--chat_format", chat_format]
+    return _started("llama_cpp.server", command, port, model, api_key, timeout)
+
+
+def start_llama_cpp_server(
+    gguf: Path, *, model: str = "tiny-embed", task: Literal["embedding", "rerank"] = "embedding",
+    api_key: str | None = None, n_ctx: int = 512, port: int | None = None, timeout: float = 90.0,
+) -> LocalUpstream:
+    """Start llama.cpp's llama-server as an embedding upstream (/v1/embeddings, mean pooling, unit vectors) or a
+    rerank one (/rerank, Cohere-shaped), on a loopback port, and wait until /v1/models answers.
+
+    llama-cpp-python's server cannot stand in: it has no pooling setting (a decoder GGUF answers a vector per token),
+    takes no token ids, and has no rerank endpoint. One slot: with several, this llama-server build scores some of a
+    request's documents differently from the same documents sent one at a time (seen on the tiny GGUF, which has no
+    classification head); with one, every score equals its one-document score.
+    """
+    from forgeway.services.llamacpp.llama_server import find_binary
+
+    port = port or free_port("127.0.0.1")
+    command = [str(find_binary(None)), "--model", str(gguf), "--alias", model, "--host", "127.0.0.1",
+               "--port", str(port), "--ctx-size", str(n_ctx), "--parallel", "1", "--no-webui"]  # fmt: skip
+    command += ["--embedding", "--pooling", "mean"] if task == "embedding" else ["--reranking"]
+    if api_key is not None:
+        command += ["--api-key", api_key]
+    return _started("llama-server", command, port, model, api_key, timeout)
+
+
+def _started(name: str, command: list[str], port: int, model: str, api_key: str | None,
+             timeout: float) -> LocalUpstream:
+    """Run an upstream's command, its output in a log file, and wait until its /v1/models answers."""
     log_path = Path(tempfile.mkstemp(prefix="llama-server-", suffix=".log")[1])
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "NO_COLOR": "1"})
@@ -104,11 +141,11 @@ def start_llama_server(
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"llama_cpp.server exited with {process.returncode}: {log_path.read_text()[-2000:]}")
+            raise RuntimeError(f"{name} exited with {process.returncode}: {log_path.read_text()[-2000:]}")
         try:
             with urllib.request.urlopen(request, timeout=2):
                 return upstream
         except (urllib.error.URLError, OSError):
             time.sleep(0.2)
     upstream.stop()
-    raise TimeoutError(f"llama_cpp.server not answering after {timeout:.0f}s: {log_path.read_text()[-2000:]}")
+    raise TimeoutError(f"{name} not answering after {timeout:.0f}s: {log_path.read_text()[-2000:]}")

@@ -10,7 +10,7 @@ from fastapi.openapi.utils import get_openapi
 
 from forgeway import __version__
 
-from . import routes_chat, routes_files, routes_jobs, routes_models
+from . import routes_chat, routes_embeddings, routes_files, routes_jobs, routes_models
 from .errors import install_error_handlers
 from .middleware import RequestGuard
 from .responses import STREAM_EVENTS
@@ -54,7 +54,7 @@ def create_app(target: str, settings: HttpSettings | None = None) -> FastAPI:
 
     app = FastAPI(title=settings.title, version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
-    for module in (routes_chat, routes_models, routes_files, routes_jobs):
+    for module in (routes_chat, routes_embeddings, routes_models, routes_files, routes_jobs):
         app.include_router(module.router)
     install_error_handlers(app)
     app.add_middleware(RequestGuard, settings=settings)

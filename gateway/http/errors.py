@@ -94,10 +94,10 @@ def body_field_names() -> frozenset[str]:
     """Every field name and alias of the request bodies: a location's other parts are union tags, not parameters."""
     from pydantic import BaseModel
 
-    from . import schemas, schemas_tuning
+    from . import schemas, schemas_embeddings, schemas_tuning
 
     names: set[str] = {"file", "purpose"}  # the multipart form of POST /v1/files
-    for module in (schemas, schemas_tuning):
+    for module in (schemas, schemas_embeddings, schemas_tuning):
         for model in vars(module).values():
             if isinstance(model, type) and issubclass(model, BaseModel):
                 for name, info in model.model_fields.items():

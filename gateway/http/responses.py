@@ -153,19 +153,25 @@ class TextCompletion(BaseModel):
 
 
 class Model(BaseModel):
-    """A model or an alias of one; Forgeway adds backend, task, context_length, loaded and alias_of."""
+    """A model or an alias of one; Forgeway adds backend, task, context_length, loaded, alias_of and, for embedding
+    models, dimensions and matryoshka_dimensions."""
 
     id: str
     object: Literal["model"]
     created: int
     owned_by: str
     backend: str
-    task: str
-    context_length: int
+    task: str = Field(description="Its kind: text-generation, summarization, extractive-question-answering, "
+                                  "embedding or rerank.")
+    context_length: int = Field(description="Longest prompt plus completion; for embedding and rerank models the "
+                                            "longest input.")
     loaded: bool
     chat: bool
     alias_of: str | None
     adapters: list[str]
+    dimensions: int | None = Field(description="Embedding models: length of their vectors; null for others.")
+    matryoshka_dimensions: list[int] | None = Field(
+        description="Embedding models: the shorter lengths `dimensions` may ask for; null for others.")
 
 
 class ModelList(BaseModel):

@@ -32,11 +32,14 @@ def known_models(capabilities: capabilities_pb2.CapabilitiesResponse) -> list[mo
 
 
 def model_entries(model: models_pb2.ModelInfo) -> list[dict]:
-    """A model's entry, then one per alias (alias_of names the model)."""
+    """A model's entry, then one per alias (alias_of names the model). `task` says its kind (text-generation,
+    embedding, rerank, ...); an embedding model also gives its vector length and Matryoshka lengths."""
     task = Task.from_proto(model.task) or Task.TEXT_GENERATION
+    embedding = task is Task.EMBEDDING
     base = {"object": "model", "created": STARTED, "owned_by": model.backend or "forgeway", "backend": model.backend,
             "task": task.value, "context_length": model.context_length, "loaded": model.loaded, "chat": model.chat,
-            "adapters": list(model.adapters)}
+            "adapters": list(model.adapters), "dimensions": (model.dimensions or None) if embedding else None,
+            "matryoshka_dimensions": sorted(model.matryoshka_dimensions) if embedding else None}
     return [{"id": model.name, **base, "alias_of": None},
             *({"id": alias, **base, "alias_of": model.name} for alias in model.aliases)]
 

@@ -20,7 +20,7 @@ class HttpSettings(BaseModel):
         30.0, gt=0, description="Deadline of unary calls other than generation (models, files, jobs)."
     )
     generation_timeout_seconds: float = Field(
-        600.0, gt=0, description="Deadline of one generation, streamed or not."
+        600.0, gt=0, description="Deadline of one generation (streamed or not), embedding or rerank call."
     )
     readiness_timeout_seconds: float = Field(2.0, gt=0, description="Deadline of the Capabilities call behind /readyz.")
     upload_chunk_bytes: int = Field(

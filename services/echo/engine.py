@@ -36,10 +36,10 @@ class EchoSettings(ServiceSettings):
     model_name: str = Field("echo", description="Name the echo model answers to.")
     token_delay: float = Field(0.0, ge=0, le=10, description="Seconds between tokens (simulates decoding).")
     context_length: int = Field(4096, ge=1, description="Largest prompt, in words.")
-    embedding_model: str = Field("echo-embed", description="Name of its embedding model (hashed bags of words); "
-                                                           "empty serves none.")
-    rerank_model: str = Field("echo-rerank", description="Name of its rerank model (cosine of bags of words); "
-                                                         "empty serves none.")
+    embedding_model: str = Field("", description="Name of an embedding model to serve (hashed bags of words, e.g. "
+                                                 "echo-embed); empty serves none.")
+    rerank_model: str = Field("", description="Name of a rerank model to serve (cosine of bags of words, e.g. "
+                                              "echo-rerank); empty serves none.")
     dimensions: int = Field(32, ge=4, le=4096, description="Length of its vectors; halves and quarters are its "
                                                            "Matryoshka lengths.")
     max_input_words: int = Field(512, ge=1, description="Longest embedding or rerank input, in words.")

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from dataclasses import replace
 
+from forgeway.core.errors import InvalidArgument
 from forgeway.core.generation import Task
 from forgeway.core.modelstore import ModelStore, StoredModel, StoreStamp
 from forgeway.services.runtime.engine import ModelInfo
+
+from .encoder_config import describe_folder, encoder_task, read_json
 
 # A stamp whose newest mtime is this recent is not trusted: a change later in the same timestamp tick (coarse on
 # Linux, a second on some NFS servers) would leave it equal. Such a store is re-read until it has been still this
@@ -59,8 +61,16 @@ class Catalog:
 
 def describe(entry: StoredModel) -> ModelInfo:
     """What a store entry serves, from its metadata and config.json, without loading it."""
-    config = _config(entry)
+    config = read_json(entry.path / "config.json")
     task = entry.task
+    if task is None:
+        try:
+            task = encoder_task(entry.path)
+        except InvalidArgument:  # a sentence-transformers kind hf does not serve: loading it says so
+            task = None
+    if task in (Task.EMBEDDING, Task.RERANK):
+        return ModelInfo(name=entry.name, task=task, loaded=False, source=f"store:{entry.name}",
+                         **describe_folder(entry.path, task))
     if task is None:
         if any(a.endswith("ForQuestionAnswering") for a in config.get("architectures") or []):
             task = Task.EXTRACTIVE_QA
@@ -71,11 +81,3 @@ def describe(entry: StoredModel) -> ModelInfo:
     context = config.get("max_position_embeddings") or config.get("n_positions") or 0
     return ModelInfo(name=entry.name, task=task, context_length=int(context), loaded=False,
                      source=f"store:{entry.name}", chat=task == Task.TEXT_GENERATION and entry.chat)
-
-
-def _config(entry: StoredModel) -> dict:
-    try:
-        config = json.loads((entry.path / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return config if isinstance(config, dict) else {}

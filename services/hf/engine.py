@@ -12,12 +12,16 @@ import torch
 
 from forgeway.server import metrics
 from forgeway.services.runtime.engine import Features, InferenceEngine, LoadInfo, ModelInfo
+from forgeway.core.embeddings import EmbeddingRequest, EmbeddingResult, RerankRequest, RerankResult
 from forgeway.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from forgeway.core.generation import Delta, GenerationRequest, GenerationResult, Task
 from forgeway.server.hardware import installed_versions
 
 from . import structured
 from .catalog import Catalog
+from .encoder_config import POOLING_MODES
+from .encoder_runner import EncoderRunner
+from .encoders import ENCODER_TASKS, LoadedEncoder
 from .intake import build_job, unsupported
 from .models import Source, load, resolve
 from .scheduler import CausalRunner, Runner
@@ -35,7 +39,8 @@ RUNNERS: dict[Task, type[Runner]] = {
 }
 SAMPLING = frozenset({"temperature", "top_p", "top_k", "min_p", "repetition_penalty", "presence_penalty",
                       "frequency_penalty"})
-LIBRARIES = ("torch", "transformers", "tokenizers", "peft", "xgrammar", "bitsandbytes", "accelerate")
+LIBRARIES = ("torch", "transformers", "tokenizers", "sentence-transformers", "peft", "xgrammar", "bitsandbytes",
+             "accelerate")
 
 
 @dataclass
@@ -43,15 +48,17 @@ class Served:
     """A name requests use: a runner, and the adapter it implies when the name is a LoRA over a base model."""
 
     name: str
-    runner: Runner
+    runner: Runner | EncoderRunner
     adapter: str = ""
     source: str = ""
 
 
 class HFEngine(InferenceEngine):
-    """Serves transformers models: batched causal LM generation, summarization, extractive QA, LoRA adapters."""
+    """Serves transformers models: batched causal LM generation, summarization, extractive QA, LoRA adapters; and
+    sentence-transformers embedding models and cross-encoder rerankers, batched."""
 
     kind = "hf"
+    retrieval_rpcs = ("Embed", "Rerank")
     Settings = HFSettings
     settings: HFSettings
 
@@ -60,7 +67,7 @@ class HFEngine(InferenceEngine):
         self.store = ModelStore(settings.home / "models")
         self.catalog = Catalog(self.store)
         self.served: dict[str, Served] = {}
-        self.runners: dict[tuple[str, str], Runner] = {}
+        self.runners: dict[tuple, Runner | EncoderRunner] = {}  # by (location, quantization, encoder task, pooling)
         self._loading: asyncio.Lock | None = None
 
     @property
@@ -103,13 +110,17 @@ class HFEngine(InferenceEngine):
 
     # -- loading -------------------------------------------------------------------------------------------------
 
-    async def _runner_for(self, source: Source, task: Task | None, quantization: str, context: int | None) -> Runner:
-        key = (source.location, quantization)
+    async def _runner_for(self, source: Source, task: Task | None, quantization: str, context: int | None,
+                          pooling: str | None = None) -> Runner | EncoderRunner:
+        key = (source.location, quantization, task if task in ENCODER_TASKS else None, pooling)
         if key not in self.runners:
             s = self.settings
-            loaded = await asyncio.to_thread(load, source, task, quantization, s.device, s.dtype, context)
-            runner = RUNNERS[loaded.task](loaded, source.location.rstrip("/").rsplit("/", 1)[-1], s.max_concurrency,
-                                          s.max_queue, self._queue_changed)
+            loaded = await asyncio.to_thread(load, source, task, quantization, s.device, s.dtype, context, pooling)
+            name = source.location.rstrip("/").rsplit("/", 1)[-1]
+            if loaded.task in ENCODER_TASKS:
+                runner = EncoderRunner(loaded, name, s.embedding_batch_size, s.max_queue, self._queue_changed)
+            else:
+                runner = RUNNERS[loaded.task](loaded, name, s.max_concurrency, s.max_queue, self._queue_changed)
             runner.start()
             self.runners[key] = runner
         return self.runners[key]
@@ -142,7 +153,7 @@ class HFEngine(InferenceEngine):
             await self._attach(runner, spec.name, source.location)
             served = Served(spec.name, runner, adapter=spec.name, source=spec.path)
         else:
-            runner = await self._runner_for(source, spec.task, spec.quantization, spec.context_length)
+            runner = await self._runner_for(source, spec.task, spec.quantization, spec.context_length, spec.pooling)
             served = Served(spec.name, runner, source=spec.path)
         for adapter in spec.adapters:
             await self._attach(runner, adapter.name, resolve(adapter.path, self.store).location)
@@ -152,15 +163,20 @@ class HFEngine(InferenceEngine):
 
     async def _warm_up(self, served: Served) -> None:
         request = warm_up_request(served.name, served.runner.loaded.task)
+        if isinstance(served.runner, EncoderRunner):
+            await served.runner.serve(request, served.name, "warm-up")
+            return
         async for _ in self._generate(served, request):
             pass
 
     async def load_model(self, name: str, source: str, task: Task | None, quantization: str, base_model: str,
                          options: dict[str, str]) -> ModelInfo:
-        unknown = sorted(set(options) - {"context_length"})
+        unknown = sorted(set(options) - {"context_length", "pooling"})
         if unknown:
-            raise InvalidArgument(f"options.{unknown[0]}", "unknown option (known: context_length)")
+            raise InvalidArgument(f"options.{unknown[0]}", "unknown option (known: context_length, pooling)")
         context = int(options["context_length"]) if options.get("context_length", "").isdigit() else None
+        if options.get("pooling", "mean") not in POOLING_MODES:
+            raise InvalidArgument("options.pooling", f"one of {', '.join(POOLING_MODES)}")
         roots = [self.store.root, *self.settings.model_roots]
         self.catalog.invalidate()
         async with self.loading:
@@ -177,7 +193,7 @@ class HFEngine(InferenceEngine):
                 self.served[name] = Served(name, base.runner, adapter=name, source=source or name)
             else:
                 spec = ModelSpec(name=name, path=source or name, task=task, quantization=quantization,
-                                 context_length=context)
+                                 context_length=context, pooling=options.get("pooling") or None)
                 await self._load_spec(spec, roots)
         return self.find_model(name)
 
@@ -234,6 +250,20 @@ class HFEngine(InferenceEngine):
             if not job.finished:
                 runner.cancel(job)
 
+    # -- embeddings and reranking ----------------------------------------------------------------------------------
+
+    async def embed(self, request: EmbeddingRequest, model: ModelInfo) -> EmbeddingResult:
+        return await self._retrieve(request, model)
+
+    async def rerank(self, request: RerankRequest, model: ModelInfo) -> RerankResult:
+        return await self._retrieve(request, model)
+
+    async def _retrieve(self, request: EmbeddingRequest | RerankRequest, model: ModelInfo):
+        served = await self._served(model.name)
+        if not model.loaded:  # judged from the store's files; now that it is loaded, judge what it is
+            self.admit(request)
+        return await served.runner.serve(request, served.name, f"{self.kind}/{self.settings.instance_id}")
+
     # -- what it reports -------------------------------------------------------------------------------------------
 
     def models(self) -> list[ModelInfo]:
@@ -245,6 +275,7 @@ class HFEngine(InferenceEngine):
                 quantization=loaded.quantization, adapters=[] if served.adapter else sorted(loaded.adapters),
                 loaded=True, source=served.source, chat=loaded.chat and loaded.task == Task.TEXT_GENERATION,
                 unsupported=unsupported(loaded.task, loaded),
+                **(loaded.vector_info() if isinstance(loaded, LoadedEncoder) else {}),
             ))
         configured = {m.name for m in infos}
         for spec in self.settings.models:

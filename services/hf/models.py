@@ -21,6 +21,8 @@ from forgeway.core.errors import InvalidArgument, NotFound, Unsupported
 from forgeway.core.generation import Task
 
 from . import structured
+from .encoder_config import encoder_task
+from .encoders import ENCODER_TASKS, LoadedEncoder, load_encoder
 from .families import ReplyFormat, reply_format
 from forgeway.core.modelstore import ModelStore, StoredModel, confine
 from .text import IncrementalText, TokenBytes
@@ -195,19 +197,29 @@ def context_length(config, tokenizer, override: int | None) -> int:
     return limit if limit < UNBOUNDED else 2048
 
 
+def weight_dtype(dtype_name: str, device: torch.device):
+    """The dtype weights load in: the one named, else float32 on CPU and the checkpoint's own on CUDA."""
+    if dtype_name != "auto":
+        return getattr(torch, dtype_name)
+    return torch.float32 if device.type == "cpu" else "auto"
+
+
 def load(source: Source, task: Task | None, quantization: str, device_name: str, dtype_name: str,
-         context_override: int | None = None) -> LoadedModel:
+         context_override: int | None = None, pooling: str | None = None) -> LoadedModel | LoadedEncoder:
     """Load weights and tokenizer (blocking: run it off the event loop)."""
     config = read_config(source.location)
-    task = task or (source.entry.task if source.entry else None) or detect_task(config)
+    task = (task or (source.entry.task if source.entry else None) or encoder_task(Path(source.location))
+            or detect_task(config))
     device = pick_device(device_name)
-    kwargs: dict = {"quantization_config": quantization_config(quantization, device)}
-    if dtype_name != "auto":
-        kwargs["dtype"] = getattr(torch, dtype_name)
-    elif device.type == "cpu":
-        kwargs["dtype"] = torch.float32
-    else:
-        kwargs["dtype"] = "auto"
+    if task in ENCODER_TASKS:
+        if quantization != "none":
+            raise Unsupported("quantization", "hf", f"{task.value} models load unquantized")
+        return load_encoder(source.location, task, pooling, device, weight_dtype(dtype_name, device),
+                            context_override)
+    if pooling:
+        raise InvalidArgument("pooling", f"pooling applies to embedding models, not {task.value}")
+    kwargs: dict = {"quantization_config": quantization_config(quantization, device),
+                    "dtype": weight_dtype(dtype_name, device)}
     if kwargs["quantization_config"] is not None:
         kwargs["device_map"] = {"": device.index or 0} if device.type == "cuda" else {"": "cpu"}
     model = MODEL_CLASSES[task].from_pretrained(source.location, **kwargs)

@@ -1,4 +1,5 @@
-"""Each model's worker thread: a priority queue of jobs, batch slots, and the batched decode loop for causal LMs."""
+"""Each model's worker thread (ModelWorker); for generation a priority queue of jobs, batch slots, and the batched
+decode loop for causal LMs."""
 
 from __future__ import annotations
 
@@ -24,21 +25,18 @@ from .sequence import Job
 log = logging.getLogger("forgeway.hf")
 
 
-class Runner(abc.ABC):
-    """Owns one loaded model: its worker thread, waiting jobs (by priority, then arrival) and batch slots."""
+class ModelWorker(abc.ABC):
+    """Owns one loaded model's worker thread: it runs calls (adapter changes) between units of work, and fails what
+    waits or runs when the model stops. Subclasses keep the waiting line (`pending`) and what runs (`running`)."""
 
-    def __init__(self, loaded: LoadedModel, name: str, slots: int, max_queue: int,
-                 on_queue: Callable[[], None] = lambda: None):
+    def __init__(self, loaded, name: str, slots: int, max_queue: int, on_queue: Callable[[], None] = lambda: None):
         self.loaded, self.name, self.slots, self.max_queue = loaded, name, slots, max_queue
         self.on_queue = on_queue
         self.cond = threading.Condition()
-        self.pending: list[tuple[int, int, Job]] = []
-        self.order = itertools.count()
-        self.running: set[Job] = set()
-        self.busy = 0  # slots (sequences) held by running jobs
+        self.pending: list = []
+        self.running: set = set()
         self.calls: list[tuple[Callable[[], object], concurrent.futures.Future]] = []
         self.stopping = False
-        self.seconds_per_job = 1.0  # moving average, for retry_after
         self.thread = threading.Thread(target=self._run, name=f"hf-{name}", daemon=True)
 
     def start(self) -> None:
@@ -47,11 +45,11 @@ class Runner(abc.ABC):
     def stop(self, timeout: float = 10.0) -> None:
         with self.cond:
             self.stopping = True
-            waiting = [job for _, _, job in self.pending]
+            waiting = self.waiting()
             self.pending.clear()
             self.cond.notify_all()
-        for job in waiting:
-            job.fail(Unavailable(f"model {self.name!r} is shutting down", retry_after=1.0))
+        for item in waiting:
+            self.refuse(item, Unavailable(f"model {self.name!r} is shutting down", retry_after=1.0))
         if self.thread.is_alive():
             self.thread.join(timeout)
         self.on_queue()
@@ -59,6 +57,76 @@ class Runner(abc.ABC):
     @property
     def queued(self) -> int:
         return len(self.pending)
+
+    def call(self, fn: Callable[[], object]) -> concurrent.futures.Future:
+        """Run fn on the worker thread between steps (adapter loading touches the model)."""
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        with self.cond:
+            self.calls.append((fn, future))
+            self.cond.notify_all()
+        return future
+
+    def _run(self) -> None:
+        with torch.inference_mode():
+            while True:
+                with self.cond:
+                    while not (self.stopping or self.calls or self.pending or self.active()):
+                        self.cond.wait()
+                    if self.stopping:
+                        break
+                    calls, self.calls = self.calls, []
+                for fn, future in calls:
+                    try:
+                        future.set_result(fn())
+                    except BaseException as exc:  # handed to the caller
+                        future.set_exception(exc)
+                try:
+                    self.cycle()
+                except Exception as exc:
+                    log.exception("model %s: %s failed", self.name, self.loaded.task.value)
+                    self.reset(exc)
+        for item in list(self.running):
+            self.refuse(item, Unavailable(f"model {self.name!r} is shutting down", retry_after=1.0))
+
+    def reset(self, exc: Exception) -> None:
+        """After a failed step: fail what it touched and start clean."""
+        for item in list(self.running):
+            self.refuse(item, Internal(f"{self.loaded.task.value} failed on model {self.name!r}"))
+
+    @abc.abstractmethod
+    def waiting(self) -> list:
+        """What waits in the line, to refuse when the model stops (called holding cond)."""
+
+    @abc.abstractmethod
+    def refuse(self, item, error: Exception) -> None:
+        """Answer a waiting or running item with an error."""
+
+    @abc.abstractmethod
+    def active(self) -> bool:
+        """Whether work is under way (the loop keeps stepping)."""
+
+    @abc.abstractmethod
+    def cycle(self) -> None:
+        """One unit of work on the worker thread."""
+
+
+class Runner(ModelWorker):
+    """Generation: waiting jobs (by priority, then arrival) and batch slots."""
+
+    def __init__(self, loaded: LoadedModel, name: str, slots: int, max_queue: int,
+                 on_queue: Callable[[], None] = lambda: None):
+        super().__init__(loaded, name, slots, max_queue, on_queue)
+        self.pending: list[tuple[int, int, Job]] = []
+        self.order = itertools.count()
+        self.running: set[Job] = set()
+        self.busy = 0  # slots (sequences) held by running jobs
+        self.seconds_per_job = 1.0  # moving average, for retry_after
+
+    def waiting(self) -> list[Job]:
+        return [job for _, _, job in self.pending]
+
+    def refuse(self, item: Job, error: Exception) -> None:
+        item.fail(error)
 
     def submit(self, job: Job) -> None:
         """Queue a job, or refuse it when the waiting line is full."""
@@ -94,14 +162,6 @@ class Runner(abc.ABC):
             self.cond.notify_all()
         self.on_queue()
 
-    def call(self, fn: Callable[[], object]) -> concurrent.futures.Future:
-        """Run fn on the worker thread between steps (adapter loading touches the model)."""
-        future: concurrent.futures.Future = concurrent.futures.Future()
-        with self.cond:
-            self.calls.append((fn, future))
-            self.cond.notify_all()
-        return future
-
     def _take(self) -> list[Job]:
         """Jobs that fit the free slots now, highest priority first (worker thread)."""
         taken: list[Job] = []
@@ -130,44 +190,9 @@ class Runner(abc.ABC):
                 self.busy -= job.n
                 self.seconds_per_job = 0.8 * self.seconds_per_job + 0.2 * (time.perf_counter() - job.arrived)
 
-    def _run(self) -> None:
-        with torch.inference_mode():
-            while True:
-                with self.cond:
-                    while not (self.stopping or self.calls or self.pending or self.active()):
-                        self.cond.wait()
-                    if self.stopping:
-                        break
-                    calls, self.calls = self.calls, []
-                for fn, future in calls:
-                    try:
-                        future.set_result(fn())
-                    except BaseException as exc:  # handed to the caller
-                        future.set_exception(exc)
-                try:
-                    self.cycle()
-                except Exception as exc:
-                    log.exception("model %s: generation failed", self.name)
-                    self.reset(exc)
-        for job in list(self.running):
-            job.fail(Unavailable(f"model {self.name!r} is shutting down", retry_after=1.0))
-
-    def reset(self, exc: Exception) -> None:
-        """After a failed step: fail the jobs it touched and start clean."""
-        for job in list(self.running):
-            job.fail(Internal(f"generation failed on model {self.name!r}"))
-
     def fits(self, n: int, free_slots: int, running_jobs: int) -> bool:
         """Whether a job of n sequences can start now."""
         return n <= free_slots
-
-    @abc.abstractmethod
-    def active(self) -> bool:
-        """Whether work is under way (the loop keeps stepping)."""
-
-    @abc.abstractmethod
-    def cycle(self) -> None:
-        """One unit of work on the worker thread."""
 
 
 class CausalRunner(Runner):

@@ -29,6 +29,9 @@ class ModelSpec(BaseModel):
     adapters: list[AdapterSpec] = Field(default_factory=list, description="LoRA adapters loaded beside it.")
     quantization: Quantization = Field("none", description="bitsandbytes quantization: nf4, fp4 (4-bit) or int8.")
     context_length: int | None = Field(None, ge=1, description="Largest prompt plus completion; unset: the config's.")
+    pooling: Literal["mean", "cls", "last"] | None = Field(
+        None, description="Embedding models without a sentence-transformers config (task embedding): how token "
+                          "states become one vector; unset: last for decoder models, mean for encoders.")
 
 
 class HFSettings(ServiceSettings):
@@ -46,6 +49,9 @@ class HFSettings(ServiceSettings):
     )
     max_concurrency: int = Field(16, ge=1, le=512, description="Batch slots per model (sequences decoded together).")
     max_queue: int = Field(64, ge=0, description="Requests that may wait for a slot; more get RESOURCE_EXHAUSTED.")
+    embedding_batch_size: int = Field(
+        64, ge=1, le=2048, description="Inputs one embedding or rerank forward pass takes at most; concurrent "
+                                       "requests waiting together share a pass.")
     max_new_tokens: int = Field(256, ge=1, description="Completion length when a request sets no max_tokens.")
     torch_threads: int = Field(0, ge=0, description="torch intra-op threads; 0 keeps torch's default.")
     load_on_demand: bool = Field(True, description="Load a model-store model on its first request.")

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from forgeway.core.embeddings import EmbeddingRequest, RerankRequest
 from forgeway.core.generation import GenerationRequest, Sampling, Task
 
 TEXT = "Forgeway warms up the model before it serves."
 
 
-def warm_up_request(model: str, task: Task) -> GenerationRequest:
-    """A short request exercising the model's whole path (tokenize, prefill, decode, detokenize)."""
+def warm_up_request(model: str, task: Task) -> GenerationRequest | EmbeddingRequest | RerankRequest:
+    """A short request exercising the model's whole path (tokenize, prefill, decode, detokenize; or one pass)."""
+    if task == Task.EMBEDDING:
+        return EmbeddingRequest(model=model, texts=(TEXT,), truncation="end")
+    if task == Task.RERANK:
+        return RerankRequest(model=model, query="Who warms up?", documents=(TEXT,), truncation="end")
     sampling = Sampling(max_tokens=2)
     if task == Task.SUMMARIZATION:
         return GenerationRequest(model=model, document=TEXT, sampling=sampling)

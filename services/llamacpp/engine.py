@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 
+from forgeway.core.embeddings import EmbeddingRequest, EmbeddingResult, RerankRequest, RerankResult
 from forgeway.core.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted, Unavailable, \
     Unsupported
 from forgeway.core.generation import Delta, FinishReason, GenerationRequest, GenerationResult, Task, \
@@ -20,9 +21,10 @@ from forgeway.core.generation import Delta, FinishReason, GenerationRequest, Gen
 from forgeway.server import metrics
 from forgeway.services.runtime.engine import Features, InferenceEngine, LoadInfo, ModelInfo
 
-from . import native, tools
-from .llama_server import LlamaServer, find_binary
-from .settings import LlamaCppSettings, ModelConfig
+from . import embedding, native, tools
+from .llama_server import LlamaServer, find_binary, send
+from .retrieval import GgufFacts, RetrievalModel, gguf_facts, prepare
+from .settings import SERVED_TASKS, LlamaCppSettings, ModelConfig
 from .source import locate_gguf
 
 log = logging.getLogger("forgeway.llamacpp")
@@ -37,8 +39,9 @@ CALL_GRAMMARS = 64  # grammars for forced tool calls kept per model, by schema
 class ServedModel:
     """One GGUF model and the llama-server child serving it, with the calls in flight to it."""
 
-    def __init__(self, config: ModelConfig, path: Path, server: LlamaServer):
-        self.config, self.path, self.server = config, path, server
+    def __init__(self, config: ModelConfig, path: Path, server: LlamaServer, facts: GgufFacts | None = None):
+        self.config, self.path, self.server, self.facts = config, path, server, facts
+        self.retrieval: RetrievalModel | None = None  # an embedding or rerank model's facts (embedding.py)
         self.n_ctx = config.n_ctx
         self.chat = False
         self.unsupported: dict[str, str] = {}
@@ -55,6 +58,10 @@ class ServedModel:
         """The context each slot has, whether the GGUF carries a chat template, and what that template can do (tool
         calls; a thinking switch), as llama-server sees them."""
         client = self.server.client
+        if self.facts is not None:
+            self.retrieval = await embedding.read_model(client, self.config, self.facts, self.path)
+            self.n_ctx = self.retrieval.n_ctx
+            return
         props = (await client.get("/props", timeout=10.0)).json()
         self.n_ctx = int(props.get("default_generation_settings", {}).get("n_ctx") or self.n_ctx)
         self.chat = bool(props.get("chat_template"))
@@ -76,6 +83,8 @@ class ServedModel:
         return self.call_grammars[key]
 
     def info(self) -> ModelInfo:
+        if self.retrieval is not None:
+            return self.retrieval.info(self.name, self.config.aliases)
         return ModelInfo(name=self.name, task=Task.TEXT_GENERATION, context_length=self.n_ctx, quantization="gguf",
                          loaded=True, source=str(self.path), chat=self.chat, aliases=list(self.config.aliases),
                          unsupported=dict(self.unsupported))
@@ -96,6 +105,7 @@ class LlamaCppEngine(InferenceEngine):
     """Serves several GGUF models, each through its own llama-server with `instances` parallel slots."""
 
     kind = "llamacpp"
+    retrieval_rpcs = ("Embed", "Rerank")
     Settings = LlamaCppSettings
     settings: LlamaCppSettings
 
@@ -151,13 +161,13 @@ class LlamaCppEngine(InferenceEngine):
     async def load_model(
         self, name: str, source: str, task: Task | None, quantization: str, base_model: str, options: dict[str, str]
     ) -> ModelInfo:
-        if task not in (None, Task.TEXT_GENERATION):
-            raise Unsupported(f"task {task.value}", self.kind, "llama.cpp serves text generation only")
+        if task is not None and task not in SERVED_TASKS:
+            raise Unsupported(f"task {task.value}", self.kind, "llama.cpp serves text generation, embedding and rerank")
         if quantization not in ("none", "gguf"):
             raise Unsupported(f"quantization {quantization}", self.kind, "a GGUF file carries its own quantization")
         if base_model:
             raise Unsupported("adapters", self.kind, "merge the adapter and export a GGUF (forgeway export-gguf)")
-        served = await self._open(ModelConfig.from_options(name, source, options), confined=True)
+        served = await self._open(ModelConfig.from_options(name, source, options, task), confined=True)
         return served.info()
 
     async def unload_model(self, name: str) -> None:
@@ -185,9 +195,13 @@ class LlamaCppEngine(InferenceEngine):
         try:
             roots = self.settings.model_roots if confined else None
             path = await asyncio.to_thread(locate_gguf, config.source or config.name, self.settings.home, roots)
+            facts = None
+            if config.task != Task.TEXT_GENERATION:  # its pooling and context, from the GGUF where unset
+                facts = await asyncio.to_thread(gguf_facts, path)
+                config = prepare(config, facts, path)
             server = LlamaServer(config, path, self.binary, self.settings.home / "logs", self._children_changed,
                                  warmup=self.settings.warmup, verbose=self.settings.verbose)
-            served = ServedModel(config, path, server)
+            served = ServedModel(config, path, server, facts)
             await server.start()
             try:
                 await served.read_props()
@@ -204,14 +218,14 @@ class LlamaCppEngine(InferenceEngine):
 
     # -- generation ------------------------------------------------------------------------------------------------
 
-    def _admitted(self, request: GenerationRequest, info: ModelInfo) -> ServedModel:
+    def _admitted(self, info: ModelInfo, n: int = 1) -> ServedModel:
         served = self.loaded.get(info.name)
         if served is None:
             raise NotFound("model", info.name, list(self.loaded))
         if not served.server.available:
             raise Unavailable(served.server.failure or f"llama-server for {served.name} is starting", retry_after=1.0)
         limit = served.config.instances + served.config.max_queue
-        if served.requests + request.n > limit:
+        if served.requests + n > limit:
             raise ResourceExhausted(f"model {served.name!r} has {served.requests} requests in flight or queued "
                                     f"(limit {limit})", retry_after=0.5, reason="QUEUE_FULL")
         return served
@@ -235,7 +249,7 @@ class LlamaCppEngine(InferenceEngine):
         if request.messages and (request.sampling.stop or request.calls_tools):
             return await super().complete(request, info)
         start = time.perf_counter()
-        served = self._admitted(request, info)
+        served = self._admitted(info, request.n)
         prompt, prompt_tokens, max_tokens = await self._plan(served, request)
         states = [native.ChoiceState(i, forced=request.tool_choice.forced) for i in range(request.n)]
         await asyncio.gather(*(self._choice_once(served, request, s, prompt, max_tokens) for s in states))
@@ -264,7 +278,7 @@ class LlamaCppEngine(InferenceEngine):
 
     async def generate(self, request: GenerationRequest, info: ModelInfo) -> AsyncIterator[Delta | GenerationResult]:
         start = time.perf_counter()
-        served = self._admitted(request, info)
+        served = self._admitted(info, request.n)
         prompt, prompt_tokens, max_tokens = await self._plan(served, request)
         queue: asyncio.Queue = asyncio.Queue()
         counter = metrics.TOKENS.labels(self.kind, served.name, "completion")
@@ -303,6 +317,24 @@ class LlamaCppEngine(InferenceEngine):
                 per_token = (start + result.total_ms / 1000 - first_token) / (tokens - 1)
                 metrics.TIME_PER_OUTPUT_TOKEN.labels(self.kind, served.name).observe(per_token)
         yield result
+
+    # -- embeddings and reranking (embedding.py) ------------------------------------------------------------------
+
+    async def embed(self, request: EmbeddingRequest, info: ModelInfo) -> EmbeddingResult:
+        served = self._admitted(info)
+        with served.request():
+            embeddings = await embedding.embed(served.server.client, served.retrieval, request)
+        result = EmbeddingResult(served.name, embeddings, served_by=f"{self.kind}/{self.settings.instance_id}")
+        metrics.TOKENS.labels(self.kind, served.name, "prompt").inc(result.prompt_tokens)
+        return result
+
+    async def rerank(self, request: RerankRequest, info: ModelInfo) -> RerankResult:
+        served = self._admitted(info)
+        with served.request():
+            scores, tokens = await embedding.rerank(served.server.client, served.retrieval, request)
+        metrics.TOKENS.labels(self.kind, served.name, "prompt").inc(tokens)
+        return RerankResult(served.name, scores, tokens, served_by=f"{self.kind}/{self.settings.instance_id}",
+                            request=request)
 
     async def _plan(self, served: ServedModel, request: GenerationRequest) -> tuple[str | list[int], int, int]:
         """The prompt to send (tokens, once counted), its length (0: not counted) and the completion's limit.
@@ -433,19 +465,9 @@ async def _check(response: httpx.Response, request: GenerationRequest) -> None:
         raise native.error_of(response.status_code, await response.aread(), request)
 
 
-async def _send(client: httpx.AsyncClient, path: str, body: dict, stream: bool) -> httpx.Response:
-    """POST, once more on a fresh connection if the server closed a kept-alive one before answering (cpp-httplib
-    ends a connection after 100 requests or 5 idle seconds): the request was not processed, so it is safe to resend."""
-    request = client.build_request("POST", path, json=body)
-    try:
-        return await client.send(request, stream=stream)
-    except httpx.RemoteProtocolError:
-        return await client.send(client.build_request("POST", path, json=body), stream=stream)
-
-
 @contextlib.asynccontextmanager
 async def _stream(client: httpx.AsyncClient, path: str, body: dict):
-    response = await _send(client, path, body, stream=True)
+    response = await send(client, path, body, stream=True)
     try:
         yield response
     finally:
@@ -453,7 +475,7 @@ async def _stream(client: httpx.AsyncClient, path: str, body: dict):
 
 
 async def _json(client: httpx.AsyncClient, path: str, body: dict, request: GenerationRequest) -> dict:
-    response = await _send(client, path, body, stream=False)
+    response = await send(client, path, body, stream=False)
     if response.status_code != 200:
         raise native.error_of(response.status_code, response.content, request)
     return response.json()

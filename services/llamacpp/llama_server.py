@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 
 from forgeway.core.errors import FailedPrecondition
+from forgeway.core.generation import Task
 from forgeway.server.ports import free_port
 
 from .settings import ModelConfig
@@ -54,12 +55,27 @@ def command(binary: Path, config: ModelConfig, path: Path, port: int, warmup: bo
             verbose: bool = False) -> list[str]:
     """llama-server's arguments for a model: LlamaForge's parameters mapped onto its flags, loopback only."""
     args = [str(binary), "--model", str(path), "--host", "127.0.0.1", "--port", str(port),
-            "--alias", config.name, "--parallel", str(config.instances), "--batch-size", str(config.n_batch),
-            "--ubatch-size", str(config.n_batch), "--n-gpu-layers", str(config.n_gpu_layers),
+            "--alias", config.name, "--parallel", str(config.instances), "--n-gpu-layers", str(config.n_gpu_layers),
             "--cache-type-k", config.kv_cache_type, "--cache-type-v", config.kv_cache_type,
-            "--flash-attn", "on" if config.flash_attn else "off", "--cache-reuse", str(config.cache_reuse),
-            "--metrics", "--slots", "--no-webui", "--jinja", "--reasoning-format", "deepseek",
-            "--reasoning", config.thinking]
+            "--flash-attn", "on" if config.flash_attn else "off", "--metrics", "--slots", "--no-webui"]
+    if config.task == Task.TEXT_GENERATION:
+        args += ["--batch-size", str(config.n_batch), "--ubatch-size", str(config.n_batch),
+                 "--cache-reuse", str(config.cache_reuse), "--jinja", "--reasoning-format", "deepseek",
+                 "--reasoning", config.thinking]
+    else:
+        # An input of a non-causal (or mean/cls-pooled) model is evaluated in one physical batch: make it hold a
+        # whole context (llama-server refuses a longer input with "increase the physical batch size").
+        batch = max(config.n_batch, config.n_ctx)
+        args += ["--batch-size", str(batch), "--ubatch-size", str(batch)]
+        # One KV buffer for all slots: without it, inputs of a causal model pooled together in one batch (mean
+        # pooling) get vectors that differ from each input's own (as llama-cpp-python, which sets it for embeddings).
+        args.append("--kv-unified")
+        if config.task == Task.RERANK:
+            args.append("--reranking")  # --embedding with rank pooling: the GGUF's classification head scores pairs
+        else:
+            args.append("--embedding")
+            if config.pooling:
+                args += ["--pooling", config.pooling]
     # Every slot gets the whole context the model asks for (0: the GGUF's training context, llama.cpp's own default).
     if config.n_ctx:
         args += ["--ctx-size", str(config.n_ctx * config.instances), "--kv-unified-per-slot", str(config.n_ctx)]
@@ -71,7 +87,7 @@ def command(binary: Path, config: ModelConfig, path: Path, port: int, warmup: bo
         args.append("--mlock")
     if not config.use_mmap:
         args.append("--no-mmap")
-    if config.chat_format:
+    if config.chat_format and config.task == Task.TEXT_GENERATION:
         args += ["--chat-template", config.chat_format]
     if not warmup:
         args.append("--no-warmup")
@@ -213,3 +229,18 @@ def _exit_reason(code: int) -> str:
         except ValueError:
             return f"signal {-code}"
     return f"exit code {code}"
+
+
+async def send(client: httpx.AsyncClient, path: str, body: dict, stream: bool = False,
+               close: bool = False) -> httpx.Response:
+    """POST, once more on a fresh connection if the server closed a kept-alive one before answering (cpp-httplib
+    ends a connection after 100 requests or 5 idle seconds): the request was not processed, so it is safe to resend.
+
+    `close` asks llama-server to close the connection after answering: each of its HTTP threads serves one connection
+    at a time and waits up to 5 s on a kept-alive one for the next request, so short requests from more callers than
+    it has threads (max(slots + 4, cores - 1)) would otherwise wait up to 5 s on idle connections."""
+    headers = {"Connection": "close"} if close else None
+    try:
+        return await client.send(client.build_request("POST", path, json=body, headers=headers), stream=stream)
+    except httpx.RemoteProtocolError:
+        return await client.send(client.build_request("POST", path, json=body, headers=headers), stream=stream)

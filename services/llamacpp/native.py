@@ -201,12 +201,17 @@ def sse_data(line: str) -> dict | None:
     return json.loads(data)
 
 
+def message_of(status: int, body: bytes) -> str:
+    """The message of one of llama-server's error answers ({"error": {"message": ...}}), else the body itself."""
+    try:
+        return json.loads(body)["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        return body.decode("utf-8", "replace")[:500] or f"HTTP {status}"
+
+
 def error_of(status: int, body: bytes, request: GenerationRequest) -> Exception:
     """llama-server's error answer as the table's error, naming the request field it is about."""
-    try:
-        message = json.loads(body)["error"]["message"]
-    except (ValueError, KeyError, TypeError):
-        message = body.decode("utf-8", "replace")[:500] or f"HTTP {status}"
+    message = message_of(status, body)
     if status == 503:
         return Unavailable(f"llama-server: {message}", retry_after=1.0)
     if status == 429:

@@ -7,7 +7,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from forgeway.core.enums import TASK
 from forgeway.core.errors import InvalidArgument
+from forgeway.core.generation import Task
 from forgeway.server.settings import ServiceSettings
 
 # The chat templates llama-server knows by name (`llama-server --help`, --chat-template).
@@ -21,6 +23,10 @@ CHAT_TEMPLATES = (
     "yandex", "zephyr",
 )
 KvCacheType = Literal["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1"]
+# llama.cpp's pooling types (llama-server --pooling): how token vectors become one vector per input.
+Pooling = Literal["none", "mean", "cls", "last", "rank"]
+# What llama-server serves: generation, embeddings (--embedding) or reranking (--reranking).
+SERVED_TASKS = (Task.TEXT_GENERATION, Task.EMBEDDING, Task.RERANK)
 
 
 class ModelConfig(BaseModel):
@@ -31,6 +37,14 @@ class ModelConfig(BaseModel):
     name: str = Field(min_length=1, description="Name requests use.")
     source: str = Field("", description="A .gguf path, a folder holding one, or a model-store name (default: name).")
     aliases: list[str] = Field(default_factory=list, description="Other names it answers to.")
+    task: Task = Field(Task.TEXT_GENERATION, description="What it serves: text-generation, embedding (Embed; "
+                                                         "llama-server --embedding) or rerank (Rerank; --reranking, "
+                                                         "a GGUF with a classification head).")
+    pooling: Pooling | None = Field(None, description="Embedding models: how token vectors pool into one (mean, cls, "
+                                                       "last); default the GGUF's own pooling type. Rerank models "
+                                                       "pool by rank.")
+    normalize: bool = Field(True, description="Embedding models: scale vectors to unit length (L2) when a request "
+                                              "leaves normalize unset (llama-server's own default).")
     # llama.cpp load parameters (LlamaForge's, with f16_kv's successor kv_cache_type)
     n_ctx: int = Field(2048, ge=0, description="Context length in tokens; 0 takes the GGUF's training context.")
     n_gpu_layers: int = Field(0, ge=-1, description="Layers offloaded to the GPU; -1 offloads all.")
@@ -73,6 +87,35 @@ class ModelConfig(BaseModel):
         raise ValueError(f"unknown chat template {value!r}: name one of llama.cpp's ({', '.join(CHAT_TEMPLATES)}) "
                          "or give a Jinja template")
 
+    @field_validator("task", mode="before")
+    @classmethod
+    def _served_task(cls, value: Any) -> Any:
+        """A task name as users type it (core's TASK table: "embeddings", "reranker", ...), one llama.cpp serves."""
+        if isinstance(value, str) and not isinstance(value, Task):
+            try:
+                value = Task.from_proto(TASK.value(value))
+            except InvalidArgument as exc:
+                raise ValueError(exc.message) from None
+        if value not in SERVED_TASKS:
+            raise ValueError(f"llama.cpp serves {', '.join(t.value for t in SERVED_TASKS)}, not {Task(value).value}")
+        return value
+
+    @model_validator(mode="after")
+    def _pooling_fits_task(self) -> ModelConfig:
+        """Pooling is for embedding (one vector per input: mean, cls, last) and rerank (rank) models only."""
+        if self.pooling is None:
+            return self
+        if self.task == Task.TEXT_GENERATION:
+            raise ValueError("pooling applies to embedding and rerank models; set task: embedding or rerank")
+        if self.task == Task.RERANK and self.pooling != "rank":
+            raise ValueError(f"a rerank model pools by rank, not {self.pooling}")
+        if self.task == Task.EMBEDDING and self.pooling == "none":
+            raise ValueError("pooling none gives a vector per token; an embedding is one vector per input: "
+                             "mean, cls or last")
+        if self.task == Task.EMBEDDING and self.pooling == "rank":
+            raise ValueError("rank pooling scores query-document pairs; serve such a model with task: rerank")
+        return self
+
     @model_validator(mode="before")
     @classmethod
     def _f16_kv(cls, data: Any) -> Any:
@@ -86,20 +129,26 @@ class ModelConfig(BaseModel):
         return data
 
     @classmethod
-    def from_options(cls, name: str, source: str, options: dict[str, str]) -> ModelConfig:
-        """Build from ModelService.LoadModel: options are strings, validated like settings."""
+    def from_options(cls, name: str, source: str, options: dict[str, str], task: Task | None = None) -> ModelConfig:
+        """Build from ModelService.LoadModel: options are strings, validated like settings; the request's task
+        (when set) is the model's task."""
         for key in ("name", "source"):
             if key in options:
                 raise InvalidArgument(f"options.{key}", f"set {key} in the request, not in options")
         fields = dict(options)
+        if task is not None:
+            fields.setdefault("task", task)
         if "aliases" in fields:
             fields["aliases"] = [a.strip() for a in fields["aliases"].split(",") if a.strip()]
         try:
-            return cls(name=name, source=source, **fields)
+            config = cls(name=name, source=source, **fields)
         except ValidationError as exc:
             err = exc.errors()[0]
-            where = ".".join(str(p) for p in err["loc"])
-            raise InvalidArgument(f"options.{where}", err["msg"]) from None
+            where = ".".join(str(p) for p in err["loc"]) or "pooling"  # a whole-model check is about pooling
+            raise InvalidArgument(f"options.{where}", err["msg"].removeprefix("Value error, ")) from None
+        if task is not None and config.task != task:
+            raise InvalidArgument("options.task", f"{options['task']!r} contradicts the request's task {task.value}")
+        return config
 
 
 

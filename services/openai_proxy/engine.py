@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import lru_cache
 from pathlib import Path
 
@@ -13,10 +13,12 @@ import openai
 
 from forgeway.server import metrics
 from forgeway.services.runtime.engine import Features, InferenceEngine, LoadInfo, ModelInfo
-from forgeway.core.errors import ForgewayError, Internal, Unavailable, Unsupported
-from forgeway.core.generation import Completion, Delta, GenerationRequest, GenerationResult
+from forgeway.core.embeddings import EmbeddingRequest, EmbeddingResult, RerankRequest, RerankResult
+from forgeway.core.errors import ForgewayError, Internal, NotFound, Unavailable, Unsupported
+from forgeway.core.generation import Completion, Delta, GenerationRequest, GenerationResult, Task
 from forgeway.core.tools import ToolCallDelta
 
+from . import embedding
 from .errors import scrub, upstream_error, upstream_message
 from .settings import OpenAIProxySettings, UpstreamModel
 from .translate import ChoicePiece, ToolCallRelay, build_call, finish_reason, pieces
@@ -54,6 +56,9 @@ class OpenAIProxyEngine(InferenceEngine):
         self._watcher: asyncio.Task | None = None
         self._recheck = asyncio.Event()
         self.in_flight = 0
+        # Per instance: Embed and Rerank only where a configured model serves them (the servicer reads this).
+        self.retrieval_rpcs = embedding.retrieval_rpcs(self._served)
+        self._dimensions: dict[str, int] = {}  # vector lengths learned from answers, for models that declare none
 
     async def _current_key(self) -> str:
         return self._key
@@ -128,9 +133,13 @@ class OpenAIProxyEngine(InferenceEngine):
         return error
 
     def models(self) -> list[ModelInfo]:
+        elsewhere = not self.settings.rerank_path.startswith("/")  # rerank models not in base_url's listing
         return [
-            ModelInfo(name=m.name, aliases=list(m.aliases), chat=m.chat, context_length=m.context_length,
-                      loaded=not self._listed or m.upstream_name in self._listed, source=self.settings.base_url)
+            ModelInfo(name=m.name, aliases=list(m.aliases), chat=m.chat and m.task == Task.TEXT_GENERATION,
+                      context_length=m.context_length, loaded=not self._listed or m.upstream_name in self._listed
+                      or (elsewhere and m.task == Task.RERANK),
+                      source=self.settings.base_url, task=m.task, matryoshka=list(m.matryoshka_dimensions),
+                      dimensions=m.dimensions or self._dimensions.get(m.name, 0))
             for m in self._served
         ]  # fmt: skip
 
@@ -163,15 +172,9 @@ class OpenAIProxyEngine(InferenceEngine):
         start = time.perf_counter()
         model = self._upstream_model(info)
         call = build_call(request, model, self.settings)
-        timeout = self._timeout(deadline)
         endpoint = self._client.chat.completions if call.chat else self._client.completions
-        self.in_flight += 1
-        try:
-            response = await endpoint.create(**call.kwargs, extra_headers=self._headers(), timeout=timeout)
-        except openai.OpenAIError as exc:
-            raise self._error(exc, model.name, timeout) from None
-        finally:
-            self.in_flight -= 1
+        response = await self._call(model.name, deadline, lambda timeout: endpoint.create(
+            **call.kwargs, extra_headers=self._headers(), timeout=timeout))
         choices = pieces(response, call)
         self._check_choices(request, len(choices))
         if request.logprobs and any(p.text and not p.logprobs for p in choices):
@@ -270,6 +273,39 @@ class OpenAIProxyEngine(InferenceEngine):
             time_to_first_token_ms=(first - start) * 1000 if first else 0.0,
             total_ms=(time.perf_counter() - start) * 1000, served_by=f"{self.kind}/{self.settings.instance_id}",
         )  # fmt: skip
+
+    async def _call(self, model: str, deadline: float | None, send: Callable[[float], Awaitable]):
+        """One unary upstream call, counted in flight, its failure mapped by the table."""
+        timeout = self._timeout(deadline)
+        self.in_flight += 1
+        try:
+            return await send(timeout)
+        except openai.OpenAIError as exc:
+            raise self._error(exc, model, timeout) from None
+        finally:
+            self.in_flight -= 1
+
+    async def embed(self, request: EmbeddingRequest, info: ModelInfo, deadline: float | None = None) -> EmbeddingResult:
+        model = self._upstream_model(info)
+        kwargs = embedding.embed_kwargs(request, model)
+        response = await self._call(model.name, deadline, lambda timeout: self._client.embeddings.create(
+            **kwargs, extra_headers=self._headers(), timeout=timeout))
+        result = embedding.embedding_result(response, request, model, f"{self.kind}/{self.settings.instance_id}")
+        if request.dimensions is None and result.embeddings:
+            self._dimensions[model.name] = len(result.embeddings[0].values)
+        return result
+
+    async def rerank(self, request: RerankRequest, info: ModelInfo, deadline: float | None = None) -> RerankResult:
+        model = self._upstream_model(info)
+        body = embedding.rerank_body(request, model)
+        try:
+            answer = await self._call(model.name, deadline, lambda timeout: self._client.post(
+                self.settings.rerank_path, cast_to=object, body=body,
+                options={"headers": self._headers(), "timeout": timeout}))
+        except NotFound as error:  # an unknown model, or a rerank_path the upstream does not serve
+            error.message += f" (POST {self.settings.rerank_path}; check the rerank_path setting)"
+            raise
+        return embedding.rerank_result(answer, request, model, f"{self.kind}/{self.settings.instance_id}")
 
     def _check_choices(self, request: GenerationRequest, got: int) -> None:
         if got > request.n or (request.n > 1 and got < request.n):

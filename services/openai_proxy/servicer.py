@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 
+from forgeway.core.embeddings import EmbeddingRequest, RerankRequest
 from forgeway.core.generation import GenerationRequest, GenerationResult
 from forgeway.services.runtime.service import InferenceService
 from forgeway.services.runtime.servicers import BackendServicer, inference_servicers
@@ -13,7 +14,8 @@ from .engine import OpenAIProxyEngine
 
 
 class ProxyBackendServicer(BackendServicer):
-    """Generate makes one non-streaming upstream call (exact usage, no SSE); both pass the caller's deadline on."""
+    """Generate makes one non-streaming upstream call (exact usage, no SSE); every call passes the caller's deadline
+    on."""
 
     async def Generate(self, request, context) -> generate_pb2.GenerateResponse:
         generation = GenerationRequest.from_proto(request)
@@ -31,6 +33,18 @@ class ProxyBackendServicer(BackendServicer):
                     yield generate_pb2.GenerateStreamResponse(final=event.to_proto())
                 else:
                     yield event.to_proto()
+
+    async def Embed(self, request, context):
+        self._serves("Embed")
+        embedding = EmbeddingRequest.from_proto(request)
+        model = self.engine.admit(embedding)
+        return (await self.engine.embed(embedding, model, deadline=context.time_remaining())).to_proto()
+
+    async def Rerank(self, request, context):
+        self._serves("Rerank")
+        rerank = RerankRequest.from_proto(request)
+        model = self.engine.admit(rerank)
+        return (await self.engine.rerank(rerank, model, deadline=context.time_remaining())).to_proto()
 
 
 class OpenAIProxyService(InferenceService):

@@ -6,13 +6,17 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from forgeway.core.enums import TASK
+from forgeway.core.generation import Task
 from forgeway.server.settings import ServiceSettings
 
 # Forgeway request features an upstream may take as extra JSON body fields (vLLM, llama.cpp servers).
 EXTRA_BODY_FEATURES = ("top_k", "min_p", "repetition_penalty", "grammar")
+# What a model behind the proxy can serve: generation, /v1/embeddings, or a Cohere-shaped rerank endpoint.
+PROXIED_TASKS = (Task.TEXT_GENERATION, Task.EMBEDDING, Task.RERANK)
 
 
 def _env(name: str) -> str:
@@ -30,14 +34,51 @@ class UpstreamModel(BaseModel):
     aliases: list[str] = Field(default_factory=list, description="Other names callers may use.")
     chat: bool = Field(True, description="The upstream serves it on /v1/chat/completions (messages).")
     prompt: bool = Field(True, description="The upstream serves it on /v1/completions (raw prompts).")
-    context_length: int = Field(0, ge=0, description="Context length, reported in Capabilities (0: unknown).")
+    context_length: int = Field(
+        0, ge=0, validation_alias=AliasChoices("context_length", "max_input_tokens"),
+        description="Context length, reported in Capabilities (0: unknown); for an embedding or rerank model its "
+        "max input tokens (also spelled max_input_tokens; OpenAI's embedding models: 8191).",
+    )
     tokenizer: Path | None = Field(
         None, description="tokenizer.json used to count tokens when the upstream streams no usage."
+    )
+    task: Task = Field(
+        Task.TEXT_GENERATION, description="What the model serves: text-generation, embedding (/v1/embeddings) or "
+        "rerank (the rerank_path endpoint).",
+    )
+    dimensions: int = Field(
+        0, ge=0, description="Embedding models: the vector length, reported in Capabilities (0: learned from the "
+        "first answer).",
+    )
+    matryoshka_dimensions: list[int] = Field(
+        default_factory=list, description="Embedding models: the shorter lengths a request may ask for with "
+        "dimensions (OpenAI's text-embedding-3 models take any; list those you allow).",
     )
 
     @property
     def upstream_name(self) -> str:
         return self.upstream or self.name
+
+    @field_validator("task", mode="before")
+    @classmethod
+    def _check_task(cls, value: object) -> object:
+        if isinstance(value, str):  # the TASK table's spellings: "embeddings", "reranker", "chat", ...
+            known = TASK.get(value)
+            task = Task(TASK.name(known)) if known is not None else None
+            if task not in PROXIED_TASKS:
+                raise ValueError(f"{value!r}: the proxy serves {', '.join(t.value for t in PROXIED_TASKS)}")
+            return task
+        return value
+
+    @model_validator(mode="after")
+    def _check_vectors(self) -> UpstreamModel:
+        if self.task != Task.EMBEDDING and (self.dimensions or self.matryoshka_dimensions):
+            raise ValueError(f"{self.name}: dimensions and matryoshka_dimensions are for embedding models")
+        wrong = [d for d in self.matryoshka_dimensions if d < 1 or (self.dimensions and d >= self.dimensions)]
+        if wrong:
+            raise ValueError(f"{self.name}: matryoshka_dimensions {wrong[0]} must be at least 1 and shorter than "
+                             f"dimensions {self.dimensions}")
+        return self
 
 
 class OpenAIProxySettings(ServiceSettings):
@@ -69,8 +110,13 @@ class OpenAIProxySettings(ServiceSettings):
     )
     models: list[UpstreamModel] = Field(
         default_factory=list, validation_alias=_env("models"),
-        description="Models to serve (name, upstream, aliases, chat, prompt, context_length, tokenizer); "
-        "empty: those the upstream's /v1/models lists.",
+        description="Models to serve (name, upstream, aliases, chat, prompt, context_length, tokenizer, task, "
+        "dimensions, matryoshka_dimensions); empty: those the upstream's /v1/models lists, all text-generation.",
+    )
+    rerank_path: str = Field(
+        "/rerank", validation_alias=_env("rerank_path"),
+        description="Where rerank models are served, Cohere/Jina-shaped: a path under base_url (vLLM and llama.cpp's "
+        "server: /rerank) or an absolute http(s) URL (vLLM's /v2/rerank).",
     )
     health_interval_seconds: float = Field(
         15.0, gt=0, validation_alias=_env("health_interval_seconds"),
@@ -130,6 +176,19 @@ class OpenAIProxySettings(ServiceSettings):
         if parts.username or parts.password:
             raise ValueError("must not carry credentials; set api_key or api_key_file")
         return value.strip().rstrip("/")
+
+    @field_validator("rerank_path")
+    @classmethod
+    def _check_rerank_path(cls, value: str) -> str:
+        value = value.strip()
+        if value.startswith("/"):
+            return value
+        parts = urlsplit(value)
+        if parts.username or parts.password:
+            raise ValueError("must not carry credentials; set api_key or api_key_file")
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"must be a path such as /rerank or an http(s) URL, not {value!r}")
+        return value
 
     @field_validator("extra_body_params")
     @classmethod

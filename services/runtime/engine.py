@@ -24,8 +24,9 @@ class InferenceEngine(abc.ABC):
 
     kind: ClassVar[str]
     # The retrieval RPCs it serves beside generation: "Embed", "Rerank" (an engine that has them overrides embed()
-    # and rerank()); Capabilities lists them, so the gateway routes them here.
-    retrieval_rpcs: ClassVar[tuple[str, ...]] = ()
+    # and rerank()); Capabilities lists them, so the gateway routes them here. An instance may narrow it to what
+    # its configured models do (the OpenAI proxy does).
+    retrieval_rpcs: tuple[str, ...] = ()
     Settings: ClassVar[type[ServiceSettings]] = ServiceSettings
 
     def __init__(self, settings: ServiceSettings):

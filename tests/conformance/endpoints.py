@@ -123,7 +123,8 @@ async def tokens_settled(ep: Endpoint, interval: float = 0.25, timeout: float = 
 @endpoint("echo")
 async def echo() -> AsyncIterator[Endpoint]:
     """The model-free echo engine, in-process; a small token delay makes cancellation observable."""
-    settings = EchoSettings(host="127.0.0.1", port=0, metrics_port=0, token_delay=0.02, model_name="echo")
+    settings = EchoSettings(host="127.0.0.1", port=0, metrics_port=0, token_delay=0.02, model_name="echo",
+                            embedding_model="echo-embed", rerank_model="echo-rerank")
     running = await start_server(serving(EchoEngine(settings)))
     try:
         yield Endpoint(
@@ -176,6 +177,7 @@ async def hf() -> AsyncIterator[Endpoint]:
     from forgeway.services.hf.settings import HFSettings
     from forgeway.demo.llama import LlamaShape, init_llama, save_model
     from forgeway.demo.tokenizer import train_tokenizer
+    from forgeway.testing import build_embedding_model, build_reranker
 
     with tempfile.TemporaryDirectory(prefix="forgeway-hf-") as tmp:
         shape = LlamaShape(hidden_size=512, intermediate_size=1536, num_hidden_layers=8, num_attention_heads=8,
@@ -183,8 +185,11 @@ async def hf() -> AsyncIterator[Endpoint]:
         tokenizer = train_tokenizer()
         model_dir = await asyncio.to_thread(save_model, init_llama(tokenizer, shape, seed=0), tokenizer,
                                             Path(tmp) / "conformance")
+        embed = await asyncio.to_thread(build_embedding_model, Path(tmp) / "embed")
+        rerank = await asyncio.to_thread(build_reranker, Path(tmp) / "rerank")
         settings = HFSettings(host="127.0.0.1", port=0, metrics_port=0, home=Path(tmp) / "home", torch_threads=1,
-                              models=[{"name": "conformance", "path": str(model_dir)}])
+                              models=[{"name": "conformance", "path": str(model_dir)},
+                                      {"name": "embed", "path": str(embed)}, {"name": "rerank", "path": str(rerank)}])
         running = await start_server(serving(HFEngine(settings)))
         try:
             yield Endpoint(
@@ -193,6 +198,8 @@ async def hf() -> AsyncIterator[Endpoint]:
                 address=f"127.0.0.1:{running.port}",
                 metrics_url=f"http://127.0.0.1:{running.metrics_port}/metrics",
                 model="conformance",
+                embedding_model="embed",
+                rerank_model="rerank",
             )
         finally:
             await running.drain(0)
@@ -208,7 +215,7 @@ async def llamacpp() -> AsyncIterator[Endpoint]:
     import tempfile
     from pathlib import Path
 
-    from forgeway.testing import build_tiny_gguf
+    from forgeway.testing import build_tiny_bert_gguf, build_tiny_gguf
     from forgeway.demo.llama import LlamaShape, init_llama, save_model
     from forgeway.demo.tokenizer import train_tokenizer
     from forgeway.server.ports import free_port
@@ -220,8 +227,12 @@ async def llamacpp() -> AsyncIterator[Endpoint]:
         model_dir = await asyncio.to_thread(save_model, init_llama(tokenizer, shape, seed=0), tokenizer,
                                             Path(tmp) / "conformance")
         gguf = await asyncio.to_thread(build_tiny_gguf, model_dir, model_dir / "model.gguf")
+        embed = await asyncio.to_thread(build_tiny_bert_gguf, Path(tmp) / "embed", "embedding", "mean")
+        rerank = await asyncio.to_thread(build_tiny_bert_gguf, Path(tmp) / "rerank", "rerank")
         port, metrics_port = free_port("127.0.0.1"), free_port("127.0.0.1")
-        models = [{"name": "conformance", "source": str(gguf), "n_ctx": 512, "n_threads": 1}]
+        models = [{"name": "conformance", "source": str(gguf), "n_ctx": 512, "n_threads": 1},
+                  {"name": "embed", "source": str(embed), "task": "embedding", "n_threads": 1, "instances": 2},
+                  {"name": "rerank", "source": str(rerank), "task": "rerank", "n_threads": 1, "instances": 2}]
         log = open(Path(tmp) / "llamacpp.log", "wb")
         process = subprocess.Popen(
             [sys.executable, "-m", "forgeway.cli", "serve", "llamacpp", "--host", "127.0.0.1", "--port", str(port),
@@ -235,6 +246,8 @@ async def llamacpp() -> AsyncIterator[Endpoint]:
                 address=f"127.0.0.1:{port}",
                 metrics_url=f"http://127.0.0.1:{metrics_port}/metrics",
                 model="conformance",
+                embedding_model="embed",
+                rerank_model="rerank",
             )
         finally:
             process.terminate()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from forgeway.testing import ServiceProcess
+from forgeway.testing import ECHO_RETRIEVAL, ServiceProcess
 
 NODE_CLIENT = Path(__file__).resolve().parents[2] / "clients" / "node"
 pytestmark = pytest.mark.node
@@ -43,9 +43,9 @@ def node_test(node_client: Path, test_file: str, backends: dict[str, str], **env
 
 
 def test_node_client_against_a_gateway(node_client):
-    with ServiceProcess("echo", "--model-name", "echo") as echo:
+    with ServiceProcess("echo", "--model-name", "echo", *ECHO_RETRIEVAL) as echo:
         report = node_test(node_client, "test/client.test.js", {"echo": echo.address}, FORGEWAY_TEST_MODEL="echo")
-    assert "# pass 5" in report and "# fail 0" in report and "# skipped 0" in report, report[-4000:]
+    assert "# pass 7" in report and "# fail 0" in report and "# skipped 0" in report, report[-4000:]
 
 
 @pytest.mark.hf

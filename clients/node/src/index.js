@@ -1,7 +1,8 @@
 'use strict';
 // A small Node.js client of the Forgeway contract (protos/forgeway/v1), on @grpc/grpc-js and @grpc/proto-loader:
-// capabilities, generate, stream and chat, with tools and reasoning. Fields are camelCase (maxTokens, toolChoice);
-// enum values are lowercase names ("stop", "tool_calls", "text-generation"), as in the Python SDK.
+// capabilities, generate, stream and chat, with tools and reasoning; embed and rerank. Fields are camelCase
+// (maxTokens, toolChoice); enum values are lowercase names ("stop", "tool_calls", "text-generation"), as in the
+// Python SDK.
 
 const path = require('node:path');
 const grpc = require('@grpc/grpc-js');
@@ -15,7 +16,10 @@ const TASKS = {
   TASK_TEXT_GENERATION: 'text-generation',
   TASK_SUMMARIZATION: 'summarization',
   TASK_EXTRACTIVE_QUESTION_ANSWERING: 'extractive-question-answering',
+  TASK_EMBEDDING: 'embedding',
+  TASK_RERANK: 'rerank',
 };
+const TRUNCATIONS = { end: 'TRUNCATION_END', start: 'TRUNCATION_START' };
 
 /** Load the forgeway.v1 package from the .proto files (the contract is the source of truth, no generated code). */
 function loadContract(root = PROTO_ROOT) {
@@ -96,7 +100,8 @@ function capabilities(response) {
     rpcs: response.rpcs,
     models: response.models.map((model) => ({
       name: model.name, task: TASKS[model.task] || '', contextLength: model.contextLength, loaded: model.loaded,
-      backend: model.backend, chat: model.chat, aliases: model.aliases,
+      backend: model.backend, chat: model.chat, aliases: model.aliases, dimensions: model.dimensions,
+      matryoshkaDimensions: model.matryoshkaDimensions || [],
     })),
     endpoints: response.endpoints.map((endpoint) => ({
       address: endpoint.address, health: endpoint.health, breaker: endpoint.breaker,
@@ -159,6 +164,32 @@ function generateRequest(model, input, options = {}) {
   }
   request.sampling = sampling;
   return request;
+}
+
+/** 'end' or 'start' (cut inputs over the model's length at that end); undefined refuses them. */
+function truncation(value) {
+  if (value === undefined || value === null || value === 'none') return 'TRUNCATION_UNSPECIFIED';
+  if (!TRUNCATIONS[value]) throw new TypeError(`truncation is 'end' or 'start', not ${JSON.stringify(value)}`);
+  return TRUNCATIONS[value];
+}
+
+/** An EmbedRequest from (model, a text, texts, or token-id arrays, options). */
+function embedRequest(model, input, options = {}) {
+  const inputs = typeof input === 'string' || (Array.isArray(input) && input.length && typeof input[0] === 'number')
+    ? [input] : input;
+  if (!Array.isArray(inputs)) throw new TypeError('input is a string, an array of strings or of token-id arrays');
+  const request = { model, truncation: truncation(options.truncation), backend: options.backend || '',
+    user: options.user || '' };
+  if (inputs.every((item) => typeof item === 'string')) request.texts = inputs;
+  else if (inputs.every(Array.isArray)) request.tokenIds = inputs.map((ids) => ({ ids }));
+  else throw new TypeError('input is all strings or all token-id arrays, not a mix');
+  if (options.dimensions !== undefined) request.dimensions = options.dimensions;
+  if (options.normalize !== undefined) request.normalize = options.normalize;
+  return request;
+}
+
+function usage(response) {
+  return response.usage || { promptTokens: 0, totalTokens: 0 };
 }
 
 class ForgewayClient {
@@ -250,9 +281,36 @@ class ForgewayClient {
     return result;
   }
 
+  /**
+   * Vectors of a text, texts, or token-id arrays, in input order: {model, embeddings: [{index, values, tokens,
+   * truncated}], vectors, dimensions, usage, servedBy}; options: dimensions (a Matryoshka length the model declares),
+   * normalize, truncation ('end' or 'start'), backend, user.
+   */
+  async embed(model, input, options = {}) {
+    const response = await this.unary('Embed', embedRequest(model, input, options));
+    const embeddings = response.embeddings.map((e) => ({ index: e.index, values: e.values, tokens: e.tokens,
+      truncated: e.truncated })).sort((a, b) => a.index - b.index);
+    return { model: response.model, embeddings, vectors: embeddings.map((e) => e.values),
+      dimensions: response.dimensions, usage: usage(response), servedBy: response.servedBy };
+  }
+
+  /**
+   * Documents by relevance to the query, most relevant first: {model, results: [{index, relevanceScore, document}],
+   * usage, servedBy}; options: topN, returnDocuments, truncation ('end' or 'start'), backend.
+   */
+  async rerank(model, query, documents, options = {}) {
+    const request = { model, query, documents, returnDocuments: Boolean(options.returnDocuments),
+      truncation: truncation(options.truncation), backend: options.backend || '' };
+    if (options.topN !== undefined) request.topN = options.topN;
+    const response = await this.unary('Rerank', request);
+    return { model: response.model, usage: usage(response), servedBy: response.servedBy,
+      results: response.results.map((r) => ({ index: r.index, relevanceScore: r.relevanceScore,
+        document: r.document })) };
+  }
+
   close() {
     this.backend.close();
   }
 }
 
-module.exports = { ForgewayClient, ForgewayError, loadContract, generateRequest };
+module.exports = { ForgewayClient, ForgewayError, loadContract, generateRequest, embedRequest };

@@ -3,6 +3,7 @@
 from .aio import AsyncClient, AsyncGenerationStream, AsyncTrainingJob
 from .client import Client
 from .connection import Retry, Tls
+from .embeddings import Embedding, EmbeddingResult, RankedDocument, RerankResult
 from .errors import (
     APIError, DeadlineExceededError, FailedPreconditionError, InternalError, InvalidArgumentError, JobFailedError,
     NotFoundError, PermissionDeniedError, RequestCancelledError, ResourceExhaustedError, UnauthenticatedError,
@@ -18,10 +19,11 @@ from .types import (
 )
 
 __all__ = [
-    "APIError", "Artifact", "AsyncClient", "AsyncGenerationStream", "AsyncTrainingJob", "BackendStatus", "Capabilities",
-    "Choice", "Client", "Dataset", "DatasetSource", "DeadlineExceededError", "Delta", "FailedPreconditionError",
-    "Generation", "GenerationStream", "InternalError", "InvalidArgumentError", "Job", "JobEvent", "JobFailedError",
-    "LoRA", "Model", "NotFoundError", "PermissionDeniedError", "Progress", "RequestCancelledError",
+    "APIError", "Artifact", "AsyncClient", "AsyncGenerationStream", "AsyncTrainingJob", "BackendStatus",
+    "Capabilities", "Choice", "Client", "Dataset", "DatasetSource", "DeadlineExceededError", "Delta", "Embedding",
+    "EmbeddingResult", "FailedPreconditionError", "Generation", "GenerationStream", "InternalError",
+    "InvalidArgumentError", "Job", "JobEvent", "JobFailedError", "LoRA", "Model", "NotFoundError",
+    "PermissionDeniedError", "Progress", "RankedDocument", "RequestCancelledError", "RerankResult",
     "ResourceExhaustedError", "Retry", "Tls", "ToolCall", "ToolCallDelta", "ToolResult", "ToolRun", "TrainingJob",
     "UnauthenticatedError", "UnavailableError", "UnimplementedError", "UnsupportedError", "function_tool",
 ]

@@ -19,6 +19,7 @@ from . import convert, types
 from .aio_streams import AsyncGenerationStream, AsyncTrainingJob
 from .client import page_request
 from .connection import DEFAULT, Connection, Retry, Tls, call_timeout, remaining
+from .embeddings import EmbeddingResult, Inputs, RerankResult, embed_request, rerank_request
 from .errors import InternalError, from_grpc
 from .requests import DatasetSource, MessageLike, generate_request, job_state, load_request, train_request
 from .tool_runs import ToolChoices, ToolLoop, ToolRun, settle
@@ -118,6 +119,20 @@ class AsyncClient:
             lambda t: self._backend.GenerateStream(request, timeout=t, metadata=self.connection.metadata),
             call_timeout(self.connection, timeout))
         return AsyncGenerationStream(call, first)
+
+    async def embed(self, model: str, inputs: Inputs, *, dimensions: int | None = None,
+                    normalize: bool | None = None, truncation: str | None = None, backend: str = "", user: str = "",
+                    timeout: Any = DEFAULT) -> EmbeddingResult:
+        request = embed_request(model, inputs, dimensions=dimensions, normalize=normalize, truncation=truncation,
+                                backend=backend, user=user)
+        return convert.embedding_result(await self._unary(self._backend.Embed, request, timeout))
+
+    async def rerank(self, model: str, query: str, documents: Iterable[str], *, top_n: int | None = None,
+                     return_documents: bool = False, truncation: str | None = None, backend: str = "",
+                     timeout: Any = DEFAULT) -> RerankResult:
+        request = rerank_request(model, query, documents, top_n=top_n, return_documents=return_documents,
+                                 truncation=truncation, backend=backend)
+        return convert.rerank_result(await self._unary(self._backend.Rerank, request, timeout))
 
     async def train(self, base_model: str, dataset: DatasetSource | str | Path | list[dict], *, method: str = "sft",
                     timeout: float | None = None, **options: Any) -> AsyncTrainingJob:

@@ -19,6 +19,7 @@ from forgeway.v1 import (
 
 from . import convert, types
 from .connection import DEFAULT, Connection, Retry, Tls, call_timeout, remaining
+from .embeddings import EmbeddingResult, Inputs, RerankResult, embed_request, rerank_request
 from .errors import APIError, InternalError, from_grpc
 from .requests import DatasetSource, MessageLike, generate_request, job_state, load_request, train_request
 from .streams import GenerationStream, TrainingJob
@@ -144,6 +145,25 @@ class Client:
             lambda t: self._backend.GenerateStream(request, timeout=t, metadata=self.connection.metadata),
             call_timeout(self.connection, timeout))
         return GenerationStream(call, first)
+
+    def embed(self, model: str, inputs: Inputs, *, dimensions: int | None = None, normalize: bool | None = None,
+              truncation: str | None = None, backend: str = "", user: str = "",
+              timeout: Any = DEFAULT) -> EmbeddingResult:
+        """Vectors of a text, a list of texts or of token-id lists, in input order. dimensions cuts them to a length
+        the model declares (Model.matryoshka_dimensions); normalize None takes the model's own setting; truncation
+        "end" or "start" cuts inputs over the model's length (None: they are refused, naming input[i])."""
+        request = embed_request(model, inputs, dimensions=dimensions, normalize=normalize, truncation=truncation,
+                                backend=backend, user=user)
+        return convert.embedding_result(self._unary(self._backend.Embed, request, timeout))
+
+    def rerank(self, model: str, query: str, documents: Iterable[str], *, top_n: int | None = None,
+               return_documents: bool = False, truncation: str | None = None, backend: str = "",
+               timeout: Any = DEFAULT) -> RerankResult:
+        """The documents scored against the query, most relevant first: all, or the best top_n; each with its text
+        when return_documents."""
+        request = rerank_request(model, query, documents, top_n=top_n, return_documents=return_documents,
+                                 truncation=truncation, backend=backend)
+        return convert.rerank_result(self._unary(self._backend.Rerank, request, timeout))
 
     def train(self, base_model: str, dataset: DatasetSource | str | Path | list[dict], *, method: str = "sft",
               timeout: float | None = None, **options: Any) -> TrainingJob:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from forgeway.core.enums import DATASET_FORMAT, EXPORT_FORMAT, FINISH_REASON, JOB_STATE, METHOD, QUANTIZATION, TASK
-from forgeway.v1 import capabilities_pb2, datasets_pb2, generate_pb2, jobs_pb2, models_pb2
+from forgeway.v1 import capabilities_pb2, datasets_pb2, embed_pb2, generate_pb2, jobs_pb2, models_pb2
 
 from . import types
+from .embeddings import Embedding, EmbeddingResult, RankedDocument, RerankResult
 
 
 def quantization_name(value: int) -> str:
@@ -58,6 +59,26 @@ def model(msg: models_pb2.ModelInfo) -> types.Model:
         name=msg.name, task=TASK.name(msg.task), context_length=msg.context_length,
         quantization=quantization_name(msg.quantization), adapters=tuple(msg.adapters), loaded=msg.loaded,
         backend=msg.backend, source=msg.source, aliases=tuple(msg.aliases), chat=msg.chat,
+        dimensions=msg.dimensions, matryoshka_dimensions=tuple(msg.matryoshka_dimensions), pooling=msg.pooling,
+    )
+
+
+def _embed_usage(msg: embed_pb2.EmbedUsage) -> types.Usage:
+    return types.Usage(prompt_tokens=msg.prompt_tokens, total_tokens=msg.total_tokens)
+
+
+def embedding_result(msg: embed_pb2.EmbedResponse) -> EmbeddingResult:
+    ordered = sorted(msg.embeddings, key=lambda e: e.index)
+    return EmbeddingResult(
+        model=msg.model, embeddings=tuple(Embedding(e.index, list(e.values), e.tokens, e.truncated) for e in ordered),
+        usage=_embed_usage(msg.usage), served_by=msg.served_by, dimensions=msg.dimensions,
+    )
+
+
+def rerank_result(msg: embed_pb2.RerankResponse) -> RerankResult:
+    return RerankResult(
+        model=msg.model, results=tuple(RankedDocument(r.index, r.relevance_score, r.document) for r in msg.results),
+        usage=_embed_usage(msg.usage), served_by=msg.served_by,
     )
 
 

@@ -150,7 +150,9 @@ class Delta:
 
 @dataclass(frozen=True)
 class Model:
-    """A model an endpoint knows; task is "text-generation", "summarization" or "extractive-question-answering"."""
+    """A model an endpoint knows; task is "text-generation", "summarization", "extractive-question-answering",
+    "embedding" or "rerank". Embedding models give their vector length, the shorter lengths `embed(dimensions=...)`
+    may ask for (Matryoshka) and their pooling."""
 
     name: str
     task: str = ""
@@ -162,6 +164,9 @@ class Model:
     source: str = ""
     aliases: tuple[str, ...] = ()
     chat: bool = False
+    dimensions: int = 0
+    matryoshka_dimensions: tuple[int, ...] = ()
+    pooling: str = ""
 
 
 @dataclass(frozen=True)

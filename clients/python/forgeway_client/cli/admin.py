@@ -14,10 +14,10 @@ def run_models(args: argparse.Namespace) -> int:
             if args.json:
                 print_json(models)
             else:
-                table("models", ["name", "backend", "task", "loaded", "context", "quantization", "chat", "adapters",
-                                 "aliases", "source"],
-                      [(m.name, m.backend, m.task, yes(m.loaded), m.context_length or "", m.quantization, yes(m.chat),
-                        ", ".join(m.adapters), ", ".join(m.aliases), m.source) for m in models])
+                table("models", ["name", "backend", "task", "loaded", "context", "dims", "quantization", "chat",
+                                 "adapters", "aliases", "source"],
+                      [(m.name, m.backend, m.task, yes(m.loaded), m.context_length or "", dims(m), m.quantization,
+                        yes(m.chat), ", ".join(m.adapters), ", ".join(m.aliases), m.source) for m in models])
             return 0
         if args.action == "load":
             model = sdk.models.load(args.name, args.source or "", backend=args.backend, task=args.task,
@@ -28,6 +28,14 @@ def run_models(args: argparse.Namespace) -> int:
         sdk.models.unload(args.name)
         print_json({"unloaded": args.name}) if args.json else print(f"unloaded {args.name}")
         return 0
+
+
+def dims(model) -> str:
+    """An embedding model's vector length and its shorter Matryoshka lengths: "32 (8, 16)"; "" for other models."""
+    if not model.dimensions:
+        return ""
+    shorter = ", ".join(str(d) for d in model.matryoshka_dimensions)
+    return f"{model.dimensions} ({shorter})" if shorter else str(model.dimensions)
 
 
 def run_backends(args: argparse.Namespace) -> int:
@@ -64,7 +72,8 @@ def register(commands, parents, one_line_errors) -> None:
     load.add_argument("name", metavar="NAME", help="name to serve it under")
     load.add_argument("source", metavar="SOURCE", nargs="?", help="path, hub id or model-store name (default: NAME)")
     load.add_argument("--backend", default="", help="backend kind to load it on (hf, llamacpp, ...)")
-    load.add_argument("--task", help="text-generation, summarization, extractive-question-answering")
+    load.add_argument("--task", help="text-generation, summarization, extractive-question-answering, embedding, "
+                                     "rerank")
     load.add_argument("--quantization", choices=("none", "nf4", "fp4", "int8", "gguf"))
     load.add_argument("--base-model", default="", help="for an adapter: the loaded model it attaches to")
     load.add_argument("-o", "--option", action="append", type=key_value, metavar="KEY=VALUE",

@@ -37,11 +37,15 @@ def sampling(args: argparse.Namespace) -> dict:
 
 
 def pick_model(args: argparse.Namespace, sdk) -> str:
-    """--model, then FORGEWAY_MODEL, then the endpoint's only model; anything else is the user's choice to make."""
+    """--model, then FORGEWAY_MODEL, then the endpoint's only generating model (embedding and rerank models do not
+    count: Generate never serves them); anything else is the user's choice to make."""
     chosen = args.model or os.environ.get(MODEL_ENV)
     if chosen:
         return chosen
-    names = sorted(m.name for m in sdk.capabilities().models)
+    from forgeway.core.generation import Task
+
+    retrieval = {Task.EMBEDDING.value, Task.RERANK.value}
+    names = sorted(m.name for m in sdk.capabilities().models if m.task not in retrieval)
     if len(names) == 1:
         return names[0]
     from forgeway.client.errors import invalid_argument
