@@ -159,19 +159,22 @@ async def test_model_store_entries_load_by_name_and_names_are_unique(channel, ro
 async def test_past_the_queue_limit_requests_are_resource_exhausted_with_retry_info(channel, roots):
     _, allowed = roots
     models = models_pb2_grpc.ModelServiceStub(channel)
-    # 2 slots and 1 place in the queue: of 6 calls at once, 3 are refused before any work
+    # 2 slots and 1 place in the queue: of 8 calls at once, those past the third are refused before any work. The
+    # tiny model decodes ~10k tokens/s, so on a loaded machine an admitted call may finish before the last ones
+    # arrive and let one more in (once under the full suite): at least 3 answered, the rest refused naming the limit.
     await models.LoadModel(load("queued", str(allowed / "tiny.gguf"), n_ctx=512, n_threads=1, instances=2,
                                 max_queue=1), timeout=60)
     try:
         backend = backend_pb2_grpc.BackendServiceStub(channel)
         req = generate_pb2.GenerateRequest(model="queued", prompt="Hello",
-                                           sampling=generate_pb2.SamplingParams(max_tokens=400))
-        outcomes = await asyncio.gather(*(backend.Generate(req, timeout=60) for _ in range(6)), return_exceptions=True)
+                                           sampling=generate_pb2.SamplingParams(max_tokens=480))
+        outcomes = await asyncio.gather(*(backend.Generate(req, timeout=60) for _ in range(8)), return_exceptions=True)
         errors = [from_rpc_error(o) for o in outcomes if isinstance(o, grpc.aio.AioRpcError)]
         done = [o for o in outcomes if isinstance(o, generate_pb2.GenerateResponse)]
-        assert (len(errors), len(done)) == (3, 3), outcomes
+        assert len(errors) + len(done) == 8 and len(done) >= 3 and len(errors) >= 3, outcomes
         for error in errors:
             assert error.code == grpc.StatusCode.RESOURCE_EXHAUSTED, error.message
+            assert "(limit 3)" in error.message, error.message
             assert error.retry_after is not None and error.retry_after > 0
         assert all(o.usage.completion_tokens == done[0].usage.completion_tokens for o in done)
     finally:
