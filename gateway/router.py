@@ -83,8 +83,11 @@ def no_route(
     errors = [e.error for e in exclusions if e.error is not None]
     capability = next((err for err in errors if err.metadata.get("field") != "backend"), errors[0] if errors else None)
     if capability is not None:
-        capability.message = f"{capability.message} ({why})"
-        capability.args = (capability.message,)
+        # the other endpoints' reasons; the error's own endpoint said it already
+        others = "; ".join(f"{e.endpoint}: {e.reason}" for e in exclusions if e.error is not capability)
+        if others:
+            capability.message = f"{capability.message} ({others})"
+            capability.args = (capability.message,)
         return capability
     return Unavailable(f"no endpoint can serve {what} ({why})", retry_after=1.0)
 
