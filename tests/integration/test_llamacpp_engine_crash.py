@@ -14,6 +14,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import REGISTRY
 
+from forgeway.core.generation import Delta
 from forgeway.server.server import RunningServer, start_server
 from forgeway.services.llamacpp.service import LlamaCppService
 from forgeway.services.llamacpp.settings import LlamaCppSettings
@@ -87,9 +88,19 @@ async def test_kill_9_of_the_engine_retries_waiting_calls_and_the_service_comes_
         except grpc.aio.AioRpcError as error:
             return error
 
+    # Count the tokens the victim itself streamed: a token on the spare says nothing about the victim's stream.
+    engine, streamed = victim.service.engine, [0]
+    generate = engine.generate
+
+    async def counted(request, info):
+        async for event in generate(request, info):
+            streamed[0] += isinstance(event, Delta)
+            yield event
+
+    engine.generate = counted
     calls = [asyncio.create_task(one(i)) for i in range(STREAMS)]
-    # The victim is decoding one stream and holds at least one more waiting for its only slot.
-    await wait_until(lambda: served.requests >= 2 and any(received), 60, "the victim decoding with calls waiting")
+    # The victim has streamed a token of one call and holds at least one more waiting for its only slot.
+    await wait_until(lambda: served.requests >= 2 and streamed[0] > 0, 60, "the victim decoding with calls waiting")
     os.kill(first_pid, signal.SIGKILL)
     outcomes = await asyncio.wait_for(asyncio.gather(*calls), 120)
 
