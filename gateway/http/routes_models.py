@@ -1,20 +1,25 @@
-"""GET /v1/models from Capabilities (models and their aliases), and /healthz, /readyz, /metrics."""
+"""GET /v1/models from Capabilities (models and their aliases); POST and DELETE /v1/models/{id} load and unload
+(LlamaForge's server loads with POST; a key allowed to manage models is needed when keys are configured); and
+/healthz, /readyz, /metrics."""
 
 from __future__ import annotations
 
 import time
 
 import grpc
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
+from forgeway.core.enums import QUANTIZATION, TASK
+from forgeway.core.errors import InvalidArgument
 from forgeway.core.generation import Task
 from forgeway.v1 import capabilities_pb2, models_pb2
 
-from .errors import OpenAIHTTPError
+from .errors import OpenAIHTTPError, checked_text
 from .responses import Health, Model, ModelList, documented
+from .schemas import Strict
 from .upstream import Upstream, answer, call_metadata, upstream
 
 router = APIRouter()
@@ -67,6 +72,54 @@ async def get_model(model: str, request: Request, target: Upstream = Depends(ups
             if entry["id"] == model:
                 return JSONResponse(entry)
     raise OpenAIHTTPError(404, f"The model {model!r} does not exist", param="model", code="model_not_found")
+
+
+class LoadModel(Strict):
+    """What to load under the path's name; every field is optional (the model-store entry of that name)."""
+
+    source: str = ""
+    backend: str = ""
+    task: str | None = None
+    quantization: str | None = None
+    base_model: str = ""
+    options: dict[str, str | int | float | bool] = {}
+
+
+def load_request(name: str, body: LoadModel) -> models_pb2.LoadModelRequest:
+    options = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in body.options.items()}
+    if body.backend:
+        options["backend"] = body.backend
+    request = models_pb2.LoadModelRequest(name=name, source=body.source, base_model=body.base_model, options=options)
+    try:
+        if body.task:
+            request.task = TASK.value(body.task)
+        if body.quantization:
+            request.quantization = QUANTIZATION.value(body.quantization)
+    except InvalidArgument as error:
+        field = error.violations[0][0] if error.violations else None
+        raise OpenAIHTTPError(400, str(error), param=field, code="invalid_value") from None
+    return request
+
+
+@router.post("/v1/models/{model:path}", tags=["models"], response_model=None, responses=documented(Model, statuses=(
+    400, 401, 403, 404, 409, 429, 500, 503, 504)))
+async def load_model(model: str, request: Request, body: LoadModel | None = Body(None),
+                     target: Upstream = Depends(upstream)) -> JSONResponse:
+    """Load a model (LlamaForge's POST /v1/models/{id}): the body may name a source, backend, task and options."""
+    call = target.models.LoadModel(load_request(checked_text(model, "model"), body or LoadModel()),
+                                   metadata=call_metadata(request), timeout=target.settings.load_timeout_seconds)
+    loaded = await answer(request, call)
+    return JSONResponse({**model_entries(loaded.model)[0], "status": "loaded"})
+
+
+@router.delete("/v1/models/{model:path}", tags=["models"], response_model=None, responses=documented(Model, statuses=(
+    401, 403, 404, 409, 429, 500, 503, 504)))
+async def unload_model(model: str, request: Request, target: Upstream = Depends(upstream)) -> JSONResponse:
+    """Unload a model or adapter; answers OpenAI's deleted-model shape."""
+    call = target.models.UnloadModel(models_pb2.UnloadModelRequest(name=checked_text(model, "model")),
+                                     metadata=call_metadata(request), timeout=target.settings.request_timeout_seconds)
+    await answer(request, call)
+    return JSONResponse({"id": model, "object": "model", "deleted": True})
 
 
 @router.get("/healthz", tags=["health"], response_model=None, responses=documented(Health, statuses=()))

@@ -22,6 +22,9 @@ class HttpSettings(BaseModel):
     generation_timeout_seconds: float = Field(
         600.0, gt=0, description="Deadline of one generation (streamed or not), embedding or rerank call."
     )
+    load_timeout_seconds: float = Field(
+        600.0, gt=0, description="Deadline of POST /v1/models/{id} (loading reads weights, or starts llama-server)."
+    )
     readiness_timeout_seconds: float = Field(2.0, gt=0, description="Deadline of the Capabilities call behind /readyz.")
     upload_chunk_bytes: int = Field(
         1 * MIB, ge=1024, le=1 * MIB, description="Size of each UploadDataset chunk (the contract allows 1 MiB)."
