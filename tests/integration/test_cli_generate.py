@@ -57,6 +57,29 @@ def test_chat_streams_replies_until_exit(gateway):
                        {"role": "assistant", "content": "kept turn"}]  # /reset kept only the system message
 
 
+@pytest.mark.parametrize("word", ["exit", "quit", "q", "QUIT", "/exit"])
+def test_chat_leaves_on_llamaforges_exit_words(gateway, word):
+    result = cli(gateway, "chat", "-m", "echo", input=f"first\n{word}\nnever sent\n")
+    assert result.returncode == 0 and result.stdout == "first\n"
+
+
+def test_run_output_writes_the_completion_to_a_file(gateway, tmp_path):
+    out = tmp_path / "answer.txt"
+    result = cli(gateway, "run", "written not printed", "--output", str(out))
+    assert result.returncode == 0 and result.stdout == "" and f"Output written to {out}" in result.stderr
+    assert out.read_text() == "written not printed"
+
+
+def test_llamaforges_benchmark_spelling_writes_its_results(gateway, tmp_path):
+    out = tmp_path / "bench.json"
+    result = cli(gateway, "benchmark", "--model", "echo", "--prompts", "a b c", "d e", "--iterations", "1",
+                 "--max-tokens", "2", "--no-warmup", "--output", str(out))
+    assert result.returncode == 0, result.stderr
+    written = json.loads(out.read_text())
+    assert [p["prompt"] for p in written["prompts"]] == ["a b c", "d e"]
+    assert written["overall"]["runs"] == 2 and written["overall"]["total_tokens"] == 4
+
+
 def test_bench_reports_tokens_per_second(gateway):
     table = cli(gateway, "bench", "-p", "a b c d", "-p", "e f", "-i", "2", "--max-tokens", "3")
     assert table.returncode == 0 and "tokens/s" in table.stdout and "overall" in table.stdout

@@ -1,4 +1,5 @@
-"""`forgeway models list|load|unload` and `forgeway backends` (every backend: available, health, breaker, load)."""
+"""`forgeway models list|load|unload`, `forgeway backends` (every backend: available, health, breaker, load) and
+LlamaForge's `forgeway list models|backends`."""
 
 from __future__ import annotations
 
@@ -28,6 +29,14 @@ def run_models(args: argparse.Namespace) -> int:
         sdk.models.unload(args.name)
         print_json({"unloaded": args.name}) if args.json else print(f"unloaded {args.name}")
         return 0
+
+
+def run_list(args: argparse.Namespace) -> int:
+    """LlamaForge's `list RESOURCE`: the same tables as `models list` and `backends`."""
+    if args.resource == "models":
+        args.action = "list"
+        return run_models(args)
+    return run_backends(args)
 
 
 def dims(model) -> str:
@@ -86,3 +95,8 @@ def register(commands, parents, one_line_errors) -> None:
     backends = one_line_errors(commands.add_parser(
         "backends", parents=parents, help="every backend: available, health, breaker, load, models, methods"))
     backends.set_defaults(handler=run_backends, command="backends")
+
+    listing = one_line_errors(commands.add_parser(
+        "list", parents=parents, help="LlamaForge's list: models (as `models list`), backends (as `backends`)"))
+    listing.add_argument("resource", choices=("models", "backends"))
+    listing.set_defaults(handler=run_list, command="list")

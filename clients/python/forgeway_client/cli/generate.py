@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 
@@ -10,8 +11,9 @@ from .common import client, fmt_float, positive_int, print_json, table
 from .tools import ReasoningWriter, add_tool_flags, call_line, print_calls, print_reasoning, tool_options, wants_chat
 
 MODEL_ENV = "FORGEWAY_MODEL"
-CHAT_COMMANDS = ("/exit or /quit ends the chat, /reset forgets it, /help shows this; after tool calls, each line is "
-                 "the next call's result")
+CHAT_COMMANDS = ("/exit or /quit (or LlamaForge's exit, quit, q) ends the chat, /reset forgets it, /help shows this; "
+                 "after tool calls, each line is the next call's result")
+EXIT_WORDS = ("/exit", "/quit", "exit", "quit", "q")  # LlamaForge's chat leaves on exit, quit and q
 
 
 def add_sampling_flags(parser: argparse.ArgumentParser) -> None:
@@ -63,9 +65,12 @@ def run_generate(args: argparse.Namespace) -> int:
     with client(args) as sdk:
         model = pick_model(args, sdk)
         options = {**sampling(args), **tool_options(args), **inputs, "n": args.n}
-        if args.json or args.no_stream or args.n > 1:
+        if args.json or args.no_stream or args.n > 1 or args.output:
             result = sdk.generate(model, **options)
-            if args.json:
+            if args.output:
+                write_output(args.output, "\n".join(c.text for c in result.choices))
+                report(args, result)
+            elif args.json:
                 print_json(result)
             else:
                 for choice in result.choices:
@@ -80,6 +85,13 @@ def run_generate(args: argparse.Namespace) -> int:
             write_stream(stream)
             report(args, stream.final)
     return 0
+
+
+def write_output(path: str, text: str) -> None:
+    """LlamaForge's `run --output FILE`: the completion goes to FILE, not stdout; where it went, to stderr."""
+    with open(path, "w", encoding="utf-8") as out:
+        out.write(text)
+    print(f"Output written to {path}", file=sys.stderr)
 
 
 def write_stream(stream) -> None:
@@ -128,7 +140,7 @@ def run_chat(args: argparse.Namespace) -> int:
             if not line:
                 break
             text = line.strip()
-            if text in ("/exit", "/quit"):
+            if text.lower() in EXIT_WORDS:
                 break
             if text == "/reset":
                 del history[start:]
@@ -162,6 +174,10 @@ def run_bench(args: argparse.Namespace) -> int:
         model = pick_model(args, sdk)
         results = benchmark(sdk, model, args.prompt or ["Hello, how are you?"], iterations=args.iterations,
                             max_tokens=args.max_tokens, warmup=not args.no_warmup)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as out:
+            json.dump(results, out, indent=2)
+        print(f"Benchmark results written to {args.output}", file=sys.stderr)
     if args.json:
         print_json(results)
         return 0
@@ -186,6 +202,7 @@ def register(commands, parents, one_line_errors) -> None:
         parser.add_argument("-n", type=positive_int, default=1, help="number of completions")
         parser.add_argument("--no-stream", action="store_true", help="print the completion when it is complete")
         parser.add_argument("-v", "--verbose", action="store_true", help="print usage and timings to stderr")
+        parser.add_argument("-o", "--output", metavar="FILE", help="write the completion to FILE instead of stdout")
         add_tool_flags(parser)
         parser.set_defaults(handler=run_generate, command=name)
 
@@ -197,9 +214,12 @@ def register(commands, parents, one_line_errors) -> None:
     chat.set_defaults(handler=run_chat, command="chat")
 
     bench = one_line_errors(commands.add_parser(
-        "bench", parents=parents, help="LlamaForge's benchmark: prompts x iterations -> tokens/s"))
+        "bench", parents=parents, aliases=["benchmark"], help="LlamaForge's benchmark: prompts x iterations -> "
+                                                              "tokens/s (alias: benchmark)"))
     bench.add_argument("-m", "--model", help=f"model name (env {MODEL_ENV}; default: the only model served)")
-    bench.add_argument("-p", "--prompt", action="append", help="prompt to time (repeatable)")
+    bench.add_argument("-p", "--prompt", "--prompts", action="extend", nargs="+",
+                       help="prompt(s) to time (repeatable; LlamaForge's --prompts A B ...)")
+    bench.add_argument("-o", "--output", metavar="FILE", help="also write the results as JSON to FILE")
     bench.add_argument("-i", "--iterations", type=positive_int, default=3, help="runs per prompt")
     bench.add_argument("--max-tokens", type=positive_int, default=100, help="tokens to generate per run")
     bench.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up run")
