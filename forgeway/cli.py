@@ -45,9 +45,46 @@ def _serve_help(missing: bool) -> int:
         print(f"  {name:<10} {about}\n  {'':<10} needs: {needs}", file=stream)
     print("\n`forgeway serve SERVICE --help` lists that service's settings (flags, FORGEWAY_* variables, YAML).",
           file=stream)
+    print("LlamaForge's `forgeway serve [--host H] [--port P] [--model M]` runs the local stack instead (see "
+          "`forgeway serve --port 8000 --help`).", file=stream)
     if missing:
         print("forgeway serve: a SERVICE is required", file=stream)
     return 2 if missing else 0
+
+
+def _llamaforge_serve(argv: list[str], config: str | None) -> int:
+    """LlamaForge's `serve [--host --port --model]`: the local stack (`forgeway up`) with its OpenAI-compatible HTTP
+    API on HOST:PORT, and MODEL loaded through the gateway as the LlamaForge config describes it (path, backend,
+    parameters) unless a backend already serves it."""
+    parser = argparse.ArgumentParser(prog="forgeway serve", description=_llamaforge_serve.__doc__)
+    parser.add_argument("--host", default="127.0.0.1", help="interface every service listens on")
+    parser.add_argument("--port", type=int, default=8000, help="the OpenAI-compatible HTTP port")
+    parser.add_argument("--model", help="model to load once the stack serves (a LlamaForge config entry or a "
+                                        "served name)")
+    args = parser.parse_args(argv)
+    from forgeway.up import StackSettings, run_stack
+
+    def preload(target: str) -> bool:
+        from forgeway.compat.llamaforge import LlamaForge
+
+        forge = LlamaForge(config, target=target)
+        if forge.load_model(args.model):
+            print(f"serving {args.model} on http://{args.host}:{args.port}/v1", flush=True)
+            return True
+        print(f"forgeway serve: cannot load {args.model!r}: {forge.last_error}", file=sys.stderr)
+        return False
+
+    return run_stack(StackSettings(host=args.host, http_port=args.port), on_ready=preload if args.model else None)
+
+
+def _llamaforge_serve_argv(argv: list[str]) -> tuple[list[str], list[str]] | None:
+    """(global flags + "serve", serve's flags) when the command is `serve` followed by a flag other than --help."""
+    i = 0
+    while i < len(argv) and argv[i].startswith("-"):
+        i += 2 if argv[i] == "--config" else 1
+    if i + 1 < len(argv) and argv[i] == "serve" and argv[i + 1].startswith("--") and argv[i + 1] != "--help":
+        return argv[:i + 1], argv[i + 1:]
+    return None
 
 
 def _demo_model(out: Path | None, max_seconds: float) -> int:
@@ -68,8 +105,13 @@ def main(argv: list[str] | None = None) -> int:
 
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="forgeway", description="Train and serve language models over one gRPC contract.")
+    parser.add_argument("--config", help="LlamaForge's configuration file (env LLAMAFORGE_CONFIG) for `config` and "
+                                         "`serve --model`")
+    parser.add_argument("--verbose", action="store_true", dest="global_verbose",
+                        help="debug logging; usage and timings of generations on stderr")
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run one service (gateway, hf, llamacpp, openai, trl, unsloth, echo)",
+    serve = commands.add_parser("serve", help="run one service (gateway, hf, llamacpp, openai, trl, unsloth, echo); "
+                                              "LlamaForge's `serve --host --port --model` runs the local stack",
                                 add_help=False)
     serve.add_argument("service", nargs="?")
     commands.add_parser("up", help="run the local stack, each service its own supervised process", add_help=False)
@@ -84,7 +126,17 @@ def main(argv: list[str] | None = None) -> int:
                         add_help=False)
     client_cli.add_commands(commands)  # generate/run, chat, bench, embed, rerank, train, jobs, models, backends
 
+    llamaforge_serve = _llamaforge_serve_argv(argv)
+    if llamaforge_serve is not None:  # `serve` then flags and no SERVICE: argparse would read --port's value as one
+        args, rest = parser.parse_known_args(llamaforge_serve[0])
+        return _llamaforge_serve(llamaforge_serve[1], args.config)
     args, rest = parser.parse_known_args(argv)
+    if args.global_verbose:
+        import logging
+
+        logging.basicConfig(level=logging.DEBUG, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        if hasattr(args, "verbose"):
+            args.verbose = True
     if client_cli.is_client_command(args):
         return client_cli.run_command(args, rest)
     if args.command == "serve":

@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, TextIO
@@ -287,6 +287,12 @@ def format_table(specs: Sequence[ServiceSpec]) -> str:
     return "\n".join(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]}".rstrip() for row in rows)
 
 
+def gateway_address(specs: Sequence[ServiceSpec]) -> str:
+    """Where clients call: the gateway, or the only service when the stack has no gateway."""
+    addresses = {spec.name: spec.address for spec in specs}
+    return addresses.get(GATEWAY) or next(iter(addresses.values()))
+
+
 class Supervisor:
     """Starts services, waits until they serve, restarts the ones that crash, and stops them all."""
 
@@ -392,13 +398,15 @@ class Supervisor:
                 child.wait_or_kill(deadline)
 
 
-def run_stack(settings: StackSettings, stop: threading.Event | None = None, out: TextIO = sys.stdout) -> int:
+def run_stack(settings: StackSettings, stop: threading.Event | None = None, out: TextIO = sys.stdout,
+              on_ready: Callable[[str], bool] | None = None) -> int:
     """Runs the stack until stop is set (by default: until SIGINT or SIGTERM). Returns 0, or 1 if startup failed.
 
     Args:
         settings: what to start and how.
         stop: set it to stop the stack; when None, SIGINT and SIGTERM set it (main thread only).
         out: where the addresses table is printed.
+        on_ready: called with the gateway's address once every service is SERVING; False stops the stack (1).
     """
     restore: dict[signal.Signals, Any] = {}  # the handlers to put back
     if stop is None:
@@ -413,6 +421,8 @@ def run_stack(settings: StackSettings, stop: threading.Event | None = None, out:
         if not supervisor.start():
             return 0 if stop.is_set() else 1
         print(format_table(supervisor.specs), file=out, flush=True)
+        if on_ready is not None and not on_ready(gateway_address(supervisor.specs)):
+            return 1
         supervisor.supervise()
         return 0
     finally:
