@@ -102,6 +102,7 @@ def _demo_model(out: Path | None, max_seconds: float) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     from forgeway.client import cli as client_cli
+    from forgeway.compat.llamaforge import commands as llamaforge_config
 
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="forgeway", description="Train and serve language models over one gRPC contract.")
@@ -124,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
                         add_help=False)
     commands.add_parser("train-worker", help="run one prepared training job (trainers' launchers start it)",
                         add_help=False)
+    llamaforge_config.register(commands)
     client_cli.add_commands(commands)  # generate/run, chat, bench, embed, rerank, train, jobs, models, backends
 
     llamaforge_serve = _llamaforge_serve_argv(argv)
@@ -157,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         return up_main(rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.command == "config":
+        return llamaforge_config.run(args)
     if args.command == "demo-model":
         return _demo_model(args.out, args.max_seconds)
     if args.command == "services":
