@@ -18,10 +18,10 @@ from forgeway.core.errors import ForgewayError, Internal, NotFound, Unavailable,
 from forgeway.core.generation import Completion, Delta, GenerationRequest, GenerationResult, Task
 from forgeway.core.tools import ToolCallDelta
 
-from . import embedding
+from . import embedding, runtime
 from .errors import scrub, upstream_error, upstream_message
 from .settings import OpenAIProxySettings, UpstreamModel
-from .translate import ChoicePiece, ToolCallRelay, build_call, finish_reason, pieces
+from .translate import ChoicePiece, ToolCallRelay, build_call, finish_reason, listed_context_length, pieces
 
 log = logging.getLogger("forgeway.openai_proxy")
 
@@ -52,6 +52,7 @@ class OpenAIProxyEngine(InferenceEngine):
             project=settings.project, timeout=settings.timeout_seconds, max_retries=settings.max_retries,
         )
         self._served: list[UpstreamModel] = list(settings.models)
+        self._runtime = runtime.RuntimeModels(settings, self.kind)
         self._listed: set[str] = set()
         self._watcher: asyncio.Task | None = None
         self._recheck = asyncio.Event()
@@ -77,6 +78,7 @@ class OpenAIProxyEngine(InferenceEngine):
         if self._watcher is not None:
             self._watcher.cancel()
         await self._client.close()
+        await self._runtime.close()
 
     async def _pause(self) -> None:
         try:
@@ -112,7 +114,7 @@ class OpenAIProxyEngine(InferenceEngine):
             return self._down(upstream_error(exc, model="", secret=self._key, timeout=HEALTH_TIMEOUT).message)
         self._listed = {m.id for m in page.data}
         if not self.settings.models:
-            self._served = [UpstreamModel(name=m.id, context_length=_context_length(m)) for m in page.data]
+            self._served = [UpstreamModel(name=m.id, context_length=listed_context_length(m)) for m in page.data]
         if not self.ready:
             log.info("upstream %s answers; models: %s", self.settings.base_url, ", ".join(sorted(self._listed)))
         self.ready, self.failure = True, ""
@@ -125,6 +127,9 @@ class OpenAIProxyEngine(InferenceEngine):
         return False
 
     def _error(self, exc: openai.OpenAIError, model: str, timeout: float) -> ForgewayError:
+        upstream = self._runtime.get(model)
+        if upstream is not None and upstream.connection.key is not None:  # its own key, not the proxy's
+            return upstream.error(exc, timeout)
         error = upstream_error(exc, model=model, secret=self._key, timeout=timeout)
         if isinstance(error, Unavailable):  # the upstream is down or the key is bad: check now, not at the interval
             self._recheck.set()
@@ -133,15 +138,38 @@ class OpenAIProxyEngine(InferenceEngine):
         return error
 
     def models(self) -> list[ModelInfo]:
+        """The configured (or listed) models, then those loaded at run time, which win a name both have."""
         elsewhere = not self.settings.rerank_path.startswith("/")  # rerank models not in base_url's listing
+        taken = self._runtime.names()
         return [
-            ModelInfo(name=m.name, aliases=list(m.aliases), chat=m.chat and m.task == Task.TEXT_GENERATION,
-                      context_length=m.context_length, loaded=not self._listed or m.upstream_name in self._listed
-                      or (elsewhere and m.task == Task.RERANK),
-                      source=self.settings.base_url, task=m.task, matryoshka=list(m.matryoshka_dimensions),
-                      dimensions=m.dimensions or self._dimensions.get(m.name, 0))
-            for m in self._served
-        ]  # fmt: skip
+            self._info(m, self.settings.base_url, loaded=not self._listed or m.upstream_name in self._listed
+                       or (elsewhere and m.task == Task.RERANK))
+            for m in self._served if m.name not in taken
+        ] + [self._info(u.model, u.connection.base_url) for u in self._runtime]  # fmt: skip
+
+    def _info(self, m: UpstreamModel, source: str, loaded: bool = True) -> ModelInfo:
+        return ModelInfo(name=m.name, aliases=list(m.aliases), chat=m.chat and m.task == Task.TEXT_GENERATION,
+                         context_length=m.context_length, loaded=loaded, source=source, task=m.task,
+                         matryoshka=list(m.matryoshka_dimensions),
+                         dimensions=m.dimensions or self._dimensions.get(m.name, 0))
+
+    async def load_model(self, name: str, source: str, task: Task | None, quantization: str, base_model: str,
+                         options: dict[str, str]) -> ModelInfo:
+        """Serve `name` from the upstream model `source` (empty: name) at options' api_base or base_url."""
+        upstream = await self._runtime.load(
+            name, source, task, quantization, base_model, options, rpcs=self.retrieval_rpcs, configured=self._served,
+            proxy_client=self._client, proxy_key=self._key, current_key=self._current_key)
+        return self._info(upstream.model, upstream.connection.base_url)
+
+    async def unload_model(self, name: str) -> None:
+        self._runtime.unload(name, configured=self._served)
+
+    def _link(self, name: str) -> tuple[openai.AsyncOpenAI, dict]:
+        """The client and per-call headers for a served model: a run-time upstream's own, or the proxy's."""
+        upstream = self._runtime.get(name)
+        if upstream is None or upstream.client is None:
+            return self._client, self._headers()
+        return upstream.client, upstream.headers(self._key)
 
     def features(self) -> Features:
         s = self.settings
@@ -159,6 +187,9 @@ class OpenAIProxyEngine(InferenceEngine):
         return {"openai": openai.__version__}
 
     def _upstream_model(self, info: ModelInfo) -> UpstreamModel:
+        upstream = self._runtime.get(info.name)
+        if upstream is not None:
+            return upstream.model
         return next(m for m in self._served if m.name == info.name)
 
     def _timeout(self, deadline: float | None) -> float:
@@ -171,10 +202,11 @@ class OpenAIProxyEngine(InferenceEngine):
         """One unary upstream call; deadline is the caller's remaining time in seconds."""
         start = time.perf_counter()
         model = self._upstream_model(info)
+        client, headers = self._link(model.name)
         call = build_call(request, model, self.settings)
-        endpoint = self._client.chat.completions if call.chat else self._client.completions
+        endpoint = client.chat.completions if call.chat else client.completions
         response = await self._call(model.name, deadline, lambda timeout: endpoint.create(
-            **call.kwargs, extra_headers=self._headers(), timeout=timeout))
+            **call.kwargs, extra_headers=headers, timeout=timeout))
         choices = pieces(response, call)
         self._check_choices(request, len(choices))
         if request.logprobs and any(p.text and not p.logprobs for p in choices):
@@ -212,11 +244,12 @@ class OpenAIProxyEngine(InferenceEngine):
             return
         start = time.perf_counter()
         model = self._upstream_model(info)
+        client, headers = self._link(model.name)
         call = build_call(request, model, self.settings)
         timeout = self._timeout(deadline)
         if self.settings.stream_usage:
             call.kwargs["stream_options"] = {"include_usage": True}
-        endpoint = self._client.chat.completions if call.chat else self._client.completions
+        endpoint = client.chat.completions if call.chat else client.completions
         texts: dict[int, list[str]] = {i: [] for i in range(request.n)}
         thoughts: dict[int, list[str]] = {i: [] for i in range(request.n)}
         relay = ToolCallRelay(call.parallel_tool_calls)
@@ -226,7 +259,7 @@ class OpenAIProxyEngine(InferenceEngine):
         tokens = metrics.TOKENS.labels(self.kind, model.name, "completion")
         self.in_flight += 1
         try:
-            stream = await endpoint.create(**call.kwargs, stream=True, extra_headers=self._headers(), timeout=timeout)
+            stream = await endpoint.create(**call.kwargs, stream=True, extra_headers=headers, timeout=timeout)
             async for chunk in stream:
                 # Chunks already buffered are read without suspending, and one that carries no text (a piece of a
                 # UTF-8 character) hands over no delta: let a cancel land between chunks, not only at a delta.
@@ -287,9 +320,10 @@ class OpenAIProxyEngine(InferenceEngine):
 
     async def embed(self, request: EmbeddingRequest, info: ModelInfo, deadline: float | None = None) -> EmbeddingResult:
         model = self._upstream_model(info)
+        client, headers = self._link(model.name)
         kwargs = embedding.embed_kwargs(request, model)
-        response = await self._call(model.name, deadline, lambda timeout: self._client.embeddings.create(
-            **kwargs, extra_headers=self._headers(), timeout=timeout))
+        response = await self._call(model.name, deadline, lambda timeout: client.embeddings.create(
+            **kwargs, extra_headers=headers, timeout=timeout))
         result = embedding.embedding_result(response, request, model, f"{self.kind}/{self.settings.instance_id}")
         if request.dimensions is None and result.embeddings:
             self._dimensions[model.name] = len(result.embeddings[0].values)
@@ -297,11 +331,12 @@ class OpenAIProxyEngine(InferenceEngine):
 
     async def rerank(self, request: RerankRequest, info: ModelInfo, deadline: float | None = None) -> RerankResult:
         model = self._upstream_model(info)
+        client, headers = self._link(model.name)
         body = embedding.rerank_body(request, model)
         try:
-            answer = await self._call(model.name, deadline, lambda timeout: self._client.post(
+            answer = await self._call(model.name, deadline, lambda timeout: client.post(
                 self.settings.rerank_path, cast_to=object, body=body,
-                options={"headers": self._headers(), "timeout": timeout}))
+                options={"headers": headers, "timeout": timeout}))
         except NotFound as error:  # an unknown model, or a rerank_path the upstream does not serve
             error.message += f" (POST {self.settings.rerank_path}; check the rerank_path setting)"
             raise
@@ -331,8 +366,3 @@ class OpenAIProxyEngine(InferenceEngine):
 def _finish(piece: ChoicePiece | None, stops: bool, called: bool):
     return finish_reason(piece.reason if piece else None, piece.source if piece else None, stops, called)
 
-
-def _context_length(model) -> int:
-    """vLLM lists max_model_len with each model; OpenAI does not."""
-    value = (getattr(model, "model_extra", None) or {}).get("max_model_len")
-    return value if isinstance(value, int) else 0

@@ -13,6 +13,8 @@ from forgeway.core.enums import TASK
 from forgeway.core.generation import Task
 from forgeway.server.settings import ServiceSettings
 
+from . import base_urls
+
 # Forgeway request features an upstream may take as extra JSON body fields (vLLM, llama.cpp servers).
 EXTRA_BODY_FEATURES = ("top_k", "min_p", "repetition_penalty", "grammar")
 # What a model behind the proxy can serve: generation, /v1/embeddings, or a Cohere-shaped rerank endpoint.
@@ -161,6 +163,18 @@ class OpenAIProxySettings(ServiceSettings):
         description="An assistant message with tool calls and no text is sent with content null (OpenAI); "
         "off: an empty string (llama-cpp-python rejects null).",
     )
+    allow_runtime_upstreams: bool = Field(
+        True, validation_alias=_env("allow_runtime_upstreams"),
+        description="ModelService.LoadModel may register upstream models at run time (LlamaForge's add_model with "
+        "backend openai: source = upstream model id, options api_key, api_base, organization, ...); off: such a "
+        "load is PERMISSION_DENIED.",
+    )
+    runtime_base_urls: list[str] = Field(
+        default_factory=list, validation_alias=_env("runtime_base_urls"),
+        description="Where a run-time upstream may point (options.api_base), besides base_url, which is always "
+        "allowed: base URLs matched as prefixes of the normalised URL, whole path segments only; '*' allows any "
+        "http(s) URL. Empty: base_url only.",
+    )
     extra_body_params: dict[str, str] = Field(
         default_factory=dict, validation_alias=_env("extra_body_params"),
         description=f"Features the upstream takes as extra body fields, feature -> field name "
@@ -190,6 +204,17 @@ class OpenAIProxySettings(ServiceSettings):
             raise ValueError(f"must be a path such as /rerank or an http(s) URL, not {value!r}")
         return value
 
+    @field_validator("runtime_base_urls")
+    @classmethod
+    def _check_runtime_base_urls(cls, value: list[str]) -> list[str]:
+        checked = []
+        for url in value:
+            try:
+                checked.append(url.strip() if url.strip() == base_urls.ANY else base_urls.normalise(url))
+            except ValueError as exc:
+                raise ValueError(f"{url if '@' not in url else 'an entry'}: {exc}") from None
+        return checked
+
     @field_validator("extra_body_params")
     @classmethod
     def _check_extra_body(cls, value: dict[str, str]) -> dict[str, str]:
@@ -209,6 +234,10 @@ class OpenAIProxySettings(ServiceSettings):
         if duplicate:
             raise ValueError(f"models: the name {duplicate!r} is used twice")
         return self
+
+    def runtime_base_url_allowed(self, url: str) -> bool:
+        """Whether a normalised base URL may back a model loaded at run time."""
+        return base_urls.allowed(url, [base_urls.normalise(self.base_url), *self.runtime_base_urls])
 
     def read_api_key(self) -> str:
         """The key from the setting or its file; empty when none is configured."""

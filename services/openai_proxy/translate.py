@@ -263,3 +263,9 @@ class ToolCallRelay:
         assembler = self._calls.get(choice)
         calls = assembler.calls() if assembler is not None else []
         return [ToolCall(c.id, c.name, c.arguments or "{}") for c in calls]
+
+
+def listed_context_length(model) -> int:
+    """A model's context length from a /v1/models entry: vLLM lists max_model_len; OpenAI does not (0)."""
+    value = (getattr(model, "model_extra", None) or {}).get("max_model_len")
+    return value if isinstance(value, int) else 0
