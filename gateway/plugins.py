@@ -3,45 +3,20 @@
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any, ClassVar, Protocol
+from typing import Any
 
 import regex
 
 from forgeway.v1 import generate_pb2
 
+from .plugin_base import Chain, OptionError, PatternStream, Plugin, TextStream, uses_tools
+from .text_plugins import LLAMAFORGE
+
 ENTRY_POINT_GROUP = "forgeway.plugins"
-
-
-class TextStream(Protocol):
-    """The post-processing of one choice's streamed text."""
-
-    def feed(self, text: str) -> str:
-        """Take the next delta; return the text that is safe to send now (the rest is held back)."""
-
-    def flush(self) -> str:
-        """The stream ended: return whatever was held back, processed."""
-
-
-class Plugin:
-    """Base of every processor. A subclass sets `stage` ("pre" or "post") and takes its options as keywords.
-
-    Pre-processors implement `process(request)`, changing the GenerateRequest in place (it is the gateway's copy).
-    Post-processors implement `apply(text) -> str` for whole texts and `stream() -> TextStream` for deltas.
-    """
-
-    stage: ClassVar[str]
-
-    def process(self, request: generate_pb2.GenerateRequest) -> None:
-        raise NotImplementedError
-
-    def apply(self, text: str) -> str:
-        raise NotImplementedError
-
-    def stream(self) -> TextStream:
-        raise NotImplementedError
 
 
 class SystemPrompt(Plugin):
@@ -77,11 +52,6 @@ CHAT_TEMPLATES = {
 }
 
 
-def uses_tools(request: generate_pb2.GenerateRequest) -> bool:
-    """The request offers tools, or its conversation holds tool calls or tool results."""
-    return bool(request.tools) or any(m.tool_calls or m.role == "tool" for m in request.messages)
-
-
 class ChatFormat(Plugin):
     """Turns chat messages into one prompt with a named template, for models served without a chat template.
 
@@ -103,36 +73,6 @@ class ChatFormat(Plugin):
         request.prompt = text + self.generation_prompt
 
 
-class _PatternStream:
-    """Streams text through a regex substitution, holding back only what could still become (or grow) a match."""
-
-    def __init__(self, pattern: regex.Pattern, replacement: str):
-        self.pattern, self.replacement = pattern, replacement
-        self.pending = ""
-
-    def feed(self, text: str) -> str:
-        self.pending += text
-        out, pos = [], 0
-        while True:
-            match = self.pattern.search(self.pending, pos, partial=True)
-            if match is None:
-                out.append(self.pending[pos:])
-                pos = len(self.pending)
-                break
-            if match.partial or match.end() == len(self.pending):  # may still grow: wait for more text
-                out.append(self.pending[pos:match.start()])
-                pos = match.start()
-                break
-            out.append(self.pending[pos:match.start()] + match.expand(self.replacement))
-            pos = match.end()
-        self.pending = self.pending[pos:]
-        return "".join(out)
-
-    def flush(self) -> str:
-        text, self.pending = self.pattern.sub(self.replacement, self.pending), ""
-        return text
-
-
 class StripPattern(Plugin):
     """Removes (or replaces) every match of a regular expression from the output, deltas included."""
 
@@ -151,7 +91,7 @@ class StripPattern(Plugin):
         return self.pattern.sub(self.replacement, text)
 
     def stream(self) -> TextStream:
-        return _PatternStream(self.pattern, self.replacement)
+        return PatternStream(self.pattern, self.replacement)
 
 
 SPECIAL_TOKENS = r"<\|[^|<>\s]{1,40}\|>|</?s>|<unk>|<pad>|\[/?INST\]|<<SYS>>|<</SYS>>"
@@ -170,6 +110,7 @@ BUILTIN: dict[str, type[Plugin]] = {
     "chat_format": ChatFormat,
     "strip_pattern": StripPattern,
     "strip_special_tokens": StripSpecialTokens,
+    **LLAMAFORGE,  # text_formatter, text_cleaner, calculator
 }
 
 
@@ -180,20 +121,35 @@ def available() -> dict[str, Any]:
     return {**found, **BUILTIN}
 
 
-class _Chain:
-    def __init__(self, streams: list[TextStream]):
-        self.streams = streams
+def plugin_class(name: str) -> type[Plugin]:
+    """The class registered under name (loading its entry point); KeyError when none is."""
+    target = available()[name]
+    return target if isinstance(target, type) else target.load()
 
-    def feed(self, text: str) -> str:
-        for stream in self.streams:
-            text = stream.feed(text) if text else text
-        return text
 
-    def flush(self) -> str:
-        text = ""
-        for stream in self.streams:
-            text = (stream.feed(text) if text else "") + stream.flush()
-        return text
+def kind_of(cls: type) -> str:
+    """LlamaForge's kind of a plugin class: its own `kind`, else preprocessing or postprocessing by stage."""
+    return getattr(cls, "kind", "") or {"pre": "preprocessing", "post": "postprocessing"}.get(
+        getattr(cls, "stage", ""), "")
+
+
+def instantiate(name: str, options: dict[str, Any]) -> Plugin:
+    """A plugin built from its registered name and options: KeyError for an unknown name, OptionError naming an
+    option it does not take, ValueError (OptionError where the plugin names it) for a bad value."""
+    cls = plugin_class(name)
+    parameters = inspect.signature(cls).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        for option in options:
+            if option not in parameters:
+                raise OptionError(option, f"not an option of {name} (options: {', '.join(parameters) or 'none'})")
+    try:
+        plugin = cls(**options)
+    except TypeError as exc:
+        raise ValueError(str(exc)) from None
+    stage = getattr(plugin, "stage", None)
+    if stage not in ("pre", "post"):
+        raise ValueError(f"stage must be 'pre' or 'post', not {stage!r}")
+    return plugin
 
 
 @dataclass
@@ -221,7 +177,7 @@ class Pipeline:
         return text
 
     def stream(self) -> TextStream:
-        return _Chain([p.stream() for p in self.post])
+        return Chain([p.stream() for p in self.post])
 
 
 def build_pipeline(configs: Iterable[Any], where: str = "plugins") -> Pipeline:
@@ -229,18 +185,14 @@ def build_pipeline(configs: Iterable[Any], where: str = "plugins") -> Pipeline:
     pipeline = Pipeline()
     known = available()
     for i, config in enumerate(configs):
-        target = known.get(config.name)
-        if target is None:
+        if config.name not in known:
             raise ValueError(f"{where}[{i}]: unknown plugin {config.name!r} (known: {', '.join(sorted(known))})")
-        cls = target if isinstance(target, type) else target.load()
         try:
-            plugin = cls(**config.options)
-        except (TypeError, ValueError) as exc:
+            plugin = instantiate(config.name, config.options)
+        except ValueError as exc:
             raise ValueError(f"{where}[{i}] ({config.name}): {exc}") from None
-        stage = getattr(plugin, "stage", None)
-        if stage not in ("pre", "post"):
-            raise ValueError(f"{where}[{i}] ({config.name}): stage must be 'pre' or 'post', not {stage!r}")
-        (pipeline.pre if stage == "pre" else pipeline.post).append(plugin)
+        if getattr(config, "enabled", True):  # a disabled entry is still checked, so enabling it cannot fail
+            (pipeline.pre if plugin.stage == "pre" else pipeline.post).append(plugin)
     return pipeline
 
 
@@ -248,6 +200,7 @@ class Plugins:
     """The pipelines configured per model name, "*" applying to every model without its own entry."""
 
     def __init__(self, configs: dict[str, list[Any]]):
+        self.configs = {model: list(entries) for model, entries in configs.items()}
         self.pipelines = {model: build_pipeline(entries, f"plugins.{model}") for model, entries in configs.items()}
         self.empty = Pipeline()
 

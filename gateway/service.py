@@ -6,10 +6,11 @@ import asyncio
 import contextlib
 import logging
 
-from forgeway.v1 import backend_pb2_grpc, datasets_pb2_grpc, jobs_pb2_grpc, models_pb2_grpc
+from forgeway.v1 import backend_pb2_grpc, datasets_pb2_grpc, jobs_pb2_grpc, models_pb2_grpc, plugins_pb2_grpc
 
 from .config import ConfigWatcher
 from .management import GatewayDatasets, GatewayJobs, GatewayModels
+from .plugin_service import GatewayPlugins
 from .servicers import GatewayBackend
 from .settings import GatewaySettings
 from .state import GatewayState
@@ -42,6 +43,7 @@ class GatewayService:
             (datasets_pb2_grpc.add_DatasetServiceServicer_to_server, GatewayDatasets(state),
              "forgeway.v1.DatasetService"),
             (models_pb2_grpc.add_ModelServiceServicer_to_server, GatewayModels(state), "forgeway.v1.ModelService"),
+            (plugins_pb2_grpc.add_PluginServiceServicer_to_server, GatewayPlugins(state), "forgeway.v1.PluginService"),
         ]
 
     async def start(self) -> None:
@@ -78,6 +80,7 @@ class GatewayService:
             return
         host = self.settings.host if self.settings.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
         app = create_app(f"{host}:{port}", self.settings)
+        console = self.settings.console and self._mount_console(app, f"{host}:{port}")
         config = uvicorn.Config(app, host=self.settings.http_host, port=self.settings.http_port, log_config=None,
                                 access_log=False, loop="asyncio")  # requests are counted in /metrics instead
         self._http = _EmbeddedServer(config)
@@ -90,6 +93,18 @@ class GatewayService:
             raise RuntimeError("the HTTP server stopped during startup")
         self.http_port = self._http.servers[0].sockets[0].getsockname()[1]
         log.info("OpenAI HTTP API on http://%s:%d/v1", self.settings.http_host, self.http_port)
+        if console:
+            log.info("console on http://%s:%d/", self.settings.http_host, self.http_port)
+
+    def _mount_console(self, app, target: str) -> bool:
+        """The web console at / of the HTTP app; False (logged) when Gradio is not installed."""
+        try:
+            from .console import mount_console
+        except ImportError as exc:
+            log.warning("console not started (install forgeway[console]): %s", exc)
+            return False
+        mount_console(app, target, self.settings)
+        return True
 
 
 class _EmbeddedServer:

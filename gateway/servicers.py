@@ -145,7 +145,8 @@ class GatewayBackend(backend_pb2_grpc.BackendServiceServicer):
             yield message
 
     async def CreateJob(self, request, context):
-        return await self.training.create(self._trainer(context), request.train, context)
+        return await self.training.create(self._trainer(context), request.train, context,
+                                          validate_only=request.validate_only)
 
     def _trainer(self, context) -> Principal:
         """The caller, if it may train."""

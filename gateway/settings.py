@@ -113,6 +113,7 @@ class PluginConfig(_Strict):
 
     name: str = Field(description="Built-in or `forgeway.plugins` entry-point name.")
     options: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the plugin.")
+    enabled: bool = Field(True, description="Whether it runs; a disabled entry keeps its place and options.")
 
 
 def _backends_from_mapping(value: Any) -> Any:
@@ -155,6 +156,7 @@ class GatewaySettings(ServiceSettings):
     http_host: str = Field("127.0.0.1", description="Address of the OpenAI-compatible HTTP API.")
     http_port: int = Field(8000, ge=-1, le=65535, description="Port of the OpenAI-compatible HTTP API; -1 disables.")
     config_poll_seconds: float = Field(2.0, gt=0, description="How often the --config file is checked for changes.")
+    console: bool = Field(True, description="Whether the HTTP port also serves the web console at / (--no-console).")
 
     @field_validator("backends", mode="before")
     @classmethod

@@ -32,8 +32,9 @@ class GatewayState:
         await self.pool.stop()
 
     def apply(self, settings: GatewaySettings) -> None:
-        """Switch to new settings. Everything that can fail is built before anything changes."""
-        plugins = Plugins(settings.plugins)
+        """Switch to new settings. Everything that can fail is built before anything changes. The pipelines
+        changed at run time (PluginService) stay unless the file's `plugins` changed: then the file's replace them."""
+        plugins = Plugins(settings.plugins) if settings.plugins != self.settings.plugins else self.plugins
         keys = ApiKeys(settings.api_keys)
         self.settings = settings
         self.plugins, self.keys = plugins, keys

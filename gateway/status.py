@@ -94,7 +94,7 @@ def aggregate(endpoints: list[Endpoint], settings: GatewaySettings) -> capabilit
             methods=sorted(methods), tasks=sorted(tasks), lora=lora, quantizations=sorted(quantizations),
             export_formats=sorted(formats),
         ),
-        hardware=hardware_to_proto(detect()),
+        hardware=hardware_to_proto(detect(settings.home / "models")),
         load=load,
         library_versions={"python": platform.python_version(), "forgeway": __version__},
         endpoints=[e.status() for e in endpoints],

@@ -155,21 +155,23 @@ class TrainingDispatch:
             async for message in self._stream_on(*retry, request, context):
                 yield message
 
-    async def create(self, principal: Principal, request: train_pb2.TrainRequest, context) -> train_pb2.CreateJobResponse:
-        """CreateJob: the job's record from the trainer that took it."""
+    async def create(self, principal: Principal, request: train_pb2.TrainRequest, context,
+                     validate_only: bool = False) -> train_pb2.CreateJobResponse:
+        """CreateJob: the job's record from the trainer that took it; with validate_only, the check of the trainer
+        that would take it (no job)."""
         endpoints, note = self._plan(principal, request)
         try:
-            return await self._create_on(endpoints, note, request, context)
+            return await self._create_on(endpoints, note, request, context, validate_only)
         except RemoteError as exc:
             retry = self._retry_on_trl(request, endpoints, exc)
             if retry is None:
                 raise
-            return await self._create_on(*retry, request, context)
+            return await self._create_on(*retry, request, context, validate_only)
 
     async def _routes(self, endpoints: list[Endpoint], note: FallbackNote | None,
-                      request: train_pb2.TrainRequest) -> list[Route]:
+                      request: train_pb2.TrainRequest, validate_only: bool = False) -> list[Route]:
         """Routes to the trainers, those holding the uploaded dataset first."""
-        if note is not None:
+        if note is not None and not validate_only:
             metrics.FALLBACKS.labels(note.requested, note.used).inc()
         if request.dataset.WhichOneof("source") == "dataset_id" and len(endpoints) > 1:
             owners = await self.state.owners.find_dataset(endpoints, request.dataset.dataset_id)
@@ -177,14 +179,15 @@ class TrainingDispatch:
         return [Route(e, request.base_model) for e in endpoints]
 
     async def _create_on(self, endpoints: list[Endpoint], note: FallbackNote | None, request: train_pb2.TrainRequest,
-                         context) -> train_pb2.CreateJobResponse:
-        create = train_pb2.CreateJobRequest(train=request)
+                         context, validate_only: bool = False) -> train_pb2.CreateJobResponse:
+        create = train_pb2.CreateJobRequest(train=request, validate_only=validate_only)
         response, route, _ = await self.state.forwarder.unary(
-            await self._routes(endpoints, note, request),
+            await self._routes(endpoints, note, request, validate_only),
             lambda r, t, m: r.endpoint.backend.CreateJob(create, timeout=t, metadata=m), context, "CreateJob",
             extra_metadata=note.metadata() if note else (),
         )
-        self.state.owners.jobs.remember(response.job.id, route.endpoint.key)
+        if response.job.id:
+            self.state.owners.jobs.remember(response.job.id, route.endpoint.key)
         return response
 
     async def _stream_on(self, endpoints: list[Endpoint], note: FallbackNote | None, request: train_pb2.TrainRequest,

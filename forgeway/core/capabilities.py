@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timezone
+
 from forgeway.v1 import capabilities_pb2, common_pb2, models_pb2
 
 from .enums import QUANTIZATION
@@ -10,7 +12,7 @@ from .models import FEATURE_FLAGS, Features, LoadInfo, ModelInfo
 
 
 def model_to_proto(model: ModelInfo, backend: str = "") -> models_pb2.ModelInfo:
-    return models_pb2.ModelInfo(
+    msg = models_pb2.ModelInfo(
         name=model.name,
         task=model.task.to_proto(),
         context_length=model.context_length,
@@ -25,7 +27,14 @@ def model_to_proto(model: ModelInfo, backend: str = "") -> models_pb2.ModelInfo:
         dimensions=model.dimensions,
         matryoshka_dimensions=model.matryoshka,
         pooling=model.pooling,
+        description=model.description,
+        base_model=model.base_model,
+        provider=model.provider,
+        trained_by=model.trained_by,
     )
+    if model.created is not None:
+        msg.created.FromDatetime(model.created)
+    return msg
 
 
 def model_from_proto(msg: models_pb2.ModelInfo) -> ModelInfo:
@@ -44,6 +53,11 @@ def model_from_proto(msg: models_pb2.ModelInfo) -> ModelInfo:
         dimensions=msg.dimensions,
         matryoshka=list(msg.matryoshka_dimensions),
         pooling=msg.pooling,
+        description=msg.description,
+        created=msg.created.ToDatetime(timezone.utc) if msg.HasField("created") else None,
+        base_model=msg.base_model,
+        provider=msg.provider,
+        trained_by=msg.trained_by,
     )
 
 

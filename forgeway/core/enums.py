@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from forgeway.v1 import common_pb2, datasets_pb2, embed_pb2, generate_pb2, jobs_pb2, train_pb2
+from forgeway.v1 import common_pb2, datasets_pb2, embed_pb2, generate_pb2, jobs_pb2, plugins_pb2, train_pb2
 
 from .errors import InvalidArgument
 
@@ -156,3 +156,10 @@ DATASET_FORMAT = EnumTable("format", {
     "csv": datasets_pb2.DATASET_FORMAT_CSV,
     "parquet": datasets_pb2.DATASET_FORMAT_PARQUET,
 })
+
+# LlamaForge's kinds of gateway plugin (its "commands" run in the client and have no value here).
+PLUGIN_KIND = EnumTable("kind", {
+    "preprocessing": plugins_pb2.PLUGIN_KIND_PREPROCESSING,
+    "postprocessing": plugins_pb2.PLUGIN_KIND_POSTPROCESSING,
+    "tools": plugins_pb2.PLUGIN_KIND_TOOLS,
+}, aliases={"preprocessor": "preprocessing", "postprocessor": "postprocessing", "tool": "tools"})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from .errors import InvalidArgument, NotFound, Unsupported
 from .embeddings import EmbeddingRequest, RerankRequest
@@ -30,6 +31,12 @@ class ModelInfo:
     dimensions: int = 0
     matryoshka: list[int] = field(default_factory=list)
     pooling: str = ""
+    # Trained models (model-store entries): their provenance, as the trainer recorded it.
+    description: str = ""
+    created: datetime | None = None
+    base_model: str = ""
+    provider: str = ""  # ModelForge's vocabulary: "huggingface", "unsloth"
+    trained_by: str = ""  # the Forgeway trainer service: "trl", "unsloth"
 
     @property
     def names(self) -> tuple[str, ...]:

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from .errors import InvalidArgument, NotFound, PermissionDenied
@@ -17,6 +18,9 @@ from .generation import Task
 
 METADATA_FILE = "forgeway.json"
 LEGACY_PROVIDER = "huggingface"
+# ModelForge's provider of each Forgeway trainer service: the one table behind modelforge_config.json, forgeway.json's
+# "provider" and the ModelForge facade's provider registry. The service itself is recorded as "backend".
+PROVIDER_OF_TRAINER = {"trl": "huggingface", "unsloth": "unsloth"}
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -30,6 +34,9 @@ class StoredModel:
     base_model: str | None = None
     task: Task | None = None
     metadata: dict = field(default_factory=dict)
+    description: str = ""
+    created: datetime | None = None
+    trained_by: str = ""  # the Forgeway trainer service that wrote it ("trl", "unsloth"), if one did
 
     @property
     def is_adapter(self) -> bool:
@@ -70,11 +77,28 @@ def read_entry(name: str, path: Path) -> StoredModel:
     return StoredModel(
         name=name,
         path=path,
-        provider=str(metadata.get("provider") or LEGACY_PROVIDER),
+        provider=modelforge_provider(str(metadata.get("provider") or "")),
         base_model=str(base) if base else None,
         task=parsed_task,
         metadata=metadata,
+        description=str(metadata.get("description") or ""),
+        created=_created(metadata.get("created")),
+        trained_by=str(metadata.get("backend") or ""),
     )
+
+
+def modelforge_provider(recorded: str) -> str:
+    """ModelForge's name for who trained a model: a trainer service's provider ("trl" -> "huggingface"), a name
+    already in that vocabulary as is, nothing recorded (legacy metadata) -> "huggingface"."""
+    return PROVIDER_OF_TRAINER.get(recorded, recorded or LEGACY_PROVIDER)
+
+
+def _created(value) -> datetime | None:
+    """forgeway.json's "created" (ISO 8601, "Z" for UTC) as an aware datetime; None when missing or malformed."""
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")) if value else None
+    except ValueError:
+        return None
 
 
 def confine(path: str | Path, roots: Iterable[Path], field: str) -> Path:
@@ -163,7 +187,7 @@ class ModelStore:
         if not self.exists(name):
             raise NotFound("model", name, self.names())
         data = json.loads((self.root / name / METADATA_FILE).read_text())
-        data.setdefault("provider", LEGACY_PROVIDER)
+        data["provider"] = modelforge_provider(str(data.get("provider") or ""))
         return data
 
     @contextmanager

@@ -9,6 +9,7 @@ ENTRY_POINT_GROUP = "forgeway.backends"
 
 # name -> "module:Class"; nothing is imported until a name is asked for, so `serve llamacpp` never imports torch.
 BUILTIN: dict[str, str] = {
+    "custom": "forgeway.services.custom.service:CustomService",
     "echo": "forgeway.services.echo.service:EchoService",
     "hf": "forgeway.services.hf.service:HFService",
     "gateway": "forgeway.gateway.service:GatewayService",
@@ -21,6 +22,8 @@ BUILTIN: dict[str, str] = {
 
 # name -> (what it is, what it needs to run): `forgeway serve --help` lists these.
 ABOUT: dict[str, tuple[str, str]] = {
+    "custom": ("a LlamaForge-style backend class (--backend-class module:Class) served over the contract",
+               "the class importable here (PYTHONPATH)"),
     "echo": ("model-free reference backend: echoes the prompt word by word", "nothing"),
     "gateway": ("routes every call to the backends by capability and health; OpenAI-compatible HTTP API",
                 "backends to route to (--backends or forgeway.yaml)"),

@@ -85,6 +85,9 @@ def settings_parser(cls: type[ServiceSettings], prog: str) -> argparse.ArgumentP
     for name, field in cls.model_fields.items():
         kind = "" if _is_scalar(field.annotation) else " (JSON)"
         parser.add_argument(f"--{name.replace('_', '-')}", dest=name, help=(field.description or "") + kind)
+        if field.annotation is bool:  # `--no-console` as well as `--console false`
+            parser.add_argument(f"--no-{name.replace('_', '-')}", dest=name, action="store_const", const=False,
+                                help=f"Same as --{name.replace('_', '-')} false.")
     return parser
 
 

@@ -32,6 +32,7 @@ _EXPORTS = {
     "build_tokenizer": "forgeway.testing.llama",
     "build_tiny_llama": "forgeway.testing.llama",
     "build_tiny_gguf": "forgeway.testing.gguf_export",
+    "build_tiny_lora": "forgeway.testing.lora",
     "build_tiny_seq2seq": "forgeway.testing.seq2seq",
     "build_tiny_qa": "forgeway.testing.qa",
     "wordpiece_tokenizer": "forgeway.testing.bert",
@@ -42,6 +43,12 @@ _EXPORTS = {
     "serve_engine": "forgeway.testing.rpc",
     "rpc_failure": "forgeway.testing.rpc",
     "violated_fields": "forgeway.testing.rpc",
+    "console_stack": "forgeway.testing.console",
+    "ConsoleStack": "forgeway.testing.console",
+    "chromium_browser": "forgeway.testing.console",
+    "chromium_path": "forgeway.testing.console",
+    "browser_page": "forgeway.testing.console",
+    "screenshot": "forgeway.testing.console",
     "build_embedding_model": "forgeway.demo.embedding",
     "build_reranker": "forgeway.demo.embedding",
 }
@@ -50,11 +57,15 @@ __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
     from forgeway.testing.bert import build_tiny_bert, build_tiny_bert_gguf, wordpiece_tokenizer
+    from forgeway.testing.console import (
+        ConsoleStack, browser_page, chromium_browser, chromium_path, console_stack, screenshot,
+    )
     from forgeway.testing.convert import convert_hf_to_gguf, llama_cpp_source
     from forgeway.testing.rpc import rpc_failure, serve_engine, violated_fields
     from forgeway.testing.gateway import gateway_settings, start_gateway, stop_now, wait_until
     from forgeway.testing.gguf_export import build_tiny_gguf
     from forgeway.testing.llama import build_tiny_llama, build_tokenizer
+    from forgeway.testing.lora import build_tiny_lora
     from forgeway.testing.processes import (
         ServiceProcess, echo_process, free_port, one_line_error, run_cli, start_echoes, wait_serving,
     )

@@ -12,8 +12,9 @@ from forgeway.server.server import RunningServer, start_server
 
 
 def gateway_settings(backends: list, **settings) -> GatewaySettings:
-    """Settings for an in-process gateway on a free port, no HTTP and no metrics port unless asked for."""
-    defaults = {"port": 0, "metrics_port": -1, "http_port": -1, "grace_seconds": 0.5}
+    """Settings for an in-process gateway on a free port, no HTTP, console or metrics port unless asked for (the
+    console's tests run it as a process: forgeway.testing.console)."""
+    defaults = {"port": 0, "metrics_port": -1, "http_port": -1, "grace_seconds": 0.5, "console": False}
     return GatewaySettings(backends=backends, **{**defaults, **settings})
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from forgeway.demo.llama import LlamaShape, init_llama, save_model
@@ -18,7 +19,9 @@ def build_tokenizer(out_dir: str | Path, vocab_size: int = VOCAB_SIZE) -> Path:
     return out
 
 
-def build_tiny_llama(out_dir: str | Path, seed: int = 0) -> Path:
-    """Build the 2-layer tiny Llama and its tokenizer into ``out_dir``; returns ``out_dir``."""
+def build_tiny_llama(out_dir: str | Path, seed: int = 0, context_length: int = TINY.max_position_embeddings) -> Path:
+    """Build the 2-layer tiny Llama (its context `context_length` tokens) and its tokenizer into ``out_dir``; returns
+    ``out_dir``."""
     tokenizer = train_tokenizer()
-    return save_model(init_llama(tokenizer, TINY, seed=seed), tokenizer, out_dir)
+    shape = replace(TINY, max_position_embeddings=context_length)
+    return save_model(init_llama(tokenizer, shape, seed=seed), tokenizer, out_dir)

@@ -58,7 +58,7 @@ class TrainingFeatures(_message.Message):
     def __init__(self, methods: _Optional[_Iterable[_Union[_train_pb2.TrainingMethod, str]]] = ..., tasks: _Optional[_Iterable[_Union[_common_pb2.Task, str]]] = ..., lora: _Optional[bool] = ..., quantizations: _Optional[_Iterable[_Union[_common_pb2.Quantization, str]]] = ..., export_formats: _Optional[_Iterable[_Union[_train_pb2.ExportFormat, str]]] = ...) -> None: ...
 
 class Hardware(_message.Message):
-    __slots__ = ("device", "accelerator", "accelerator_memory_total", "accelerator_memory_free", "ram_total", "ram_available", "cpu_cores", "profile", "recommendation")
+    __slots__ = ("device", "accelerator", "accelerator_memory_total", "accelerator_memory_free", "ram_total", "ram_available", "cpu_cores", "profile", "recommendation", "disk_free", "disk_total", "accelerator_count", "driver_version", "cuda_version", "recommendations")
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     ACCELERATOR_FIELD_NUMBER: _ClassVar[int]
     ACCELERATOR_MEMORY_TOTAL_FIELD_NUMBER: _ClassVar[int]
@@ -68,6 +68,12 @@ class Hardware(_message.Message):
     CPU_CORES_FIELD_NUMBER: _ClassVar[int]
     PROFILE_FIELD_NUMBER: _ClassVar[int]
     RECOMMENDATION_FIELD_NUMBER: _ClassVar[int]
+    DISK_FREE_FIELD_NUMBER: _ClassVar[int]
+    DISK_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    ACCELERATOR_COUNT_FIELD_NUMBER: _ClassVar[int]
+    DRIVER_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CUDA_VERSION_FIELD_NUMBER: _ClassVar[int]
+    RECOMMENDATIONS_FIELD_NUMBER: _ClassVar[int]
     device: str
     accelerator: str
     accelerator_memory_total: int
@@ -77,7 +83,29 @@ class Hardware(_message.Message):
     cpu_cores: int
     profile: str
     recommendation: str
-    def __init__(self, device: _Optional[str] = ..., accelerator: _Optional[str] = ..., accelerator_memory_total: _Optional[int] = ..., accelerator_memory_free: _Optional[int] = ..., ram_total: _Optional[int] = ..., ram_available: _Optional[int] = ..., cpu_cores: _Optional[int] = ..., profile: _Optional[str] = ..., recommendation: _Optional[str] = ...) -> None: ...
+    disk_free: int
+    disk_total: int
+    accelerator_count: int
+    driver_version: str
+    cuda_version: str
+    recommendations: _containers.RepeatedCompositeFieldContainer[Recommendation]
+    def __init__(self, device: _Optional[str] = ..., accelerator: _Optional[str] = ..., accelerator_memory_total: _Optional[int] = ..., accelerator_memory_free: _Optional[int] = ..., ram_total: _Optional[int] = ..., ram_available: _Optional[int] = ..., cpu_cores: _Optional[int] = ..., profile: _Optional[str] = ..., recommendation: _Optional[str] = ..., disk_free: _Optional[int] = ..., disk_total: _Optional[int] = ..., accelerator_count: _Optional[int] = ..., driver_version: _Optional[str] = ..., cuda_version: _Optional[str] = ..., recommendations: _Optional[_Iterable[_Union[Recommendation, _Mapping]]] = ...) -> None: ...
+
+class Recommendation(_message.Message):
+    __slots__ = ("task", "model", "alternatives", "hyperparameters", "lora", "quantization")
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    ALTERNATIVES_FIELD_NUMBER: _ClassVar[int]
+    HYPERPARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    LORA_FIELD_NUMBER: _ClassVar[int]
+    QUANTIZATION_FIELD_NUMBER: _ClassVar[int]
+    task: _common_pb2.Task
+    model: str
+    alternatives: _containers.RepeatedScalarFieldContainer[str]
+    hyperparameters: _train_pb2.Hyperparameters
+    lora: _train_pb2.LoraParams
+    quantization: _train_pb2.QuantizationParams
+    def __init__(self, task: _Optional[_Union[_common_pb2.Task, str]] = ..., model: _Optional[str] = ..., alternatives: _Optional[_Iterable[str]] = ..., hyperparameters: _Optional[_Union[_train_pb2.Hyperparameters, _Mapping]] = ..., lora: _Optional[_Union[_train_pb2.LoraParams, _Mapping]] = ..., quantization: _Optional[_Union[_train_pb2.QuantizationParams, _Mapping]] = ...) -> None: ...
 
 class Load(_message.Message):
     __slots__ = ("in_flight", "queue_depth", "max_concurrency", "max_queue")

@@ -1,4 +1,7 @@
+import datetime
+
 from forgeway.v1 import common_pb2 as _common_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -8,7 +11,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "task", "context_length", "quantization", "adapters", "loaded", "backend", "source", "aliases", "chat", "unsupported_features", "dimensions", "matryoshka_dimensions", "pooling")
+    __slots__ = ("name", "task", "context_length", "quantization", "adapters", "loaded", "backend", "source", "aliases", "chat", "unsupported_features", "dimensions", "matryoshka_dimensions", "pooling", "description", "created", "base_model", "provider", "trained_by")
     class UnsupportedFeaturesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -30,6 +33,11 @@ class ModelInfo(_message.Message):
     DIMENSIONS_FIELD_NUMBER: _ClassVar[int]
     MATRYOSHKA_DIMENSIONS_FIELD_NUMBER: _ClassVar[int]
     POOLING_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    BASE_MODEL_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    TRAINED_BY_FIELD_NUMBER: _ClassVar[int]
     name: str
     task: _common_pb2.Task
     context_length: int
@@ -44,7 +52,12 @@ class ModelInfo(_message.Message):
     dimensions: int
     matryoshka_dimensions: _containers.RepeatedScalarFieldContainer[int]
     pooling: str
-    def __init__(self, name: _Optional[str] = ..., task: _Optional[_Union[_common_pb2.Task, str]] = ..., context_length: _Optional[int] = ..., quantization: _Optional[_Union[_common_pb2.Quantization, str]] = ..., adapters: _Optional[_Iterable[str]] = ..., loaded: _Optional[bool] = ..., backend: _Optional[str] = ..., source: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ..., chat: _Optional[bool] = ..., unsupported_features: _Optional[_Mapping[str, str]] = ..., dimensions: _Optional[int] = ..., matryoshka_dimensions: _Optional[_Iterable[int]] = ..., pooling: _Optional[str] = ...) -> None: ...
+    description: str
+    created: _timestamp_pb2.Timestamp
+    base_model: str
+    provider: str
+    trained_by: str
+    def __init__(self, name: _Optional[str] = ..., task: _Optional[_Union[_common_pb2.Task, str]] = ..., context_length: _Optional[int] = ..., quantization: _Optional[_Union[_common_pb2.Quantization, str]] = ..., adapters: _Optional[_Iterable[str]] = ..., loaded: _Optional[bool] = ..., backend: _Optional[str] = ..., source: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ..., chat: _Optional[bool] = ..., unsupported_features: _Optional[_Mapping[str, str]] = ..., dimensions: _Optional[int] = ..., matryoshka_dimensions: _Optional[_Iterable[int]] = ..., pooling: _Optional[str] = ..., description: _Optional[str] = ..., created: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., base_model: _Optional[str] = ..., provider: _Optional[str] = ..., trained_by: _Optional[str] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ()

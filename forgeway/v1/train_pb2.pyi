@@ -170,14 +170,16 @@ class MethodParams(_message.Message):
     def __init__(self, beta: _Optional[float] = ..., loss_type: _Optional[str] = ..., num_generations: _Optional[int] = ..., max_prompt_length: _Optional[int] = ..., max_completion_length: _Optional[int] = ..., reward_functions: _Optional[_Iterable[_Union[RewardFunction, _Mapping]]] = ..., reward_model: _Optional[str] = ...) -> None: ...
 
 class TrainOutput(_message.Message):
-    __slots__ = ("model_name", "formats", "suffix")
+    __slots__ = ("model_name", "formats", "suffix", "description")
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     FORMATS_FIELD_NUMBER: _ClassVar[int]
     SUFFIX_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     model_name: str
     formats: _containers.RepeatedScalarFieldContainer[ExportFormat]
     suffix: str
-    def __init__(self, model_name: _Optional[str] = ..., formats: _Optional[_Iterable[_Union[ExportFormat, str]]] = ..., suffix: _Optional[str] = ...) -> None: ...
+    description: str
+    def __init__(self, model_name: _Optional[str] = ..., formats: _Optional[_Iterable[_Union[ExportFormat, str]]] = ..., suffix: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
 
 class TrainRequest(_message.Message):
     __slots__ = ("base_model", "method", "task", "dataset", "eval_dataset", "hyperparameters", "lora", "quantization", "method_params", "output", "backend", "allow_fallback")
@@ -214,13 +216,17 @@ class TrainResponse(_message.Message):
     def __init__(self, event: _Optional[_Union[_jobs_pb2.JobEvent, _Mapping]] = ...) -> None: ...
 
 class CreateJobRequest(_message.Message):
-    __slots__ = ("train",)
+    __slots__ = ("train", "validate_only")
     TRAIN_FIELD_NUMBER: _ClassVar[int]
+    VALIDATE_ONLY_FIELD_NUMBER: _ClassVar[int]
     train: TrainRequest
-    def __init__(self, train: _Optional[_Union[TrainRequest, _Mapping]] = ...) -> None: ...
+    validate_only: bool
+    def __init__(self, train: _Optional[_Union[TrainRequest, _Mapping]] = ..., validate_only: _Optional[bool] = ...) -> None: ...
 
 class CreateJobResponse(_message.Message):
-    __slots__ = ("job",)
+    __slots__ = ("job", "advice")
     JOB_FIELD_NUMBER: _ClassVar[int]
+    ADVICE_FIELD_NUMBER: _ClassVar[int]
     job: _jobs_pb2.Job
-    def __init__(self, job: _Optional[_Union[_jobs_pb2.Job, _Mapping]] = ...) -> None: ...
+    advice: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, job: _Optional[_Union[_jobs_pb2.Job, _Mapping]] = ..., advice: _Optional[_Iterable[str]] = ...) -> None: ...

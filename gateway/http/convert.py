@@ -9,6 +9,7 @@ from forgeway.v1 import generate_pb2
 
 from .errors import ParamOf
 from .schemas import ChatCompletionRequest, ChatMessage, CompletionRequest, Sampling, Tool, ToolChoice
+from .task_inputs import answer_field
 
 # Forgeway's finish reasons -> OpenAI's set (stop, length, tool_calls, content_filter); the choice keeps Forgeway's own
 # reason in `forgeway_finish_reason`, so a cancelled or failed choice is told apart from one that stopped.
@@ -49,6 +50,8 @@ def param_mapper(body: Sampling) -> ParamOf:
             return head
         if head == "grammar" or field.startswith("structured_output.grammar"):
             return "grammar"
+        if head in ("summarize", "question_answer") and chat:  # the task input a chat's messages became
+            return "messages"
         if head in _PARAM:
             return _PARAM[head]
         if head == "prompt" and chat:
@@ -270,7 +273,7 @@ def chat_completion(response: generate_pb2.GenerateResponse, completion_id: str,
         "system_fingerprint": response.served_by or None,
         "choices": [
             {"index": c.index, "message": assistant_message(c), **finish_reasons(c.finish_reason),
-             "logprobs": chat_logprobs(c.logprobs)}
+             "logprobs": chat_logprobs(c.logprobs), **answer_field(c)}
             for c in response.choices
         ],
         "usage": usage(response.usage.prompt_tokens, response.usage.completion_tokens),

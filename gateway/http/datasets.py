@@ -5,23 +5,22 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from forgeway.core.datasetformats import FORMATS, detect, row_problems
+
 from .errors import OpenAIHTTPError
 
-# Known example formats (TRL's dataset types), by the keys that identify them, most specific first.
-FORMATS: list[tuple[str, frozenset[str]]] = [
-    ("openai_preference", frozenset({"input", "preferred_output", "non_preferred_output"})),
-    ("preference", frozenset({"prompt", "chosen", "rejected"})),
-    ("unpaired_preference", frozenset({"prompt", "completion", "label"})),
-    ("prompt_completion", frozenset({"prompt", "completion"})),
-    ("implicit_preference", frozenset({"chosen", "rejected"})),
-    ("chat", frozenset({"messages"})),
-    ("language_modeling", frozenset({"text"})),
-    ("prompt_only", frozenset({"prompt"})),
-]
+# OpenAI's preference rows, stored as prompt/chosen/rejected; every other format is the trainers' table
+# (forgeway.core.datasetformats: TRL's formats and ModelForge's).
+OPENAI_PREFERENCE = frozenset({"input", "preferred_output", "non_preferred_output"})
+# The formats this module checks itself (stricter message rules); the rest are checked by the table's row checks.
+_OWN_CHECKS = {"conversational", "language_modeling", "unpaired_preference", "preference", "prompt_completion",
+               "prompt_only"}
 FORMAT_HELP = (
     'each line must be a JSON object of one known format: {"messages": [...]} (chat), {"prompt", "completion"}, '
     '{"prompt", "chosen", "rejected"} (dpo), {"prompt", "completion", "label"} (kto), {"prompt"} (grpo/rloo), '
-    '{"text"}, or OpenAI\'s {"input": {"messages"}, "preferred_output", "non_preferred_output"}'
+    '{"text"}, ModelForge\'s {"input", "output"}, {"document" or "article", "summary"}, '
+    '{"context", "question", "answers": {"text", "answer_start"}}, '
+    'or OpenAI\'s {"input": {"messages"}, "preferred_output", "non_preferred_output"}'
 )
 ROLES = {"system", "developer", "user", "assistant", "tool"}
 
@@ -69,7 +68,12 @@ def _check(kind: str, row: dict, line: int) -> dict:
         _check_messages(row["non_preferred_output"], line, "non_preferred_output")
         return {"prompt": source["messages"], "chosen": row["preferred_output"],
                 "rejected": row["non_preferred_output"]}
-    if kind == "chat":
+    if kind not in _OWN_CHECKS:
+        problems = row_problems(FORMATS[kind], row)
+        if problems:
+            raise _bad(line, "; ".join(f"{column}: {why}" for column, why in problems))
+        return row
+    if kind == "conversational":
         _check_messages(row["messages"], line, "messages")
         return row
     if kind == "language_modeling":
@@ -79,14 +83,16 @@ def _check(kind: str, row: dict, line: int) -> dict:
     if kind == "unpaired_preference" and not isinstance(row["label"], bool):
         raise _bad(line, "label must be true or false")
     for key in ("prompt", "completion", "chosen", "rejected"):
-        if key in row and key in dict(FORMATS)[kind]:
+        if key in FORMATS[kind].checked(row):
             _check_text_or_messages(row[key], line, key)
     return row
 
 
 def identify(row: dict) -> str | None:
-    keys = set(row)
-    return next((name for name, needed in FORMATS if needed <= keys), None)
+    if OPENAI_PREFERENCE <= set(row):
+        return "openai_preference"
+    shape = detect(row)
+    return shape.name if shape else None
 
 
 def validate_jsonl(data: bytes) -> TrainingFile:
@@ -110,6 +116,10 @@ def validate_jsonl(data: bytes) -> TrainingFile:
         if not isinstance(row, dict):
             raise _bad(number, f"{FORMAT_HELP}; got {type(row).__name__}")
         found = identify(row)
+        needed = FORMATS[kind].required(row) if kind in FORMATS and found != kind else []
+        missing = [c for c in needed if c not in row]
+        if 0 < len(missing) < len(needed):  # a line with some of the file's columns but not all
+            raise _bad(number, f"{', '.join(missing)}: missing (the format {kind} of line {first_line})")
         if found is None:
             raise _bad(number, f"{FORMAT_HELP}; got keys {sorted(row)}")
         if kind is not None and found != kind:

@@ -20,11 +20,18 @@ REQUEST_ID_HEADER = "x-request-id"
 SCOPE_REQUEST_ID = "forgeway.request_id"
 _SAFE_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
 UPLOAD_PATH = "/v1/files"
+API_PREFIXES = ("/v1/", "/v2/", "/rerank", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/redoc")
+
+
+def is_api_path(path: str) -> bool:
+    """Whether a path is the HTTP API's (OpenAI's routes, probes, metrics, its OpenAPI document and docs pages); the
+    console (if mounted) has the rest."""
+    return path == "/v1" or path.startswith(API_PREFIXES)
 
 
 def expected_media_type(method: str, path: str) -> str | None:
     """The media type a request body must have on this route; None where any body is read as raw."""
-    if method != "POST":
+    if method != "POST" or not is_api_path(path):
         return None
     return "multipart/form-data" if path == UPLOAD_PATH else "application/json"
 
@@ -82,6 +89,8 @@ class RequestGuard:
     async def _check(self, scope: Scope, headers: dict[str, str], receive: Receive):
         """(error to answer, receive to pass on); (None, None) when the client left while sending."""
         method, path = scope["method"], scope["path"]
+        if not is_api_path(path):  # the console's routes: Gradio bounds its own uploads (max_upload_bytes)
+            return None, receive
         limit = self.settings.max_upload_bytes if path == UPLOAD_PATH else self.settings.max_body_bytes
         has_body = headers.get("content-length", "0") not in ("", "0") or "transfer-encoding" in headers
         expected = expected_media_type(method, path)

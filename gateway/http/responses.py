@@ -63,12 +63,22 @@ class AssistantMessage(BaseModel):
     reasoning_content: str | None = Field(None, description="The model's reasoning, apart from its content.")
 
 
+class Answer(BaseModel):
+    """Forgeway extra, extractive-QA models only: the answer's span of the context (the system message)."""
+
+    text: str
+    start: int = Field(description="Character offset in the context where the answer starts.")
+    end: int = Field(description="Character offset where it ends (exclusive): context[start:end] == text.")
+    score: float = Field(description="The model's probability of this span.")
+
+
 class ChatChoice(BaseModel):
     index: int
     message: AssistantMessage
     finish_reason: FinishReason
     forgeway_finish_reason: OwnFinishReason
     logprobs: ChoiceLogprobs | None
+    answer: Answer | None = None
 
 
 class ChatCompletion(BaseModel):
@@ -111,6 +121,7 @@ class ChunkChoice(BaseModel):
     finish_reason: FinishReason | None
     forgeway_finish_reason: OwnFinishReason | None = None
     logprobs: ChoiceLogprobs | None
+    answer: Answer | None = Field(None, description="On the chunk that finishes an extractive-QA choice.")
 
 
 class ChatCompletionChunk(BaseModel):
@@ -172,6 +183,10 @@ class Model(BaseModel):
     dimensions: int | None = Field(description="Embedding models: length of their vectors; null for others.")
     matryoshka_dimensions: list[int] | None = Field(
         description="Embedding models: the shorter lengths `dimensions` may ask for; null for others.")
+    description: str | None = Field(None, description="Trained models: what the model is; null when unknown.")
+    base_model: str | None = Field(None, description="Trained models: the base model it was fine-tuned from.")
+    provider: str | None = Field(None, description="Trained models: who trained it in ModelForge's vocabulary "
+                                                   "(huggingface, unsloth); `created` is then when it was written.")
 
 
 class ModelList(BaseModel):

@@ -11,7 +11,7 @@ import grpc
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from . import convert
+from . import convert, task_inputs
 from .errors import ParamOf, from_grpc
 from .responses import ChatCompletion, ChatCompletionChunk, TextCompletion, documented
 from .schemas import ChatCompletionRequest, CompletionRequest
@@ -29,6 +29,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request,
     """Chat completion over the model's chat template; `stream: true` answers server-sent chunks."""
     param_of = convert.param_mapper(body)
     proto = convert.chat_request(body)
+    task_inputs.chat_input(proto, body, await task_inputs.model_task(body.model, request, target))
     completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
     metadata, timeout = call_metadata(request), target.settings.generation_timeout_seconds
     if body.stream:
@@ -46,6 +47,9 @@ async def completions(body: CompletionRequest, request: Request,
     """Text completion of a prompt (or of each prompt in a list); `stream: true` answers server-sent events."""
     param_of = convert.param_mapper(body)
     protos = convert.completion_requests(body)
+    task = await task_inputs.model_task(body.model, request, target)
+    for proto in protos:
+        task_inputs.completion_input(proto, body.model, task)
     completion_id, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
     metadata, timeout = call_metadata(request), target.settings.generation_timeout_seconds
     if body.stream:
@@ -63,9 +67,9 @@ async def chat_events(stream: GenerationStream, body: ChatCompletionRequest, par
     head = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": body.model,
             "system_fingerprint": None}
 
-    def chunk(index: int, delta: dict, finish_reason: int | None = None, logprobs=None) -> bytes:
+    def chunk(index: int, delta: dict, finish_reason: int | None = None, logprobs=None, extra=None) -> bytes:
         reasons = convert.finish_reasons(finish_reason) if finish_reason is not None else {"finish_reason": None}
-        choice = {"index": index, "delta": delta, "logprobs": logprobs, **reasons}
+        choice = {"index": index, "delta": delta, "logprobs": logprobs, **reasons, **(extra or {})}
         return event({**head, "choices": [choice], **({"usage": None} if include_usage else {})})
 
     sent = convert.StreamedChat()
@@ -80,7 +84,8 @@ async def chat_events(stream: GenerationStream, body: ChatCompletionRequest, par
             final = message.final
             head["system_fingerprint"] = final.served_by or None
             for choice in final.choices:
-                yield chunk(choice.index, sent.rest(choice), choice.finish_reason)
+                yield chunk(choice.index, sent.rest(choice), choice.finish_reason,
+                            extra=task_inputs.answer_field(choice))
             if include_usage:
                 usage = convert.usage(final.usage.prompt_tokens, final.usage.completion_tokens)
                 yield event({**head, "choices": [], "usage": usage})

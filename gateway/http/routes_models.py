@@ -41,7 +41,10 @@ def model_entries(model: models_pb2.ModelInfo) -> list[dict]:
     embedding, rerank, ...); an embedding model also gives its vector length and Matryoshka lengths."""
     task = Task.from_proto(model.task) or Task.TEXT_GENERATION
     embedding = task is Task.EMBEDDING
-    base = {"object": "model", "created": STARTED, "owned_by": model.backend or "forgeway", "backend": model.backend,
+    created = model.created.seconds if model.HasField("created") else STARTED  # a trained model: when it was written
+    base = {"object": "model", "created": created, "owned_by": model.backend or "forgeway", "backend": model.backend,
+            "description": model.description or None, "base_model": model.base_model or None,
+            "provider": model.provider or None,
             "task": task.value, "context_length": model.context_length, "loaded": model.loaded, "chat": model.chat,
             "adapters": list(model.adapters), "dimensions": (model.dimensions or None) if embedding else None,
             "matryoshka_dimensions": sorted(model.matryoshka_dimensions) if embedding else None}
@@ -102,7 +105,7 @@ def load_request(name: str, body: LoadModel) -> models_pb2.LoadModelRequest:
 
 
 @router.post("/v1/models/{model:path}", tags=["models"], response_model=None, responses=documented(Model, statuses=(
-    400, 401, 403, 404, 409, 429, 500, 503, 504)))
+    400, 401, 403, 404, 409, 429, 500, 501, 503, 504)))
 async def load_model(model: str, request: Request, body: LoadModel | None = Body(None),
                      target: Upstream = Depends(upstream)) -> JSONResponse:
     """Load a model (LlamaForge's POST /v1/models/{id}): the body may name a source, backend, task and options."""
@@ -113,7 +116,7 @@ async def load_model(model: str, request: Request, body: LoadModel | None = Body
 
 
 @router.delete("/v1/models/{model:path}", tags=["models"], response_model=None, responses=documented(Model, statuses=(
-    401, 403, 404, 409, 429, 500, 503, 504)))
+    400, 401, 403, 404, 409, 429, 500, 501, 503, 504)))
 async def unload_model(model: str, request: Request, target: Upstream = Depends(upstream)) -> JSONResponse:
     """Unload a model or adapter; answers OpenAI's deleted-model shape."""
     call = target.models.UnloadModel(models_pb2.UnloadModelRequest(name=checked_text(model, "model")),

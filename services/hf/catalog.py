@@ -48,6 +48,11 @@ class Catalog:
             entries = self._entries
         return [replace(m) for m in entries if m.name not in skip]
 
+    def provenance_of(self, source: str) -> dict:
+        """The provenance fields of the store entry a served model was loaded from (none for other sources)."""
+        entry = self.store.get(source) if source else None
+        return provenance(entry) if entry is not None else {}
+
     def _scan(self) -> None:
         before = self.store.stamp()  # taken first: a change during the scan shows up as a stamp that moved
         listed = self.store.list()
@@ -70,7 +75,7 @@ def describe(entry: StoredModel) -> ModelInfo:
             task = None
     if task in (Task.EMBEDDING, Task.RERANK):
         return ModelInfo(name=entry.name, task=task, loaded=False, source=f"store:{entry.name}",
-                         **describe_folder(entry.path, task))
+                         **describe_folder(entry.path, task), **provenance(entry))
     if task is None:
         if any(a.endswith("ForQuestionAnswering") for a in config.get("architectures") or []):
             task = Task.EXTRACTIVE_QA
@@ -80,4 +85,11 @@ def describe(entry: StoredModel) -> ModelInfo:
             task = Task.TEXT_GENERATION
     context = config.get("max_position_embeddings") or config.get("n_positions") or 0
     return ModelInfo(name=entry.name, task=task, context_length=int(context), loaded=False,
-                     source=f"store:{entry.name}", chat=task == Task.TEXT_GENERATION and entry.chat)
+                     source=f"store:{entry.name}", chat=task == Task.TEXT_GENERATION and entry.chat, **provenance(entry))
+
+
+def provenance(entry: StoredModel) -> dict:
+    """The ModelInfo fields a store entry's metadata gives: description, creation date, base model, provider."""
+    base = entry.metadata.get("base_model_requested") or entry.base_model or ""  # as the training request named it
+    return {"description": entry.description, "created": entry.created, "base_model": str(base),
+            "provider": entry.provider, "trained_by": entry.trained_by}

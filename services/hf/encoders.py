@@ -66,7 +66,8 @@ class LoadedEncoder:
         return {"dimensions": self.dimensions, "matryoshka": list(self.matryoshka), "pooling": self.pooling}
 
     def add_adapter(self, name: str, path: str) -> None:
-        raise Unsupported("adapters", "hf", f"adapters are served for text generation, not {self.task.value}")
+        raise Unsupported("adapters", "hf", f"adapters are served for text generation, summarization and extractive "
+                                            f"QA, not {self.task.value}")
 
     # -- inputs to rows (any thread) -------------------------------------------------------------------------------
 
@@ -151,10 +152,10 @@ class LoadedEncoder:
 
 
 def load_encoder(location: str, task: Task, pooling: str | None, device: torch.device, dtype,
-                 context: int | None) -> LoadedEncoder:
+                 context: int | None, trust_remote_code: bool = False, cache_dir: str | None = None) -> LoadedEncoder:
     """A sentence-transformers model from local files (never downloading); blocking, run it off the event loop."""
     folder = Path(location)
-    common = {"local_files_only": True}
+    common = {"local_files_only": True, "trust_remote_code": trust_remote_code, "cache_folder": cache_dir}
     if (folder / "modules.json").is_file() and pooling:
         raise InvalidArgument("pooling", f"{folder.name} is a sentence-transformers model: its own config sets the "
                                          "pooling; leave pooling unset")
@@ -170,7 +171,8 @@ def load_encoder(location: str, task: Task, pooling: str | None, device: torch.d
         if "message" in getattr(model[0], "modality_config", {}):
             raise Unsupported("task", "hf", f"{folder.name} embeds chat messages; hf embeds plain text and tokens")
     else:
-        model = from_modules(location, pooling or default_pooling(folder), device, dtype)
+        model = from_modules(location, pooling or default_pooling(folder), device, dtype,
+                             {"trust_remote_code": trust_remote_code, "cache_dir": cache_dir})
     if context:
         model.max_seq_length = context
     limit = model.max_seq_length or 0
@@ -186,10 +188,10 @@ def load_encoder(location: str, task: Task, pooling: str | None, device: torch.d
     )
 
 
-def from_modules(location: str, pooling: str, device: torch.device, dtype) -> SentenceTransformer:
+def from_modules(location: str, pooling: str, device: torch.device, dtype, hub: dict) -> SentenceTransformer:
     """A plain transformers encoder or decoder as sentence-transformers modules: its hidden states, the declared
     pooling, then Normalize (unit vectors by default, as OpenAI's and vLLM's embeddings are)."""
-    common = {"local_files_only": True}
+    common = {"local_files_only": True, **hub}
     transformer = Transformer(location, model_kwargs={"dtype": dtype, **common}, processor_kwargs=common,
                               config_kwargs=common, modality_config=TEXT_ONLY, module_output_name=TOKEN_STATES)
     pool = Pooling(transformer.get_embedding_dimension(), POOLING_MODES[pooling])

@@ -19,10 +19,10 @@ from forgeway.server.hardware import installed_versions
 
 from . import structured
 from .catalog import Catalog
-from .encoder_config import POOLING_MODES
 from .encoder_runner import EncoderRunner
 from .encoders import ENCODER_TASKS, LoadedEncoder
 from .intake import build_job, unsupported
+from .load_options import OPTIONS, LoadOptions
 from .models import Source, load, resolve
 from .scheduler import CausalRunner, Runner
 from .settings import HFSettings, ModelSpec
@@ -67,7 +67,7 @@ class HFEngine(InferenceEngine):
         self.store = ModelStore(settings.home / "models")
         self.catalog = Catalog(self.store)
         self.served: dict[str, Served] = {}
-        self.runners: dict[tuple, Runner | EncoderRunner] = {}  # by (location, quantization, encoder task, pooling)
+        self.runners: dict[tuple, Runner | EncoderRunner] = {}  # by (location, quantization, encoder task, options)
         self._loading: asyncio.Lock | None = None
 
     @property
@@ -110,12 +110,12 @@ class HFEngine(InferenceEngine):
 
     # -- loading -------------------------------------------------------------------------------------------------
 
-    async def _runner_for(self, source: Source, task: Task | None, quantization: str, context: int | None,
-                          pooling: str | None = None) -> Runner | EncoderRunner:
-        key = (source.location, quantization, task if task in ENCODER_TASKS else None, pooling)
+    async def _runner_for(self, source: Source, task: Task | None, quantization: str,
+                          options: LoadOptions) -> Runner | EncoderRunner:
+        key = (source.location, quantization, task if task in ENCODER_TASKS else None, options)
         if key not in self.runners:
             s = self.settings
-            loaded = await asyncio.to_thread(load, source, task, quantization, s.device, s.dtype, context, pooling)
+            loaded = await asyncio.to_thread(load, source, task, quantization, options)
             name = source.location.rstrip("/").rsplit("/", 1)[-1]
             if loaded.task in ENCODER_TASKS:
                 runner = EncoderRunner(loaded, name, s.embedding_batch_size, s.max_queue, self._queue_changed)
@@ -130,30 +130,32 @@ class HFEngine(InferenceEngine):
             raise FailedPrecondition(f"adapter {name!r} is already loaded on this model")
         await asyncio.wrap_future(runner.call(lambda: runner.loaded.add_adapter(name, path)))
 
-    async def _load_spec(self, spec: ModelSpec, roots: list[Path] | None = None) -> Served:
-        """Load and warm up a model; with `roots`, a local path must lie under one of them."""
+    async def _load_spec(self, spec: ModelSpec, roots: list[Path] | None = None,
+                         options: LoadOptions | None = None) -> Served:
+        """Load and warm up a model; with `roots`, a local path must lie under one of them. Without `options`, the
+        spec's and the service's settings say how it loads."""
         if spec.name in self.served:
             raise FailedPrecondition(f"model {spec.name!r} is already loaded")
         before = set(self.runners.values())
         try:
-            return await self._load_new(spec, roots)
+            return await self._load_new(spec, roots, options or LoadOptions.of_spec(spec, self.settings))
         except BaseException:
             for key, runner in [(k, r) for k, r in self.runners.items() if r not in before]:
                 del self.runners[key]  # a model that failed to load or warm up holds no memory or thread
                 await asyncio.to_thread(runner.stop)
             raise
 
-    async def _load_new(self, spec: ModelSpec, roots: list[Path] | None) -> Served:
+    async def _load_new(self, spec: ModelSpec, roots: list[Path] | None, options: LoadOptions) -> Served:
         source = resolve(spec.path, self.store, roots)
         if source.is_adapter:
             base = source.adapter_base()
             if not base:
                 raise InvalidArgument("source", f"adapter {spec.path!r} names no base model")
-            runner = await self._runner_for(resolve(base, self.store), None, spec.quantization, spec.context_length)
+            runner = await self._runner_for(resolve(base, self.store), None, spec.quantization, options)
             await self._attach(runner, spec.name, source.location)
             served = Served(spec.name, runner, adapter=spec.name, source=spec.path)
         else:
-            runner = await self._runner_for(source, spec.task, spec.quantization, spec.context_length, spec.pooling)
+            runner = await self._runner_for(source, spec.task, spec.quantization, options)
             served = Served(spec.name, runner, source=spec.path)
         for adapter in spec.adapters:
             await self._attach(runner, adapter.name, resolve(adapter.path, self.store).location)
@@ -171,13 +173,11 @@ class HFEngine(InferenceEngine):
 
     async def load_model(self, name: str, source: str, task: Task | None, quantization: str, base_model: str,
                          options: dict[str, str]) -> ModelInfo:
-        unknown = sorted(set(options) - {"context_length", "pooling"})
-        if unknown:
-            raise InvalidArgument(f"options.{unknown[0]}", "unknown option (known: context_length, pooling)")
-        context = int(options["context_length"]) if options.get("context_length", "").isdigit() else None
-        if options.get("pooling", "mean") not in POOLING_MODES:
-            raise InvalidArgument("options.pooling", f"one of {', '.join(POOLING_MODES)}")
         roots = [self.store.root, *self.settings.model_roots]
+        if base_model and options:  # an adapter runs on its base model's device, dtype and context
+            raise InvalidArgument(f"options.{sorted(options)[0]}", f"an adapter loaded onto base_model takes no "
+                                                                   f"options (known for models: {', '.join(OPTIONS)})")
+        load_options = LoadOptions.of_request(options, self.settings, roots)
         self.catalog.invalidate()
         async with self.loading:
             if name in self.served:
@@ -193,8 +193,8 @@ class HFEngine(InferenceEngine):
                 self.served[name] = Served(name, base.runner, adapter=name, source=source or name)
             else:
                 spec = ModelSpec(name=name, path=source or name, task=task, quantization=quantization,
-                                 context_length=context, pooling=options.get("pooling") or None)
-                await self._load_spec(spec, roots)
+                                 context_length=load_options.context_length, pooling=load_options.pooling)
+                await self._load_spec(spec, roots, load_options)
         return self.find_model(name)
 
     async def unload_model(self, name: str) -> None:
@@ -215,6 +215,9 @@ class HFEngine(InferenceEngine):
                 self.served.pop(name, None)
                 await asyncio.wrap_future(runner.call(lambda: runner.loaded.remove_adapter(served.adapter)))
                 return
+            self.served.pop(name, None)
+            if any(s.runner is runner and not s.adapter for s in self.served.values()):
+                return  # another name serves the same weights (same source, loaded the same way): they stay
             for other in [s for s in self.served.values() if s.runner is runner]:
                 del self.served[other.name]
             self.runners = {k: r for k, r in self.runners.items() if r is not runner}
@@ -276,6 +279,7 @@ class HFEngine(InferenceEngine):
                 loaded=True, source=served.source, chat=loaded.chat and loaded.task == Task.TEXT_GENERATION,
                 unsupported=unsupported(loaded.task, loaded),
                 **(loaded.vector_info() if isinstance(loaded, LoadedEncoder) else {}),
+                **self.catalog.provenance_of(served.source),
             ))
         configured = {m.name for m in infos}
         for spec in self.settings.models:

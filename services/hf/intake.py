@@ -20,10 +20,9 @@ SEED_MODULUS = 2**63
 # What each task cannot do, reported with each model (ModelInfo.unsupported) so that check_servable refuses it at the
 # gateway and at admission alike.
 TASK_LIMITS: dict[Task, dict[str, str]] = {
-    Task.SUMMARIZATION: {"adapters": "adapters are served for text generation only"},
     Task.EXTRACTIVE_QA: {
         name: "extractive QA returns the best span of the context"
-        for name in ("multiple_choices", "logprobs", "json_schema", "stop", "adapters", "temperature", "top_p",
+        for name in ("multiple_choices", "logprobs", "json_schema", "stop", "temperature", "top_p",
                      "top_k", "min_p", "repetition_penalty", "presence_penalty", "frequency_penalty")
     },
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import warnings
@@ -24,6 +25,7 @@ from . import structured
 from .encoder_config import encoder_task
 from .encoders import ENCODER_TASKS, LoadedEncoder, load_encoder
 from .families import ReplyFormat, reply_format
+from .load_options import LoadOptions
 from forgeway.core.modelstore import ModelStore, StoredModel, confine
 from .text import IncrementalText, TokenBytes
 
@@ -31,6 +33,12 @@ MODEL_CLASSES = {
     Task.TEXT_GENERATION: AutoModelForCausalLM,
     Task.SUMMARIZATION: AutoModelForSeq2SeqLM,
     Task.EXTRACTIVE_QA: AutoModelForQuestionAnswering,
+}
+# The peft task_type of an adapter each task serves (as the trainers write it).
+PEFT_TASK_TYPES = {
+    Task.TEXT_GENERATION: "CAUSAL_LM",
+    Task.SUMMARIZATION: "SEQ_2_SEQ_LM",
+    Task.EXTRACTIVE_QA: "QUESTION_ANS",
 }
 BASE = "__base__"  # peft's name for "no adapter" in a mixed batch
 UNBOUNDED = 1_000_000
@@ -81,11 +89,15 @@ def resolve(path: str, store: ModelStore, roots: list[Path] | None = None) -> So
     return Source(path)
 
 
-def read_config(location: str):
+def read_config(location: str, options: LoadOptions):
     """The model's config: a folder transformers cannot read is INVALID_ARGUMENT, a hub id it cannot get NOT_FOUND."""
     try:
-        return AutoConfig.from_pretrained(location)
+        return AutoConfig.from_pretrained(location, **options.hub)
     except (OSError, ValueError) as exc:
+        if not options.trust_remote_code and "auto_map" in _config_json(location):
+            raise InvalidArgument("options.trust_remote_code", f"{location} ships its own model code (config.json "
+                                  "auto_map): loading it needs trust_remote_code=true, which the operator allows "
+                                  "with the hf setting allow_remote_code") from None
         if Path(location).is_dir():
             why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise InvalidArgument("source", f"{location} holds no model transformers can read: {why}") from None
@@ -103,12 +115,12 @@ def detect_task(config) -> Task:
     return Task.TEXT_GENERATION
 
 
-def pick_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise Unsupported("device", "hf", "device cuda was asked for but torch sees no CUDA GPU")
-    return torch.device(device)
+def _config_json(location: str) -> dict:
+    try:
+        found = json.loads(Path(location, "config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
 def quantization_config(quantization: str, device: torch.device):
@@ -161,10 +173,18 @@ class LoadedModel:
         return IncrementalText(self.tokenizer, context, self.reply.drop if parsed else frozenset())
 
     def add_adapter(self, name: str, path: str) -> None:
-        """Load a peft LoRA adapter under name (call between forward passes)."""
-        if self.task != Task.TEXT_GENERATION:
-            raise Unsupported("adapters", "hf", f"adapters are served for text generation, not {self.task.value}")
+        """Load a peft LoRA adapter under name (call between forward passes). peft picks the wrapper from the
+        adapter's task_type (CAUSAL_LM, SEQ_2_SEQ_LM, QUESTION_ANS); a QA adapter carries its trained qa_outputs head
+        (modules_to_save), swapped in with the adapter."""
         from peft import PeftModel
+
+        try:
+            kind = json.loads(Path(path, "adapter_config.json").read_text()).get("task_type")
+        except (OSError, ValueError):
+            kind = None
+        if kind and kind != PEFT_TASK_TYPES[self.task]:
+            raise InvalidArgument("source", f"adapter {name!r} was trained for peft task {kind}, but its base serves "
+                                            f"{self.task.value} ({PEFT_TASK_TYPES[self.task]})")
 
         if isinstance(self.model, PeftModel):
             self.model.load_adapter(path, adapter_name=name)
@@ -172,10 +192,32 @@ class LoadedModel:
             self.model = PeftModel.from_pretrained(self.model, path, adapter_name=name).eval()
         self.adapters[name] = path
 
+    @property
+    def network(self) -> torch.nn.Module:
+        """The transformers model itself, its LoRA layers in place: serial tasks call it directly, since peft's QA
+        wrapper drops token_type_ids on the way in."""
+        return self.model.get_base_model() if self.adapters else self.model
+
+    def running(self, adapter: str):
+        """The context one request of a serial task (summarization, QA) runs in: its adapter active, or with none the
+        base model alone (every adapter layer and saved head off)."""
+        if not self.adapters:
+            return contextlib.nullcontext()
+        if not adapter:
+            return self.model.disable_adapter()
+        self.model.set_adapter(adapter)
+        return contextlib.nullcontext()
+
     def remove_adapter(self, name: str) -> None:
         """Drop an adapter (between forward passes); without adapters left the plain model comes back."""
-        if len(self.adapters) == 1:
-            self.model = self.model.unload()  # peft cannot run with its last adapter deleted
+        if len(self.adapters) == 1:  # peft cannot run with its last adapter deleted
+            from peft.utils import ModulesToSaveWrapper
+
+            for path, module in list(self.model.named_modules()):  # peft's unload would keep a saved QA head
+                if isinstance(module, ModulesToSaveWrapper):
+                    parent, _, attr = path.rpartition(".")
+                    setattr(self.model.get_submodule(parent), attr, module.original_module)
+            self.model = self.model.unload()
         else:
             self.model.delete_adapter(name)
         del self.adapters[name]
@@ -186,13 +228,29 @@ class LoadedModel:
         return self.grammar
 
 
-def context_length(config, tokenizer, override: int | None) -> int:
-    if override:
-        return override
+def positions(config) -> int | None:
+    """The longest sequence the model's config says it holds, where it says."""
     for key in ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length"):
         value = getattr(config, key, None)
         if isinstance(value, int) and value > 0:
             return value
+    return None
+
+
+def check_context(config, options: LoadOptions, location: str) -> None:
+    """A served context may cap the model's own, not exceed it."""
+    own = positions(config)
+    if options.context_length and own and options.context_length > own:
+        raise InvalidArgument(options.context_field, f"{options.context_length} exceeds the {own} positions the model "
+                                                     f"at {location} holds")
+
+
+def context_length(config, tokenizer, override: int | None) -> int:
+    if override:
+        return override
+    own = positions(config)
+    if own:
+        return own
     limit = getattr(tokenizer, "model_max_length", UNBOUNDED)
     return limit if limit < UNBOUNDED else 2048
 
@@ -204,29 +262,29 @@ def weight_dtype(dtype_name: str, device: torch.device):
     return torch.float32 if device.type == "cpu" else "auto"
 
 
-def load(source: Source, task: Task | None, quantization: str, device_name: str, dtype_name: str,
-         context_override: int | None = None, pooling: str | None = None) -> LoadedModel | LoadedEncoder:
+def load(source: Source, task: Task | None, quantization: str, options: LoadOptions) -> LoadedModel | LoadedEncoder:
     """Load weights and tokenizer (blocking: run it off the event loop)."""
-    config = read_config(source.location)
+    config = read_config(source.location, options)
     task = (task or (source.entry.task if source.entry else None) or encoder_task(Path(source.location))
             or detect_task(config))
-    device = pick_device(device_name)
+    check_context(config, options, source.location)
+    device = torch.device(options.device)
     if task in ENCODER_TASKS:
         if quantization != "none":
             raise Unsupported("quantization", "hf", f"{task.value} models load unquantized")
-        return load_encoder(source.location, task, pooling, device, weight_dtype(dtype_name, device),
-                            context_override)
-    if pooling:
+        return load_encoder(source.location, task, options.pooling, device, weight_dtype(options.dtype, device),
+                            options.context_length, **options.hub)
+    if options.pooling:
         raise InvalidArgument("pooling", f"pooling applies to embedding models, not {task.value}")
     kwargs: dict = {"quantization_config": quantization_config(quantization, device),
-                    "dtype": weight_dtype(dtype_name, device)}
+                    "dtype": weight_dtype(options.dtype, device), **options.hub}
     if kwargs["quantization_config"] is not None:
         kwargs["device_map"] = {"": device.index or 0} if device.type == "cuda" else {"": "cpu"}
     model = MODEL_CLASSES[task].from_pretrained(source.location, **kwargs)
     if kwargs["quantization_config"] is None:
         model = model.to(device)
     model.eval()
-    tokenizer = AutoTokenizer.from_pretrained(source.location)
+    tokenizer = AutoTokenizer.from_pretrained(source.location, **options.hub)
     gen = getattr(model, "generation_config", None)
     eos = _ids(getattr(gen, "eos_token_id", None)) | _ids(tokenizer.eos_token_id)
     forward = inspect.signature(model.forward).parameters
@@ -236,7 +294,7 @@ def load(source: Source, task: Task | None, quantization: str, device_name: str,
         model=model,
         tokenizer=tokenizer,
         device=device,
-        context_length=context_length(config, tokenizer, context_override),
+        context_length=context_length(config, tokenizer, options.context_length),
         quantization=quantization,
         eos=frozenset(eos),
         suppress=sorted(_ids(getattr(gen, "suppress_tokens", None))),

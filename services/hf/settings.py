@@ -11,6 +11,7 @@ from forgeway.core.generation import Task
 from forgeway.server.settings import ServiceSettings
 
 Quantization = Literal["none", "nf4", "fp4", "int8"]
+DEVICE_PATTERN = r"^(auto|cpu|mps|cuda(:\d+)?)$"
 
 
 class AdapterSpec(BaseModel):
@@ -43,7 +44,8 @@ class HFSettings(ServiceSettings):
     )
     model: str | None = Field(None, description="One model to serve: a folder, hub id or model-store name.")
     model_name: str | None = Field(None, description="Name to serve --model under (default: the folder's name).")
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where models run; auto: CUDA when present.")
+    device: str = Field("auto", pattern=DEVICE_PATTERN,
+                        description="Where models run: cpu, cuda, cuda:N or mps; auto: a GPU when present, else cpu.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="Weight dtype; auto is float32 on CPU and the checkpoint's dtype on CUDA."
     )
@@ -55,9 +57,13 @@ class HFSettings(ServiceSettings):
     max_new_tokens: int = Field(256, ge=1, description="Completion length when a request sets no max_tokens.")
     torch_threads: int = Field(0, ge=0, description="torch intra-op threads; 0 keeps torch's default.")
     load_on_demand: bool = Field(True, description="Load a model-store model on its first request.")
+    allow_remote_code: bool = Field(
+        False, description="Let LoadModel's option trust_remote_code=true run the Python code a model folder ships "
+                           "(config.json auto_map); off, such a request is PERMISSION_DENIED.")
     model_roots: list[Path] = Field(
         default_factory=list,
-        description="Folders LoadModel may read models and adapters from, besides FORGEWAY_HOME/models.",
+        description="Folders LoadModel may read models and adapters from and use as its cache_dir option, besides "
+                    "FORGEWAY_HOME/models.",
     )
 
     @model_validator(mode="after")

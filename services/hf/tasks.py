@@ -30,7 +30,8 @@ class SerialRunner(Runner):
         for job in self._take():
             metrics.TOKENS.labels("hf", job.model, "prompt").inc(len(job.prompt_ids))
             try:
-                self.run(job)
+                with self.loaded.running(job.adapter):
+                    self.run(job)
             except Exception:
                 log.exception("model %s: %s failed", self.name, self.loaded.task.value)
                 job.fail(Internal(f"{self.loaded.task.value} failed on model {self.name!r}"))
@@ -45,7 +46,7 @@ class Seq2SeqRunner(SerialRunner):
     """Summarization: encode the document once, decode the n summaries together step by step."""
 
     def run(self, job: Job) -> None:
-        loaded, model = self.loaded, self.loaded.model
+        loaded, model = self.loaded, self.loaded.network
         ids = torch.tensor([job.prompt_ids], dtype=torch.long, device=loaded.device)
         mask = torch.ones_like(ids)
         hidden = model.get_encoder()(input_ids=ids, attention_mask=mask).last_hidden_state
@@ -79,7 +80,7 @@ class QuestionAnswerRunner(SerialRunner):
         encoding = job.encoding
         inputs = {k: torch.tensor([v], device=loaded.device) for k, v in encoding.items()
                   if k in ("input_ids", "attention_mask", "token_type_ids")}
-        out = loaded.model(**inputs)
+        out = loaded.network(**inputs)
         in_context = torch.tensor([s == 1 for s in encoding.sequence_ids()], device=loaded.device)
         start = torch.softmax(out.start_logits[0].float().masked_fill(~in_context, float("-inf")), -1)
         end = torch.softmax(out.end_logits[0].float().masked_fill(~in_context, float("-inf")), -1)

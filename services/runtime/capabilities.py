@@ -24,7 +24,7 @@ def engine_capabilities(engine: InferenceEngine, rpcs: list[str]) -> capabilitie
         rpcs=rpcs,
         models=[model_to_proto(m, engine.kind) for m in engine.models()],
         generation=features_to_proto(engine.features()),
-        hardware=hardware_to_proto(detect()),
+        hardware=hardware_to_proto(detect(engine.settings.home / "models")),
         load=load_to_proto(engine.load()),
         library_versions={"python": platform.python_version(), "forgeway": __version__, **engine.library_versions()},
     )

@@ -27,6 +27,10 @@ class TrainingSettings(ServiceSettings):
         default_factory=list, description="Folders local datasets and base models may come from (besides home)."
     )
     max_queued_jobs: int = Field(64, ge=1, description="Jobs waiting for the device before Train answers RESOURCE_EXHAUSTED.")
+    min_free_disk: int = Field(
+        1024**3, ge=0, description="Bytes of disk to keep free under the model store: a job whose estimated outputs "
+        "(services/training/disk.py) would leave less is refused with FAILED_PRECONDITION before it is created.",
+    )
     launcher: str = Field(
         "auto", pattern="^(auto|inprocess|accelerate|kubernetes-job|pytorchjob)$",
         description="Where a job runs: inprocess (a thread of this service), accelerate (`accelerate launch`, a process "
@@ -136,8 +140,8 @@ class TrainingEngine(abc.ABC):
         return {}
 
     def hardware(self) -> Hardware:
-        """The machine as Capabilities reports it; engines may add their recommended defaults."""
-        return detect()
+        """The machine as Capabilities reports it (free disk under the model store); engines may add to its advice."""
+        return detect(self.models.root)
 
     def allowed(self, path: Path, field_name: str) -> Path:
         """A local path, resolved, if it lies inside home or an allowed root; else PermissionDenied."""

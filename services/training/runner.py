@@ -11,6 +11,7 @@ from pathlib import Path
 from forgeway.core.errors import FailedPrecondition, ForgewayError, InvalidArgument, ResourceExhausted, Unavailable
 from forgeway.v1 import jobs_pb2, train_pb2
 
+from .disk import check_job_disk
 from .engine import JobCancelled, TrainingEngine
 from .jobs import TERMINAL, JobStore
 from .launchers import AccelerateLauncher, InProcessLauncher, Launcher, visible_gpus
@@ -119,13 +120,22 @@ class JobRunner:
     async def create(self, request: train_pb2.TrainRequest, notice: jobs_pb2.Fallback | None = None) -> jobs_pb2.Job:
         """Validate a request and queue its job; answers the job's record (QUEUED). `notice` is the gateway's word
         that it fell back to this trainer, recorded in the job's history."""
+        spec, fallback, advice = await self.check(request, notice)
+        return self.submit(request, spec, fallback, advice)
+
+    async def check(self, request: train_pb2.TrainRequest, notice: jobs_pb2.Fallback | None = None
+                    ) -> tuple[TrainSpec, jobs_pb2.Fallback | None, list[tuple[str, str]]]:
+        """Everything create() checks before queueing (CreateJob's validate_only stops here): the spec, the fallback
+        to record, and the advice for this machine (TrainSpec.warnings); raises the request's errors."""
         spec = TrainSpec.from_proto(request)
         available, reason = self.engine.availability()
         if not available or not self.engine.ready:
             raise Unavailable(f"{self.engine.kind} cannot train here: {reason or self.engine.failure}", retry_after=30)
         fallback = notice if notice is not None else self._fallback(spec)
         await asyncio.to_thread(self.engine.validate, spec)
-        return self.submit(request, spec, fallback)
+        await asyncio.to_thread(check_job_disk, self.engine, spec)  # disk.py: FAILED_PRECONDITION, no job
+        advice = await asyncio.to_thread(lambda: spec.warnings(self.engine.hardware().profile))
+        return spec, fallback, advice
 
     def _fallback(self, spec: TrainSpec) -> jobs_pb2.Fallback | None:
         """A request for another trainer that reached this one directly: a fallback to record, or refused when the
@@ -138,14 +148,17 @@ class JobRunner:
                                   "allow_fallback false")
         return jobs_pb2.Fallback(requested=spec.backend, used=kind, reason=f"the request reached the {kind} trainer")
 
-    def submit(self, request: train_pb2.TrainRequest, spec: TrainSpec,
-               fallback: jobs_pb2.Fallback | None = None) -> jobs_pb2.Job:
-        """Queue a validated request's job; its record as queued."""
+    def submit(self, request: train_pb2.TrainRequest, spec: TrainSpec, fallback: jobs_pb2.Fallback | None = None,
+               advice: list[tuple[str, str]] = ()) -> jobs_pb2.Job:
+        """Queue a validated request's job; its record as queued. `advice` (field, text): settings that are valid
+        but risky on this machine (TrainSpec.warnings), recorded as warning log lines before the job can start."""
         if len(self.queue) >= self.engine.settings.max_queued_jobs:
             raise ResourceExhausted(f"{len(self.queue)} jobs already queued", retry_after=60, quota="queued_jobs")
         job = self.jobs.create(request, self.engine.kind, spec.method)
         if fallback is not None:  # recorded before the job can start
             self.jobs.append(job.id, fallback=fallback)
+        for field_name, text in advice:
+            self.jobs.append(job.id, log=jobs_pb2.LogLine(level="warning", text=f"{field_name}: {text}"))
         self.queue.append(job.id)
         if len(self.queue) > 1 or self.running:
             position = len(self.queue) + (1 if self.running else 0) - 1

@@ -80,6 +80,9 @@ class TrainerBackendServicer(backend_pb2_grpc.BackendServiceServicer):
             yield train_pb2.TrainResponse(event=event)
 
     async def CreateJob(self, request, context):
+        if request.validate_only:
+            _, _, advice = await self.runner.check(request.train, _gateway_notice(context))
+            return train_pb2.CreateJobResponse(advice=[f"{field}: {text}" for field, text in advice])
         return train_pb2.CreateJobResponse(job=await self.runner.create(request.train, _gateway_notice(context)))
 
 

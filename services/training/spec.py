@@ -11,6 +11,18 @@ from forgeway.core.errors import InvalidArgument
 from forgeway.core.generation import TRAINED_TASKS, Task
 from forgeway.v1 import common_pb2, train_pb2
 
+# transformers' learning-rate schedules (SchedulerType) a request may name; "" means the trainer's default.
+LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+                 "inverse_sqrt", "reduce_lr_on_plateau", "cosine_with_min_lr", "cosine_warmup_with_min_lr",
+                 "warmup_stable_decay")
+FOUR_BIT = ("nf4", "fp4")
+# ModelForge's advice, kept as warnings: the largest batch size per device each hardware profile handles (its
+# HardwareService.validate_batch_size; a CPU-only machine counts as low end), more epochs than it allowed, and a
+# learning rate above what it allowed ("higher learning rates cause exploding gradients").
+BATCH_SIZE_BY_PROFILE = {"cpu": 2, "low_end": 2, "mid_range": 4}
+MAX_ADVISED_EPOCHS = 30
+MAX_ADVISED_LEARNING_RATE = 0.3
+
 
 @dataclass(frozen=True)
 class DatasetSpec:
@@ -86,6 +98,7 @@ class TrainSpec:
     reward_functions: tuple[tuple[str, float], ...] = ()
     reward_model: str = ""
     output_name: str = ""
+    description: str = ""
     export_formats: tuple[str, ...] = ()
     backend: str = "auto"
     allow_fallback: bool = True
@@ -121,6 +134,8 @@ class TrainSpec:
             ("hyperparameters.max_seq_length", opt(hp, "max_seq_length") is not None and hp.max_seq_length < 8,
              "must be at least 8"),
             ("hyperparameters.precision", not PRECISION.known(hp.precision), f"allowed: {', '.join(PRECISION.names)}"),
+            ("hyperparameters.lr_scheduler", hp.lr_scheduler not in ("", *LR_SCHEDULERS),
+             f"unknown schedule {hp.lr_scheduler!r}; allowed: {', '.join(LR_SCHEDULERS)}"),
         ]
         lora = None
         if msg.HasField("lora"):
@@ -138,6 +153,9 @@ class TrainSpec:
                        f"allowed for training: {', '.join(sorted(TRAINING_QUANTIZATIONS))}"))
         if trainable and quantization != "none" and lora is None:
             errors.append(("lora", "quantized training (QLoRA) needs LoRA settings"))
+        if msg.quantization.double_quant and quantization not in FOUR_BIT:
+            errors.append(("quantization.double_quant", f"nested quantization applies to 4-bit ({', '.join(FOUR_BIT)}) "
+                                                        f"only, not {quantization or 'this quantization'}"))
         mp = msg.method_params
         checks += [
             ("method_params.beta", opt(mp, "beta") is not None and mp.beta <= 0, "must be > 0"),
@@ -181,7 +199,24 @@ class TrainSpec:
             reward_functions=tuple((rf.name, rf.weight or 1.0) for rf in mp.reward_functions),
             reward_model=mp.reward_model,
             output_name=msg.output.model_name,
+            description=msg.output.description,
             export_formats=tuple(EXPORT_FORMAT.name(f) for f in msg.output.formats),
             backend=BACKEND.name(msg.backend),
             allow_fallback=msg.allow_fallback if msg.HasField("allow_fallback") else True,
         )
+
+    def warnings(self, profile: str) -> list[tuple[str, str]]:
+        """(field, advice) for settings that are valid but, by ModelForge's rules, likely to fail or train badly on a
+        machine of this hardware profile; the trainer records them on the job as warning log lines."""
+        advice = []
+        limit = BATCH_SIZE_BY_PROFILE.get(profile)
+        if limit is not None and self.batch_size is not None and self.batch_size > limit:
+            advice.append(("hyperparameters.batch_size", f"{self.batch_size} may be too large for a {profile} machine "
+                                                         f"(advised: at most {limit}); it may run out of memory"))
+        if self.epochs is not None and self.max_steps is None and self.epochs > MAX_ADVISED_EPOCHS:
+            advice.append(("hyperparameters.epochs", f"{self.epochs:g} epochs is more than {MAX_ADVISED_EPOCHS}; "
+                                                     "the model will likely overfit"))
+        if self.learning_rate is not None and self.learning_rate > MAX_ADVISED_LEARNING_RATE:
+            advice.append(("hyperparameters.learning_rate", f"{self.learning_rate:g} is above "
+                                                            f"{MAX_ADVISED_LEARNING_RATE}; gradients will likely explode"))
+        return advice

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import datasets
 
+from forgeway.core.datasetformats import DatasetFormat, candidates, convert_row, detect, row_problems
 from forgeway.core.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from forgeway.services.training.datasets import DatasetStore
 from forgeway.services.training.spec import DatasetSpec
@@ -21,17 +22,7 @@ BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parqu
 HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
 SPLIT = re.compile(r"^(?P<name>[\w.-]+)(\[(?P<start>-?\d+%?)?:(?P<end>-?\d+%?)?\])?$")
 
-# Dataset formats by their columns. A tuple inside the tuple means "one of these".
-FORMATS: dict[str, tuple[str | tuple[str, ...], ...]] = {
-    "preference": ("chosen", "rejected"),  # prompt optional (TRL extracts an implicit one)
-    "unpaired_preference": ("prompt", "completion", "label"),
-    "prompt_completion": ("prompt", "completion"),
-    "conversational": ("messages",),
-    "language_modeling": ("text",),
-    "extractive_qa": ("context", "question", ("answers", "answer")),
-    "summarization": ("document", "summary"),
-    "prompt_only": ("prompt",),
-}
+MAX_VIOLATIONS = 20  # row problems listed in one error; a last violation counts the rest
 
 datasets.disable_progress_bars()
 
@@ -45,24 +36,13 @@ class LoadedDataset:
     provenance: dict = field(default_factory=dict)
 
 
-def _required(fmt: str, columns: list[str]) -> list[str]:
-    """The columns a format reads, with alternatives resolved against what the dataset has."""
-    out = []
-    for need in FORMATS[fmt]:
-        if isinstance(need, tuple):
-            out.append(next((c for c in need if c in columns), need[0]))
-        else:
-            out.append(need)
-    return out
-
-
-def detect_format(columns: list[str], accepted: tuple[str, ...], where: str, who: str) -> str:
-    """The first accepted format whose columns are all present; else InvalidArgument naming what is missing."""
-    for fmt in accepted:
-        if all(c in columns for c in _required(fmt, columns)):
-            return fmt
-    wanted = "; ".join(f"{fmt}: {', '.join('|'.join(n) if isinstance(n, tuple) else n for n in FORMATS[fmt])}"
-                       for fmt in accepted)
+def detect_format(columns: list[str], accepted: tuple[str, ...], where: str, who: str) -> DatasetFormat:
+    """The dataset's format among those read as one of `accepted` (by column set); else InvalidArgument naming the
+    column sets that would do."""
+    shape = detect(columns, accepted)
+    if shape is not None:
+        return shape
+    wanted = "; ".join(f.describe() for f in candidates(accepted))
     raise InvalidArgument(f"{where}.columns", f"{who} needs one of these column sets ({wanted}); the dataset has "
                           f"{', '.join(columns) or 'no columns'}; rename columns with column_mapping")
 
@@ -94,8 +74,9 @@ class DatasetLoader:
     def _read(self, spec: DatasetSpec, where: str) -> tuple[datasets.DatasetDict, dict]:
         if spec.kind == "inline":
             canonical = json.dumps(list(spec.rows), sort_keys=True).encode()
+            columns = list(dict.fromkeys(k for row in spec.rows for k in row))  # a key one row lacks reads as None
             try:
-                inline = datasets.Dataset.from_list(list(spec.rows))
+                inline = datasets.Dataset.from_list([{k: row.get(k) for k in columns} for row in spec.rows])
             except Exception as exc:  # arrow wants one type per column
                 raise InvalidArgument(f"{where}.inline.rows", f"columns must keep one type: {_first_line(exc)}") from None
             return datasets.DatasetDict({"train": inline}), {"source": "inline", "sha256": hashlib.sha256(canonical).hexdigest()}
@@ -167,67 +148,33 @@ def select_split(splits: datasets.DatasetDict, split: str, field_name: str) -> d
     return rows.select(range(start, max(start, end)))
 
 
-def validate_rows(rows: datasets.Dataset, fmt: str, where: str, min_rows: int) -> datasets.Dataset:
-    """Check a format's columns row by row: enough rows, no empty values, labels and answer spans that make sense.
-    Errors name the column and the (1-based) row. Returns the rows normalised (labels as bool, answers as SQuAD)."""
+def validate_rows(rows: datasets.Dataset, shape: DatasetFormat, where: str, min_rows: int) -> datasets.Dataset:
+    """Check every example of a detected format: enough of them, required values present and well-formed, answers
+    where they say they are. Every problem is listed at once (up to MAX_VIOLATIONS), each naming row and column as
+    the dataset spells them (`dataset.rows[3].output`). Returns the rows in the trained format (columns renamed,
+    labels as booleans, answers as SQuAD lists)."""
+    violations: list[tuple[str, str]] = []
     if len(rows) < min_rows:
-        raise InvalidArgument(where, f"{len(rows)} row(s) after split, percent and max_samples; at least {min_rows} "
-                              "are required")
-    columns = _required(fmt, rows.column_names)
-    for number, row in enumerate(rows.select_columns(columns), 1):
-        for column in columns:
-            if _empty(row[column]):
-                raise InvalidArgument(f"{where}.{column}", f"row {number}: column {column!r} is empty")
-        if fmt == "unpaired_preference" and _label(row["label"]) is None:
-            raise InvalidArgument(f"{where}.label", f"row {number}: column 'label' must be true or false, "
-                                  f"got {row['label']!r}")
-        if fmt == "conversational" and not all(isinstance(m, dict) and m.get("role") and not _empty(m.get("content"))
-                                               for m in row["messages"]):
-            raise InvalidArgument(f"{where}.messages", f"row {number}: column 'messages' needs role and content "
-                                  "in every message")
-        if fmt == "extractive_qa":
-            _check_answer(row, columns[2], number, where)
-    if fmt == "unpaired_preference":
-        rows = rows.map(lambda r: {"label": _label(r["label"])})
-    if fmt == "extractive_qa" and "answers" not in rows.column_names:
-        rows = rows.map(lambda r: {"answers": {"text": [r["answer"]], "answer_start": [r["context"].find(r["answer"])]}},
-                        remove_columns=["answer"])
+        violations.append((f"{where}.rows", f"{len(rows)} example(s) after split, percent and max_samples; at least "
+                           f"{min_rows} are required"))
+    listed, total = [], 0
+    for index, row in enumerate(rows.select_columns(shape.checked(rows.column_names))):
+        for column, why in row_problems(shape, row):
+            total += 1
+            if len(listed) < MAX_VIOLATIONS:
+                listed.append((f"{where}.rows[{index}].{column}", why))
+    violations += listed
+    if total > len(listed):
+        violations.append((f"{where}.rows", f"{total - len(listed)} more problem(s) not listed"))
+    clashes = [(s, t) for s, t in shape.renames.items() if t in rows.column_names]
+    violations += [(f"{where}.columns", f"{shape.name} reads {s!r} as {t!r}, and the dataset has a {t!r} column too; "
+                    "drop or rename one with column_mapping") for s, t in clashes]
+    if violations:
+        (first, why), *more = violations
+        raise InvalidArgument(first, why, more=more)
+    if shape.rewritten:
+        rows = rows.map(lambda row: convert_row(shape, row), remove_columns=rows.column_names)
     return rows
-
-
-def _check_answer(row: dict, column: str, number: int, where: str) -> None:
-    context, answer = row["context"], row[column]
-    if column == "answer":
-        if not isinstance(answer, str) or answer not in context:
-            raise InvalidArgument(f"{where}.answer", f"row {number}: the answer does not occur in the context")
-        return
-    if not isinstance(answer, dict) or not answer.get("text") or "answer_start" not in answer:
-        raise InvalidArgument(f"{where}.answers", f"row {number}: column 'answers' must be "
-                              "{'text': [...], 'answer_start': [...]}")
-    for text, start in zip(answer["text"], answer["answer_start"], strict=False):
-        if context[int(start):int(start) + len(text)] != text:
-            raise InvalidArgument(f"{where}.answers", f"row {number}: answer {text!r} is not at offset {start} "
-                                  "of the context")
-
-
-def _empty(value) -> bool:
-    if value is None:
-        return True
-    if isinstance(value, str):
-        return not value.strip()
-    if isinstance(value, (list, dict)):
-        return not value
-    return False
-
-
-def _label(value) -> bool | None:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, (int, float)) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "yes", "no"):
-        return value.strip().lower() in ("true", "1", "yes")
-    return None
 
 
 def file_digest(path: Path) -> str:

@@ -6,14 +6,14 @@ from __future__ import annotations
 import asyncio
 
 from forgeway.core.generation import TRAINED_TASKS
-from forgeway.server.hardware import Hardware, detect, installed_versions
+from forgeway.server.hardware import detect, installed_versions
 from forgeway.services.training.engine import JobContext, TrainedModel, TrainingEngine, TrainingFeatures
 from forgeway.services.training.spec import TrainSpec
 
 from .datasets import DatasetLoader
 from .export import gguf_exporter
 from .methods import METHODS
-from .plan import RECOMMENDED, RunPlan, make_plan
+from .plan import RunPlan, make_plan
 from .rewards import RewardRegistry
 from .settings import TRLSettings
 
@@ -61,14 +61,6 @@ class TRLEngine(TrainingEngine):
 
     def library_versions(self) -> dict[str, str]:
         return dict(self._versions)
-
-    def hardware(self) -> Hardware:
-        hw = detect()
-        rec = RECOMMENDED.get(hw.profile, RECOMMENDED["cpu"])
-        hw.recommendation += (f" Training defaults here: batch_size {rec['batch_size']}, gradient_accumulation_steps "
-                              f"{rec['gradient_accumulation_steps']}, max_seq_length {rec['max_seq_length']}, "
-                              f"quantization {rec['quantization']}.")
-        return hw
 
     def validate(self, spec: TrainSpec) -> None:
         make_plan(self, spec, self._profile)

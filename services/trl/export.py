@@ -11,7 +11,7 @@ from pathlib import Path
 
 import transformers
 
-from forgeway.core.modelstore import ModelStore
+from forgeway.core.modelstore import ModelStore, modelforge_provider
 from forgeway.services.training.engine import TrainedModel
 
 from .loading import BaseModel, Precision, load_model
@@ -43,7 +43,8 @@ class Provenance:
     settings: dict = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     eval_dataset: dict | None = None
-    provider: str = "trl"  # the trainer service that made it ("trl", "unsloth")
+    provider: str = "trl"  # the trainer service that made it ("trl", "unsloth"), recorded as "backend"
+    description: str = ""  # the request's; empty: one is made from method, base model and task
 
 
 def plan_formats(requested: tuple[str, ...], lora: bool) -> list[str]:
@@ -99,13 +100,16 @@ def _write_merged(model, tokenizer, adapter_dir: Path | None, provenance: Proven
 def _write_metadata(folder: Path, fmt: str, name: str, p: Provenance, tokenizer) -> None:
     adapter = fmt == "adapter"
     model_class = p.model_class.replace("AutoModel", "AutoPeftModel") if adapter else p.model_class
+    provider = modelforge_provider(p.provider)  # ModelForge's vocabulary; the service stays in "backend"
+    # What ModelForge's playground reads to load it (model_class, pipeline_task), and who trained it.
     (folder / MODELFORGE_CONFIG).write_text(json.dumps(
-        {"model_class": model_class, "pipeline_task": p.pipeline_task, "provider": p.provider}, indent=4))
+        {"model_class": model_class, "pipeline_task": p.pipeline_task, "provider": provider}, indent=4))
     ModelStore.write_metadata(
         folder,
         name=name,
         format=fmt,
-        provider=p.provider,
+        description=p.description or f"{p.method} fine-tune of {p.base.requested} for {p.task}",
+        provider=provider,
         backend=p.provider,
         task=p.task,
         pipeline_task=p.pipeline_task,

@@ -147,4 +147,6 @@ def lora_config(spec: TrainSpec, model_class: str, bias: str) -> LoraConfig | No
         r=spec.lora.r, lora_alpha=spec.lora.alpha, lora_dropout=spec.lora.dropout, bias=bias,
         target_modules=list(spec.lora.target_modules) or "all-linear",
         task_type=PEFT_TASK_TYPES[model_class],
+        # a QA head is trained whole and saved with the adapter (peft adds it to modules_to_save), so no LoRA on it
+        exclude_modules=["qa_outputs"] if model_class == "AutoModelForQuestionAnswering" else None,
     )

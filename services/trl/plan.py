@@ -11,6 +11,7 @@ from transformers import SchedulerType
 
 from forgeway.core.errors import InvalidArgument, Unsupported
 from forgeway.core.generation import Task
+from forgeway.core.profiles import advice
 from forgeway.services.training.spec import TrainSpec
 
 from .datasets import LoadedDataset, detect_format, validate_rows
@@ -19,14 +20,6 @@ from .loading import BaseModel, Precision, check_cached, precision_for
 from .methods import METHODS, Method, check_knobs, method_fields
 from .rewards import Reward
 from .tasks import TASKS, TaskPlan
-
-# Recommended defaults by hardware profile (ModelForge's classes), used where a request leaves them unset.
-RECOMMENDED: dict[str, dict] = {
-    "cpu": {"batch_size": 2, "gradient_accumulation_steps": 1, "max_seq_length": 512, "quantization": "none"},
-    "low_end_gpu": {"batch_size": 1, "gradient_accumulation_steps": 8, "max_seq_length": 1024, "quantization": "nf4"},
-    "mid_range_gpu": {"batch_size": 4, "gradient_accumulation_steps": 4, "max_seq_length": 2048, "quantization": "nf4"},
-    "high_end_gpu": {"batch_size": 8, "gradient_accumulation_steps": 2, "max_seq_length": 4096, "quantization": "none"},
-}
 
 
 @dataclass
@@ -84,10 +77,11 @@ def make_plan(engine, spec: TrainSpec, profile: str) -> RunPlan:
     if base.adapter and "adapter" in formats:
         raise Unsupported("output.formats adapter", "trl", f"{spec.base_model} is itself an adapter; export "
                           "'merged' to train on top of it")
-    recommended = RECOMMENDED.get(profile, RECOMMENDED["cpu"])
-    batch = spec.batch_size or recommended["batch_size"]
-    accumulation = spec.gradient_accumulation_steps or recommended["gradient_accumulation_steps"]
-    max_seq = spec.max_seq_length or (recommended["max_seq_length"] if method.max_length or task else None)
+    # where the request leaves them unset: the hardware profile's recommendation for the task (forgeway.core.profiles)
+    recommended = advice(profile).recommendation(spec.task).settings
+    batch = spec.batch_size or recommended.batch_size
+    accumulation = spec.gradient_accumulation_steps or recommended.gradient_accumulation_steps
+    max_seq = spec.max_seq_length or (recommended.max_seq_length if method.max_length or task else None)
     accepted = (task.format,) if task else method.formats
     who = f"task {spec.task.value}" if task else f"method {method.name}"
     train = _dataset(engine, spec.dataset, "dataset", accepted, who)
@@ -146,10 +140,12 @@ def common_args(plan: RunPlan, output_dir: str, settings) -> dict:
 
 def _dataset(engine, source, where: str, accepted: tuple[str, ...], who: str, min_rows: int | None = None):
     rows, provenance = engine.loader.load(source, where)
-    fmt = detect_format(rows.column_names, accepted, where, who)
-    rows = validate_rows(rows, fmt, where, engine.settings.min_dataset_rows if min_rows is None else min_rows)
-    provenance["format"] = fmt
-    return LoadedDataset(rows, fmt, provenance)
+    shape = detect_format(rows.column_names, accepted, where, who)
+    rows = validate_rows(rows, shape, where, engine.settings.min_dataset_rows if min_rows is None else min_rows)
+    provenance["format"] = shape.trained
+    if shape.trains_as:  # a shape read as a trained format (ModelForge's input/output as prompt/completion)
+        provenance["source_format"] = shape.name
+    return LoadedDataset(rows, shape.trained, provenance)
 
 
 def _task_errors(spec: TrainSpec, task: TaskPlan) -> list[tuple[str, str]]:

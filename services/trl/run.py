@@ -105,6 +105,7 @@ def export_run(engine: TrainingEngine, plan: RunPlan, job: JobContext, model, to
         model_class=plan.model_class, base=plan.base, dataset=plan.train.provenance,
         eval_dataset=plan.evaluation.provenance if plan.evaluation else None, metrics=metrics,
         settings=training_summary(plan), versions=engine.library_versions(), provider=provider,
+        description=spec.description,
     )
     job.log(f"writing {', '.join(plan.formats)} to the model store as {name}")
     written = export(engine.models, name, plan.formats, model, tokenizer, plan.precision, provenance,

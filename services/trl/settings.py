@@ -10,7 +10,10 @@ from forgeway.services.training.engine import TrainingSettings
 class TRLSettings(TrainingSettings):
     """Settings of the TRL trainer (`forgeway serve trl`)."""
 
-    min_dataset_rows: int = Field(2, ge=1, description="Fewest training examples a dataset may have (after selection).")
+    min_dataset_rows: int = Field(
+        10, ge=1, description="Fewest training examples a dataset may have (after selection); 10 is ModelForge's "
+        "minimum and OpenAI fine-tuning's.",
+    )
     eval_fraction: float = Field(
         0.0, ge=0, lt=1, description="Carve this fraction of the training rows out for evaluation when no eval dataset "
         "is given (0: no evaluation unless one is given).",

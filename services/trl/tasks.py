@@ -69,6 +69,17 @@ def tokenize_questions(rows: datasets.Dataset, tokenizer, max_length: int) -> da
     return rows.map(encode, batched=True, remove_columns=rows.column_names)
 
 
+class QuestionAnswerTrainer(transformers.Trainer):
+    """A Trainer whose LoRA runs call the model inside peft's QA wrapper (LoRA layers and the saved qa_outputs head in
+    place): PeftModelForQuestionAnswering.forward drops token_type_ids, which BERT-style readers need, and the hf
+    service serves adapters the same way."""
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+        outputs = inner(**inputs)
+        return (outputs.loss, outputs) if return_outputs else outputs.loss
+
+
 def build_task_trainer(plan: TaskPlan, model, tokenizer, common: dict, train: datasets.Dataset,
                        evaluation: datasets.Dataset | None, max_length: int | None, max_target: int | None,
                        callbacks: list):
@@ -87,7 +98,7 @@ def build_task_trainer(plan: TaskPlan, model, tokenizer, common: dict, train: da
 
         args = transformers.TrainingArguments(**common)
         collator = transformers.default_data_collator
-        trainer_class = transformers.Trainer
+        trainer_class = QuestionAnswerTrainer
     return trainer_class(
         model=model, args=args, data_collator=collator, train_dataset=prepare(train),
         eval_dataset=prepare(evaluation) if evaluation is not None else None, processing_class=tokenizer,

@@ -100,7 +100,7 @@ class UnslothEngine(TrainingEngine):
         return dict(self._versions)
 
     def hardware(self) -> Hardware:
-        hw = detect()
+        hw = detect(self.models.root)
         if self.on_cpu:
             hw.recommendation += " Unsloth runs its CPU fallback here (SFT only); a CUDA GPU is where it is fast."
         return hw

@@ -119,3 +119,16 @@ def test_a_rejected_field_names_it(gateway):
     result = cli(gateway, "generate", "x", "--temperature", "9")
     assert result.returncode == 1
     assert one_line_error(result) == "forgeway generate: invalid argument: sampling.temperature: must be in [0, 2]"
+
+
+def test_llamaforges_list_shows_models_backends_and_plugins(gateway):
+    models = cli(gateway, "list", "models", "--json")
+    assert models.returncode == 0 and [m["name"] for m in json.loads(models.stdout)] == ["echo"]
+    backends = cli(gateway, "list", "backends", "--json")
+    assert [r["backend"] for r in json.loads(backends.stdout)] == ["echo"]
+    plugins = json.loads(cli(gateway, "list", "plugins", "--json").stdout)
+    kinds = {p["name"]: p["kind"] for p in plugins["available"]}
+    assert {kinds["text_formatter"], kinds["text_cleaner"], kinds["calculator"]} == {
+        "preprocessing", "postprocessing", "tools"}
+    table = cli(gateway, "list", "plugins")
+    assert table.returncode == 0 and "calculator" in table.stdout and "benchmark" in table.stdout

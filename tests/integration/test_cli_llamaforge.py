@@ -1,10 +1,10 @@
-"""LlamaForge's CLI verbs on `forgeway`, as subprocesses: config get/set/init on LlamaForge's file."""
+"""LlamaForge's CLI verbs on `forgeway`, as subprocesses: config get/set/init on LlamaForge's file, the calculator."""
 
 from __future__ import annotations
 
 import json
 
-from forgeway.testing import run_cli
+from forgeway.testing import one_line_error, run_cli
 
 
 def test_config_init_get_set(tmp_path):
@@ -37,3 +37,16 @@ def test_config_get_of_a_missing_key_fails(tmp_path):
     assert missing.returncode == 1 and missing.stdout == "None\n"
     usage = run_cli("config", "frob")
     assert usage.returncode == 2 and "frob" in usage.stderr
+
+
+def test_calculator_evaluates_llamaforges_expressions():
+    result = run_cli("tools", "calculator", "sqrt(16) + 2^3")
+    assert (result.returncode, result.stdout) == (0, "12\n")
+    assert run_cli("tools", "calculator", "calculate: (1 + 2) * pi / pi / 4").stdout == "0.75\n"
+
+
+def test_calculator_refuses_code():
+    refused = run_cli("tools", "calculator", "__import__('os')")
+    assert refused.returncode == 1 and "'__import__' is not allowed" in one_line_error(refused)
+    attribute = run_cli("tools", "calculator", "(1).__class__")
+    assert attribute.returncode == 1 and "cannot evaluate" in one_line_error(attribute)

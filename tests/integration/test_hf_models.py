@@ -72,7 +72,8 @@ async def test_capabilities_name_each_model_task_and_the_machine(stub):
     assert caps.library_versions["transformers"] and caps.library_versions["torch"]
     # What a model's task cannot do is declared with it, so the gateway refuses it before routing (check_servable).
     assert "best span" in models["reader"].unsupported_features["logprobs"]
-    assert set(models["summarizer"].unsupported_features) == {"adapters", "tools", "reasoning"}
+    assert set(models["summarizer"].unsupported_features) == {"tools", "reasoning"}  # LoRA adapters are served
+    assert "adapters" not in models["reader"].unsupported_features
     assert not models["stored"].unsupported_features
 
 

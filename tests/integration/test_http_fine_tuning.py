@@ -18,7 +18,7 @@ from forgeway.v1 import backend_pb2_grpc, generate_pb2
 pytestmark = [pytest.mark.trl, pytest.mark.hf, pytest.mark.slow]
 
 EXAMPLES = [{"messages": [{"role": "user", "content": f"Where did cat {i} sit?"},
-                          {"role": "assistant", "content": "On the mat."}]} for i in range(8)]
+                          {"role": "assistant", "content": "On the mat."}]} for i in range(10)]  # the trainer's minimum
 
 
 def wait_for(probe, timeout: float, what: str):

@@ -42,12 +42,13 @@ async def test_sft_lora_writes_an_adapter_with_provenance(trainer):
     artifact = assert_succeeded(events)
     assert (artifact.model_name, artifact.format) == ("sft-tiny", "adapter")
     meta = metadata(artifact)
-    assert meta["provider"] == meta["backend"] == "trl" and meta["method"] == "sft"
+    assert (meta["provider"], meta["backend"], meta["method"]) == ("huggingface", "trl", "sft")
+    assert meta["description"] == f"sft fine-tune of {tiny('llama')} for text-generation"
     assert meta["base_model"] == str(tiny("llama")) and len(meta["dataset_sha256"]) == 64
     assert "train_loss" in meta["metrics"] and meta["model_class"] == "AutoPeftModelForCausalLM"
     modelforge = json.loads((Path(artifact.path) / "modelforge_config.json").read_text())
     assert modelforge == {"model_class": "AutoPeftModelForCausalLM", "pipeline_task": "text-generation",
-                          "provider": "trl"}
+                          "provider": "huggingface"}
     assert (Path(artifact.path) / "adapter_config.json").is_file()
 
 

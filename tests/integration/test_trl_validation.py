@@ -32,7 +32,8 @@ async def test_capabilities_list_methods_tasks_peft_and_a_hardware_profile(train
     assert set(caps.training.methods) == set(range(1, 10)) and len(caps.training.tasks) == 3
     assert caps.training.lora and common_pb2.QUANTIZATION_4BIT_NF4 in caps.training.quantizations
     assert M.EXPORT_FORMAT_GGUF in caps.training.export_formats
-    assert caps.hardware.profile == "cpu" and "batch_size 2" in caps.hardware.recommendation
+    assert caps.hardware.profile == "cpu" and "batch size 2" in caps.hardware.recommendation
+    assert [r.hyperparameters.batch_size for r in caps.hardware.recommendations] == [2, 2, 2]
     assert "trl" in caps.library_versions and "forgeway.v1.JobService/WatchJob" in caps.rpcs
 
 
@@ -76,7 +77,7 @@ async def test_an_empty_value_names_its_column_and_row(trainer):
     bad = [dict(p) for p in PREFERENCES]
     bad[2]["rejected"] = "  "
     error = await rejected(trainer, request(M.TRAINING_METHOD_DPO, rows(bad)))
-    assert error.field_violations[0] == ("dataset.rejected", "row 3: column 'rejected' is empty")
+    assert error.field_violations[0] == ("dataset.rows[2].rejected", "missing or empty")
 
 
 async def test_a_mapping_from_a_missing_column_names_it(trainer):
@@ -88,7 +89,7 @@ async def test_a_mapping_from_a_missing_column_names_it(trainer):
 
 async def test_too_few_rows(trainer):
     error = await rejected(trainer, request(dataset=rows(TEXT[:1])))
-    assert "at least 2" in error.message
+    assert error.field_violations[0][0] == "dataset.rows" and "at least 2" in error.message
 
 
 async def test_ppo_is_rejected_naming_the_nearest_methods():

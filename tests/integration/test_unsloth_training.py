@@ -36,6 +36,7 @@ def service(tmp_path_factory) -> Iterator[dict]:
     log = home / "unsloth.log"
     command = [str(PYTHON), "-m", "forgeway.cli", "serve", "unsloth", "--port", str(port), "--host", "127.0.0.1",
                "--home", str(home), "--metrics-port", "-1", "--grace-seconds", "5", "--log-format", "text",
+               "--min-dataset-rows", "2",  # the shared requests train on six rows
                "--allowed-roots", json.dumps([str(tiny("llama").parent)])]
     with log.open("wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

@@ -185,7 +185,7 @@ def test_torch_free_images_install_nothing_that_pulls_torch(target: str):
     runs = pip_installs(target)
     assert runs and not any("torch" in run for run in runs), runs
     extras = {e for run in runs for group in re.findall(r"\.\[([\w,-]+)\]", run) for e in group.split(",")}
-    assert extras <= {"openai", "llamacpp"}, extras
+    assert extras <= {"openai", "llamacpp", "console"}, extras
     pulled = closure([f"forgeway[{','.join(sorted(extras))}]"])
     assert "forgeway" in pulled and "grpcio" in pulled
     assert not pulled & {"torch", "transformers", "triton"}, sorted(pulled)

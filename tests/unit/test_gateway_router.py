@@ -78,6 +78,19 @@ async def test_task_and_chat_template_are_capabilities():
     assert caught.value.field == "task"
 
 
+async def test_a_task_input_goes_only_to_endpoints_serving_the_model_with_that_task():
+    summ = endpoint("s", caps("hf", model("m", task=common_pb2.TASK_SUMMARIZATION, chat=False)))
+    qa = endpoint("q", caps("hf", model("m", task=common_pb2.TASK_EXTRACTIVE_QUESTION_ANSWERING, chat=False)))
+    text = endpoint("t", caps("echo", model("m")))
+    router = Router([summ, qa, text], GatewaySettings())
+    document = generate_pb2.SummarizeInput(document="a long text")
+    question = generate_pb2.QuestionAnswerInput(context="the cat sat", question="who sat?")
+    for _ in range(8):  # load scoring picks among candidates: only the task's endpoint is ever one
+        assert [r.endpoint.key for r in router.plan(request(model="m", prompt=None, summarize=document))] == ["s"]
+        assert [r.endpoint.key for r in router.plan(request(model="m", prompt=None, question_answer=question))] == ["q"]
+        assert [r.endpoint.key for r in router.plan(request(model="m"))] == ["t"]
+
+
 async def test_unhealthy_and_broken_endpoints_are_listed_with_reasons():
     down = endpoint("down", caps("echo", model("m")), health="NOT_SERVING")
     broken = endpoint("broken", caps("echo", model("m")))

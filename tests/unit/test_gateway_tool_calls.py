@@ -38,7 +38,7 @@ def chat(**fields) -> GenerationRequest:
     return GenerationRequest.from_proto(generate_pb2.GenerateRequest(model="m", messages=CONVERSATION, **fields))
 
 
-def test_tool_requests_route_only_to_endpoints_with_tools():
+async def test_tool_requests_route_only_to_endpoints_with_tools():
     plain = endpoint("plain", caps("echo", model("m")))
     tools = endpoint("tools", with_features(caps("hf", model("m")), tools=True, reasoning=True))
     router = Router([plain, tools], GatewaySettings())
@@ -53,7 +53,7 @@ def test_tool_requests_route_only_to_endpoints_with_tools():
     assert info.value.metadata["field"] == "tools" and info.value.message.startswith("tools is not supported by the echo")
 
 
-def test_no_endpoint_with_tools_or_reasoning_names_the_feature():
+async def test_no_endpoint_with_tools_or_reasoning_names_the_feature():
     without = Router([endpoint("a", caps("echo", model("m"))), endpoint("b", caps("llamacpp", model("m")))],
                      GatewaySettings())
     with pytest.raises(Unsupported) as info:
@@ -66,7 +66,7 @@ def test_no_endpoint_with_tools_or_reasoning_names_the_feature():
     assert info.value.metadata["field"] in ("tools", "reasoning")
 
 
-def test_a_model_without_a_thinking_switch_is_refused_by_its_own_reason():
+async def test_a_model_without_a_thinking_switch_is_refused_by_its_own_reason():
     no_switch = model("m")
     no_switch.unsupported_features["reasoning"] = "its chat template has no thinking switch"
     router = Router([endpoint("hf", with_features(caps("hf", no_switch), tools=True, reasoning=True))],
@@ -129,7 +129,7 @@ def test_system_prompt_keeps_tool_calls_and_results():
     assert chat().messages == GenerationRequest.from_proto(out).messages[1:]
 
 
-def test_the_gateway_reports_tools_and_reasoning_of_its_endpoints():
+async def test_the_gateway_reports_tools_and_reasoning_of_its_endpoints():
     endpoints = [endpoint("plain", caps("echo", model("m"))),
                  endpoint("tools", with_features(caps("hf", model("t")), tools=True, reasoning=True))]
     generation = aggregate(endpoints, GatewaySettings()).generation

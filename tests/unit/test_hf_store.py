@@ -34,9 +34,11 @@ def test_legacy_metadata_without_provider_reads_as_huggingface(tmp_path):
 
 
 def test_provider_and_task_are_read(tmp_path):
-    _entry(tmp_path, "qa", {"provider": "trl", "task": "extractive-question-answering"})
+    _entry(tmp_path, "qa", {"provider": "unsloth", "backend": "unsloth", "task": "extractive-question-answering"})
     entry = ModelStore(tmp_path).get("qa")
-    assert entry.provider == "trl" and entry.task is Task.EXTRACTIVE_QA
+    assert entry.provider == "unsloth" and entry.trained_by == "unsloth" and entry.task is Task.EXTRACTIVE_QA
+    _entry(tmp_path, "older", {"provider": "trl"})  # written before providers took ModelForge's names
+    assert ModelStore(tmp_path).get("older").provider == "huggingface"
 
 
 def test_adapter_base_comes_from_metadata_or_the_adapter_config(tmp_path):

@@ -18,12 +18,18 @@ CHAT = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "c
 
 
 @pytest.mark.parametrize(("rows", "kind"), [
-    ([CHAT, CHAT], "chat"),
+    ([CHAT, CHAT], "conversational"),
     ([{"prompt": "a", "completion": "b"}], "prompt_completion"),
     ([{"prompt": "a", "chosen": "b", "rejected": "c"}], "preference"),
     ([{"prompt": "a", "completion": "b", "label": True}], "unpaired_preference"),
     ([{"prompt": [{"role": "user", "content": "q"}]}], "prompt_only"),
     ([{"text": "plain text"}], "language_modeling"),
+    ([{"input": "a", "output": "b"}], "input_output"),  # ModelForge's shapes (stored as uploaded)
+    ([{"document": "a long text", "summary": "short"}], "summarization"),
+    ([{"article": "a long text", "summary": "short"}], "article_summary"),
+    ([{"context": "the cat sat", "question": "who?", "answers": {"text": ["cat"], "answer_start": [4]}}],
+     "extractive_qa"),
+    ([{"context": "the cat sat", "question": "who?", "answers": {"text": "cat", "answer_start": 4}}], "extractive_qa"),
 ])
 def test_known_formats_pass_unchanged(rows, kind):
     data = jsonl(*rows)
@@ -46,7 +52,13 @@ def test_openai_preference_rows_are_stored_as_prompt_chosen_rejected():
     (jsonl(CHAT, "{not json"), 2, "not valid JSON"),
     (jsonl(CHAT, [1, 2]), 2, "JSON object"),
     (jsonl(CHAT, {"question": "x"}), 2, "known format"),
-    (jsonl(CHAT, {"prompt": "a", "completion": "b"}), 2, "differs from the format chat of line 1"),
+    (jsonl(CHAT, {"prompt": "a", "completion": "b"}), 2, "differs from the format conversational of line 1"),
+    (jsonl({"prompt": "a", "completion": "b"}, {"prompt": "a", "completion": "b", "label": True}), 2,
+     "format unpaired_preference differs from the format prompt_completion of line 1"),
+    (jsonl({"input": "a", "output": "b"}, {"input": "c"}), 2, "output: missing (the format input_output of line 1)"),
+    (jsonl({"input": "a", "output": "b"}, {"input": "c", "output": " "}), 2, "output: missing or empty"),
+    (jsonl({"context": "the cat sat", "question": "who?", "answers": {"text": ["cat"], "answer_start": [0]}}), 1,
+     "answers.text[0]: 'cat' is not at answer_start 0 of the context; it occurs at 4"),
     (jsonl(CHAT, {"messages": [{"role": "wizard", "content": "x"}]}), 2, "role"),
     (jsonl(CHAT, CHAT, {"messages": []}), 3, "non-empty list"),
     (jsonl({"prompt": "a", "completion": "b", "label": "yes"}), 1, "label"),

@@ -7,6 +7,7 @@ import json
 import pandas as pd
 import pytest
 
+from forgeway.core.datasetformats import FORMATS
 from forgeway.core.errors import InvalidArgument, NotFound, PermissionDenied
 from forgeway.services.training.datasets import DatasetStore
 from forgeway.services.training.spec import DatasetSpec
@@ -110,7 +111,7 @@ def test_a_malformed_file_or_mixed_inline_types_are_invalid(loader):
     (["prompt", "reference"], ("prompt_only",), "prompt_only"),
 ])
 def test_format_detection(columns, accepted, expected):
-    assert detect_format(columns, accepted, "dataset", "x") == expected
+    assert detect_format(columns, accepted, "dataset", "x").name == expected
 
 
 def test_validation_names_column_and_row():
@@ -119,17 +120,17 @@ def test_validation_names_column_and_row():
     rows = datasets.Dataset.from_list([{"prompt": "a", "completion": "b", "label": "yes"},
                                        {"prompt": "a", "completion": "b", "label": "maybe"}])
     with pytest.raises(InvalidArgument) as caught:
-        validate_rows(rows, "unpaired_preference", "dataset", 1)
-    assert caught.value.field == "dataset.label" and "row 2" in caught.value.message
+        validate_rows(rows, FORMATS["unpaired_preference"], "dataset", 1)
+    assert caught.value.violations == [("dataset.rows[1].label", "must be true or false, not 'maybe'")]
     qa = datasets.Dataset.from_list([{"context": "the cat sat", "question": "who?", "answer": "the dog"}])
     with pytest.raises(InvalidArgument) as caught:
-        validate_rows(qa, "extractive_qa", "dataset", 1)
-    assert caught.value.field == "dataset.answer" and "row 1" in caught.value.message
+        validate_rows(qa, FORMATS["extractive_qa"], "dataset", 1)
+    assert caught.value.violations == [("dataset.rows[0].answer", "'the dog' does not occur in the context")]
     ok = validate_rows(datasets.Dataset.from_list([{"context": "the cat sat", "question": "who?", "answer": "cat"}]),
-                       "extractive_qa", "dataset", 1)
+                       FORMATS["extractive_qa"], "dataset", 1)
     assert ok[0]["answers"] == {"text": ["cat"], "answer_start": [4]}
     chat = datasets.Dataset.from_list([{"messages": [{"role": "user", "content": "hi"},
                                                      {"role": "assistant", "content": ""}]}])
     with pytest.raises(InvalidArgument) as caught:
-        validate_rows(chat, "conversational", "dataset", 1)
-    assert "row 1" in caught.value.message
+        validate_rows(chat, FORMATS["conversational"], "dataset", 1)
+    assert caught.value.field == "dataset.rows[0].messages[1]" and "content" in caught.value.message

@@ -98,6 +98,16 @@ class AsyncClient:
         request = generate_request(model, prompt, **options)
         return convert.generation(await self._unary(self._backend.Generate, request, timeout))
 
+    async def summarize(self, model: str, document: str, *, timeout: Any = DEFAULT,
+                        **options: Any) -> types.Generation:
+        """Client.summarize."""
+        return await self.generate(model, document=document, timeout=timeout, **options)
+
+    async def answer(self, model: str, context: str, question: str, *, timeout: Any = DEFAULT,
+                     **options: Any) -> types.Generation:
+        """Client.answer."""
+        return await self.generate(model, context=context, question=question, timeout=timeout, **options)
+
     async def chat(self, model: str, messages: Iterable[MessageLike], *, timeout: Any = DEFAULT,
                    **options: Any) -> types.Generation:
         return await self.generate(model, messages=list(messages), timeout=timeout, **options)

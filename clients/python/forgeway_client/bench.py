@@ -36,6 +36,10 @@ def benchmark(client: Client, model: str, prompts: Sequence[str], *, iterations:
               warmup: bool = True) -> dict[str, Any]:
     """Run every prompt `iterations` times; LlamaForge's result dict (model, backend, iterations, max_tokens,
     prompts[{prompt, runs, metrics}], overall), plus time to first token per run."""
+    if isinstance(prompts, str) or not prompts:
+        raise ValueError("prompts: give a list of at least one prompt")
+    if iterations < 1 or max_tokens < 1:
+        raise ValueError("iterations: at least 1" if iterations < 1 else "max_tokens: at least 1")
     if warmup:
         timed_run(client, model, prompts[0], min(10, max_tokens))
     results: dict[str, Any] = {"model": model, "backend": "", "iterations": iterations, "max_tokens": max_tokens,

@@ -21,6 +21,7 @@ from . import convert, types
 from .connection import DEFAULT, Connection, Retry, Tls, call_timeout, remaining
 from .embeddings import EmbeddingResult, Inputs, RerankResult, embed_request, rerank_request
 from .errors import APIError, InternalError, from_grpc
+from .plugins import Plugins
 from .requests import DatasetSource, MessageLike, generate_request, job_state, load_request, train_request
 from .streams import GenerationStream, TrainingJob
 from .tool_runs import ToolChoices, ToolLoop, ToolRun, settle
@@ -48,6 +49,7 @@ class Client:
         self.jobs = Jobs(self)
         self.models = Models(self)
         self.datasets = Datasets(self)
+        self.plugins = Plugins(self)
 
     @property
     def target(self) -> str:
@@ -116,6 +118,17 @@ class Client:
         request = generate_request(model, prompt, **options)
         return convert.generation(self._unary(self._backend.Generate, request, timeout))
 
+    def summarize(self, model: str, document: str, *, timeout: Any = DEFAULT, **options: Any) -> types.Generation:
+        """A summary of `document` from a summarization (sequence-to-sequence) model; `.text` is the summary.
+        Options as generate's (max_tokens, n, sampling, adapter, ...)."""
+        return self.generate(model, document=document, timeout=timeout, **options)
+
+    def answer(self, model: str, context: str, question: str, *, timeout: Any = DEFAULT,
+               **options: Any) -> types.Generation:
+        """The span of `context` that answers `question`, from an extractive-QA model: `.text` is the answer,
+        `.answer_span` its character offsets in the context (start, end) and score."""
+        return self.generate(model, context=context, question=question, timeout=timeout, **options)
+
     def chat(self, model: str, messages: Iterable[MessageLike], *, timeout: Any = DEFAULT,
              **options: Any) -> types.Generation:
         """One assistant reply to chat messages ({"role", "content"} mappings, with tool_calls or tool_call_id where
@@ -174,7 +187,8 @@ class Client:
         max_seq_length, seed, precision, save_steps, lora (True, a dict or LoRA), quantization ("nf4", "fp4",
         "int8"), double_quant, beta, loss_type, num_generations, max_prompt_length, max_completion_length,
         reward_functions (names, "name:weight" or (name, weight)), reward_model, output_name, export
-        (["adapter", "merged", "gguf"]), backend ("auto", "trl", "unsloth"), allow_fallback.
+        (["adapter", "merged", "gguf"]), backend ("auto", "trl", "unsloth"), allow_fallback, description (listed with
+        the model).
         """
         request = train_request(base_model, dataset, method=method, **options)
         first, call = self._open(lambda t: self._backend.Train(request, timeout=t, metadata=self.connection.metadata),

@@ -60,6 +60,8 @@ def model(msg: models_pb2.ModelInfo) -> types.Model:
         quantization=quantization_name(msg.quantization), adapters=tuple(msg.adapters), loaded=msg.loaded,
         backend=msg.backend, source=msg.source, aliases=tuple(msg.aliases), chat=msg.chat,
         dimensions=msg.dimensions, matryoshka_dimensions=tuple(msg.matryoshka_dimensions), pooling=msg.pooling,
+        description=msg.description, created=timestamp(msg.created) if msg.HasField("created") else None,
+        base_model=msg.base_model, provider=msg.provider, trained_by=msg.trained_by,
     )
 
 
@@ -96,13 +98,30 @@ def capabilities(msg: capabilities_pb2.CapabilitiesResponse) -> types.Capabiliti
             tasks=tuple(TASK.name(t) for t in training.tasks), lora=training.lora,
             quantizations=tuple(quantization_name(q) for q in training.quantizations),
             export_formats=tuple(EXPORT_FORMAT.name(f) for f in training.export_formats)),
-        hardware=types.Hardware(hw.device, hw.accelerator, hw.accelerator_memory_total, hw.accelerator_memory_free,
-                                hw.ram_total, hw.ram_available, hw.cpu_cores, hw.profile, hw.recommendation),
+        hardware=hardware(hw),
         load=types.Load(load.in_flight, load.queue_depth, load.max_concurrency, load.max_queue),
         library_versions=dict(msg.library_versions),
         endpoints=tuple(types.EndpointStatus(e.address, e.health, e.breaker, capabilities(e.capabilities))
                         for e in msg.endpoints),
     )
+
+
+def hardware(hw: capabilities_pb2.Hardware) -> types.Hardware:
+    return types.Hardware(
+        hw.device, hw.accelerator, hw.accelerator_memory_total, hw.accelerator_memory_free, hw.ram_total,
+        hw.ram_available, hw.cpu_cores, hw.profile, hw.recommendation, disk_free=hw.disk_free,
+        disk_total=hw.disk_total, accelerator_count=hw.accelerator_count, driver_version=hw.driver_version,
+        cuda_version=hw.cuda_version, recommendations=tuple(recommendation(r) for r in hw.recommendations))
+
+
+def recommendation(msg: capabilities_pb2.Recommendation) -> types.Recommendation:
+    hp, lora = msg.hyperparameters, msg.lora
+    return types.Recommendation(
+        task=TASK.name(msg.task), model=msg.model, alternatives=tuple(msg.alternatives),
+        quantization=quantization_name(msg.quantization.quantization), epochs=hp.epochs, batch_size=hp.batch_size,
+        gradient_accumulation_steps=hp.gradient_accumulation_steps, learning_rate=round(hp.learning_rate, 10),
+        warmup_ratio=round(hp.warmup_ratio, 6), max_seq_length=hp.max_seq_length, lora_r=lora.r,
+        lora_alpha=lora.alpha, lora_dropout=round(lora.dropout, 6))
 
 
 def backend_rows(caps: types.Capabilities, health: str = "SERVING", address: str = "") -> list[types.BackendStatus]:

@@ -190,6 +190,7 @@ def train_request(
     num_generations: int | None = None, max_prompt_length: int | None = None,
     max_completion_length: int | None = None, reward_functions: Iterable[Any] = (), reward_model: str = "",
     output_name: str = "", export: Iterable[str] = (), backend: str = "auto", allow_fallback: bool | None = None,
+    description: str = "",
 ) -> train_pb2.TrainRequest:
     """A TrainRequest from keyword arguments (names as in the contract; enums by lowercase name)."""
     if not base_model:
@@ -226,6 +227,7 @@ def train_request(
     params.loss_type, params.reward_model = loss_type, reward_model
     params.reward_functions.extend(_rewards(reward_functions))
     request.output.model_name = output_name
+    request.output.description = description
     request.output.formats.extend(named(EXPORT_FORMAT, f, "output.formats") for f in export)
     request.backend = named(BACKEND, backend, "backend")
     if allow_fallback is not None:

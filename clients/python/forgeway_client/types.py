@@ -132,6 +132,11 @@ class Generation:
         return self.choices[0].reasoning if self.choices else ""
 
     @property
+    def answer_span(self) -> AnswerSpan | None:
+        """Extractive QA: where the first choice's answer lies in the context, and its score."""
+        return self.choices[0].answer_span if self.choices else None
+
+    @property
     def message(self) -> dict[str, Any]:
         """The first choice as the assistant message to append to the chat."""
         return self.choices[0].message if self.choices else assistant_message("")
@@ -167,6 +172,13 @@ class Model:
     dimensions: int = 0
     matryoshka_dimensions: tuple[int, ...] = ()
     pooling: str = ""
+    # Trained models (model-store entries): provenance. provider is ModelForge's name ("huggingface", "unsloth"),
+    # trained_by the Forgeway trainer service ("trl", "unsloth").
+    description: str = ""
+    created: datetime | None = None
+    base_model: str = ""
+    provider: str = ""
+    trained_by: str = ""
 
 
 @dataclass(frozen=True)
@@ -196,8 +208,39 @@ class TrainingFeatures:
 
 
 @dataclass(frozen=True)
+class Recommendation:
+    """What to train for one task on the endpoint's hardware profile: a model from ModelForge's curated lists, the
+    alternatives (the recommended one first) and training settings; `train_options()` passes them to Client.train."""
+
+    task: str
+    model: str
+    alternatives: tuple[str, ...] = ()
+    quantization: str = "none"
+    epochs: float = 0.0
+    batch_size: int = 0
+    gradient_accumulation_steps: int = 0
+    learning_rate: float = 0.0
+    warmup_ratio: float = 0.0
+    max_seq_length: int = 0
+    lora_r: int = 0
+    lora_alpha: int = 0
+    lora_dropout: float = 0.0
+
+    def train_options(self, lora: bool = True) -> dict[str, Any]:
+        """Keyword arguments of Client.train with these settings (with LoRA unless lora=False)."""
+        options: dict[str, Any] = {
+            "task": self.task, "epochs": self.epochs, "batch_size": self.batch_size,
+            "gradient_accumulation_steps": self.gradient_accumulation_steps, "learning_rate": self.learning_rate,
+            "warmup_ratio": self.warmup_ratio, "max_seq_length": self.max_seq_length, "quantization": self.quantization}
+        if lora:
+            options["lora"] = {"r": self.lora_r, "alpha": self.lora_alpha, "dropout": self.lora_dropout}
+        return options
+
+
+@dataclass(frozen=True)
 class Hardware:
-    """The machine; profile is "cpu", "low_end_gpu", "mid_range_gpu" or "high_end_gpu". Memory in bytes."""
+    """The machine; profile is ModelForge's: "cpu" (no accelerator), "low_end", "mid_range" or "high_end". Memory
+    and disk in bytes; disk_free/disk_total are the model store's filesystem's; recommendations: one per task."""
 
     device: str = ""
     accelerator: str = ""
@@ -208,6 +251,16 @@ class Hardware:
     cpu_cores: int = 0
     profile: str = ""
     recommendation: str = ""
+    disk_free: int = 0
+    disk_total: int = 0
+    accelerator_count: int = 0
+    driver_version: str = ""
+    cuda_version: str = ""
+    recommendations: tuple[Recommendation, ...] = ()
+
+    def recommended(self, task: str = "text-generation") -> Recommendation | None:
+        """The recommendation for a task ("text-generation", "summarization", "extractive-question-answering")."""
+        return next((r for r in self.recommendations if r.task == task), None)
 
 
 @dataclass(frozen=True)

@@ -3,62 +3,82 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from forgeway.client import APIError, Client
 
-from .backends import BaseBackend, ForgewayBackend, Model, get_backend, list_backends
-from .config import GENERATION, KINDS, LOAD_RENAMES, LOCAL_ONLY, SERVED, Config
+from .backends import BackendInstance, get_backend, is_custom
+from .backends.forgeway import ForgewayBackend, served_name
+from .config import LOCAL_MODEL_SUFFIXES, Config, canonical_backend
+from .model import Model
+from .parameters import GENERATION, normalised
+from .plugins import PluginCalls
 
 log = logging.getLogger("forgeway.compat.llamaforge")
 
 
-class LlamaForge:
-    """LlamaForge's entry point: manage configured models and generate from the loaded one, through Forgeway."""
+class LlamaForge(PluginCalls):
+    """LlamaForge's entry point: configured models, loaded on Forgeway's backends (or a custom backend registered in
+    this process), and generation from the current one with the configuration's generation defaults."""
 
     def __init__(self, config_path: str | Path | None = None, model_name: str | None = None,
-                 backend_name: str | None = None, *, client: Client | None = None, target: str | None = None):
-        self.config = Config(config_path)
-        self.client = client or Client(target)
+                 backend_name: str | None = None, *, client: Client | None = None, target: str | None = None,
+                 profile: str | None = None):
+        self.config = Config(config_path, profile)
+        self._client, self._target = client, target
         self.current_model: Model | None = None
-        self.backend: BaseBackend | None = None
+        self.backend: Any = None
         self.last_error: Exception | None = None
+        self._calls: BackendInstance | None = None
         if model_name or self.config.get("default_model"):
             self.load_model(model_name or self.config.get("default_model"), backend_name)
 
-    def add_model(self, name: str, path: str, backend: str = "llama.cpp", parameters: dict | None = None,
-                  metadata: dict | None = None) -> None:
-        """Add a model to the configuration (save it with config.save()); ValueError if the name is taken."""
-        if name in self.config.get("models", {}):
-            raise ValueError(f"a model named {name!r} already exists")
-        self.config.add_model(name, path, backend, parameters, metadata)
+    @property
+    def client(self) -> Client:
+        """The Forgeway endpoint: the client given, else `target`, else FORGEWAY_TARGET (made on first use)."""
+        if self._client is None:
+            self._client = Client(self._target)
+        return self._client
+
+    def add_model(self, name: str, path: str, backend: str | None = None, parameters: dict | None = None,
+                  metadata: dict | None = None) -> dict[str, Any]:
+        """Add a model to the configuration (save it with config.save()); the backend, when not given, is inferred
+        from the path. ValueError if the name is taken."""
+        if name in (self.config.get("models") or {}):
+            raise ValueError(f"name: a model named {name!r} already exists")
+        return self.config.add_model(name, path, backend, parameters, metadata)
 
     def remove_model(self, name: str) -> bool:
         return self.config.remove_model(name)
 
     def list_models(self) -> list[str]:
-        """Configured models, then the ones the endpoint serves."""
-        names = list(self.config.get("models", {}))
-        return names + [m.name for m in self.client.models.list() if m.name not in names]
+        """Configured models, model files in the model directories, then the models the endpoint serves."""
+        names = self.config.list_models()
+        for folder in self.config.get("model_directories") or []:
+            folder = Path(folder).expanduser()
+            if folder.is_dir():
+                names += sorted(p.name for p in folder.iterdir() if p.is_file() and p.name not in names
+                                and p.name.lower().endswith(LOCAL_MODEL_SUFFIXES))
+        try:
+            served = self.client.models.list()
+        except APIError as error:  # LlamaForge lists its configuration without any server
+            log.warning("Cannot list the models Forgeway serves: %s", error)
+            return names
+        return names + [m.name for m in served if m.name not in names]
 
     def get_model_info(self, model_name: str) -> dict[str, Any]:
-        return self.config.get("models", {}).get(model_name, {"name": model_name})
+        return self.config.get_model(model_name) or {"name": model_name}
 
-    def load_model(self, model_name: str, backend_name: str | None = None) -> bool:
-        """Make `model_name` the current model, loading it on a Forgeway backend unless it is served already."""
-        info = self.config.get("models", {}).get(model_name, {})
-        backend_name = backend_name or info.get("backend") or self.config.get("default_backend", "llama.cpp")
-        model = Model(model_name, info.get("path", model_name), info)
+    def load_model(self, model_name: str, backend_name: str | None = None, parameters: dict | None = None) -> bool:
+        """Make `model_name` the current model: a configured model (loaded on its backend unless Forgeway serves it
+        already), a model Forgeway serves, or a model file or folder (backend inferred from the path). `parameters`
+        override the configured ones. False, with the reason logged and kept in `last_error`, on failure."""
         try:
-            custom = get_backend(backend_name)
-            if custom is not None:
-                backend: BaseBackend = custom()
-                backend.load_model(model.path, _load_options(model.parameters))
-            else:
-                backend = self._served(model, backend_name)
-        except (APIError, ValueError, NotImplementedError, OSError, RuntimeError) as error:
+            model, backend = self._load(model_name, backend_name, parameters or {})
+        except Exception as error:  # LlamaForge's contract: a failed load returns False and logs why
             self.last_error = error
             log.error("Error loading model %r: %s", model_name, error)
             return False
@@ -68,51 +88,66 @@ class LlamaForge:
             backend.loaded_here = previous.loaded_here  # the same served model: keep it, and who loaded it
         elif not self.unload_model():
             return False
-        self.current_model, self.backend, self.last_error = model, backend, None
-        log.info("Loaded model %r with %s backend", model_name, backend.name)
+        self.current_model, self.backend, self._calls, self.last_error = model, backend, BackendInstance(backend), None
+        log.info("Loaded model %r with %s backend", model_name, model.backend_type)
         return True
 
-    def _served(self, model: Model, backend_name: str) -> ForgewayBackend:
-        served = {m.name: m for m in self.client.models.list()}
-        if model.name in served and served[model.name].loaded:
-            return ForgewayBackend(self.client, served[model.name].backend, model.name, loaded_here=False)
-        if backend_name == SERVED:
-            raise ValueError(f"model {model.name!r} is not served (served: {', '.join(served) or 'none'})")
-        kind = KINDS.get(backend_name)
-        if kind is None:
-            raise ValueError(f"Backend {backend_name!r} not available (known: {', '.join(list_backends())})")
-        loaded = self.client.models.load(model.name, model.path or "", backend=kind,
-                                         options=_load_options(model.parameters))
-        return ForgewayBackend(self.client, loaded.backend or kind, loaded.name, loaded_here=True)
+    def _load(self, model_name: str, backend_name: str | None, overrides: dict) -> tuple[Model, Any]:
+        info = self.config.get_model(model_name) or {}
+        path = info.get("path") or model_name
+        chosen = backend_name or info.get("backend")
+        if not chosen and not info:
+            if model_name in {m.name for m in self.client.models.list() if m.loaded}:
+                served = ForgewayBackend(self.client)
+                served.adopt(model_name)
+                return Model(model_name, model_name, {"backend": "forgeway"}), served
+            remote = self.config.infer_backend(model_name) in ("huggingface", "openai")  # a hub id, an OpenAI model
+            if not remote and not os.path.exists(model_name):
+                raise ValueError(f"model: {model_name!r} not found in the configuration, the file system or the "
+                                 f"models Forgeway serves")
+        chosen = canonical_backend(chosen or self.config.infer_backend(path))
+        parameters = {**self.config.backend_parameters(chosen), **(info.get("parameters") or {}), **overrides}
+        if chosen == "openai" and "api_key" not in parameters and self.config.get("api_keys.openai"):
+            parameters["api_key"] = self.config.get("api_keys.openai")
+        model = Model(model_name, path, {**info, "backend": chosen, "parameters": parameters})
+        backend_class = get_backend(chosen)
+        if is_custom(chosen):
+            backend = backend_class()
+            BackendInstance(backend).load(model)
+            return model, backend
+        backend = backend_class(self.client)
+        backend.load_model(path, parameters, name=model_name if info else served_name(path))
+        return model, backend
 
     def unload_model(self) -> bool:
         if self.backend is None:
             return True
         try:
-            self.backend.unload_model()
-        except (APIError, RuntimeError) as error:
+            self._calls.unload()
+        except Exception as error:  # as load_model: False, logged, kept
             self.last_error = error
             log.error("Error unloading model: %s", error)
             return False
-        self.current_model = self.backend = None
+        self.current_model = self.backend = self._calls = None
         return True
 
     def generate(self, prompt: str, **kwargs: Any) -> str:
-        """Generated text; the model's configured generation parameters, overridden by kwargs."""
-        backend, parameters = self._ready(kwargs)
-        return backend.generate(prompt, parameters)
+        """Generated text. Parameters: the call's, over the model's configured ones, over the configuration's
+        `generation` defaults (those the serving backend honours)."""
+        return self._ready().generate(prompt, self._parameters(kwargs))
 
     def generate_stream(self, prompt: str, **kwargs: Any) -> Iterator[str]:
-        backend, parameters = self._ready(kwargs)
-        yield from backend.generate_stream(prompt, parameters)
+        calls = self._ready()
+        yield from calls.stream(prompt, self._parameters(kwargs))
 
-    def _ready(self, kwargs: dict[str, Any]) -> tuple[BaseBackend, dict[str, Any]]:
-        if self.backend is None or self.current_model is None:
+    def _ready(self) -> BackendInstance:
+        if self._calls is None or self.current_model is None:
             raise ValueError("No model loaded")
-        configured = {k: v for k, v in self.current_model.parameters.items() if k in GENERATION}
-        return self.backend, {**configured, **kwargs}
+        return self._calls
 
-
-def _load_options(parameters: dict[str, Any]) -> dict[str, Any]:
-    """The load-time parameters (everything that is not a generation parameter) as LoadModel options."""
-    return {LOAD_RENAMES.get(k, k): v for k, v in parameters.items() if k not in GENERATION and k not in LOCAL_ONLY}
+    def _parameters(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        defaults = normalised(self.config.generation_defaults())
+        if isinstance(self.backend, ForgewayBackend):
+            defaults = self.backend.supported(defaults)
+        configured = normalised({k: v for k, v in self.current_model.parameters.items() if k in GENERATION})
+        return {**defaults, **configured, **normalised(kwargs)}

@@ -1,19 +1,19 @@
-"""The client commands of `forgeway`: generate/run, chat, bench, embed, rerank, train, jobs, models, backends
-(argparse only here; grpc and rich load when a command runs)."""
+"""The client commands of `forgeway`: generate/run, chat, bench, summarize, answer, embed, rerank, train, jobs, models,
+backends (argparse only here; grpc and rich load when a command runs)."""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
 
-from . import admin, embed, generate, train
+from . import admin, calculator, embed, generate, readers, train
 from .common import connection_flags, execute, one_line_errors
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     """Register the client commands on `forgeway`'s subparsers; each sets `handler` (run it with run_command)."""
     parents = [connection_flags()]
-    for module in (generate, embed, train, admin):
+    for module in (generate, readers, embed, train, admin, calculator):
         module.register(commands, parents, one_line_errors)
 
 

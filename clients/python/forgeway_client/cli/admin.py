@@ -4,6 +4,7 @@ LlamaForge's `forgeway list models|backends`."""
 from __future__ import annotations
 
 import argparse
+import json
 
 from .common import client, key_value, print_json, table
 
@@ -32,11 +33,24 @@ def run_models(args: argparse.Namespace) -> int:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    """LlamaForge's `list RESOURCE`: the same tables as `models list` and `backends`."""
+    """LlamaForge's `list RESOURCE`: the same tables as `models list` and `backends`, or the gateway's plugins (what
+    can run, then each model's pipeline); LlamaForge's benchmark command plugin is `forgeway bench`."""
     if args.resource == "models":
         args.action = "list"
         return run_models(args)
-    return run_backends(args)
+    if args.resource == "backends":
+        return run_backends(args)
+    with client(args) as sdk:
+        listing = sdk.plugins.list()
+    if args.json:
+        print_json(listing)
+        return 0
+    table("plugins", ["name", "kind", "source", "options", "description"],
+          [(p.name, p.kind, p.source, ", ".join(p.options), p.description) for p in listing.available]
+          + [("benchmark", "commands", "builtin", "", "`forgeway bench`: prompts x iterations -> tokens/s")])
+    table("pipelines", ["model", "position", "name", "kind", "enabled", "options"],
+          [(e.model, e.position, e.name, e.kind, yes(e.enabled), json.dumps(e.options)) for e in listing.entries])
+    return 0
 
 
 def dims(model) -> str:
@@ -97,6 +111,6 @@ def register(commands, parents, one_line_errors) -> None:
     backends.set_defaults(handler=run_backends, command="backends")
 
     listing = one_line_errors(commands.add_parser(
-        "list", parents=parents, help="LlamaForge's list: models (as `models list`), backends (as `backends`)"))
-    listing.add_argument("resource", choices=("models", "backends"))
+        "list", parents=parents, help="LlamaForge's list: models (as `models list`), backends (as `backends`), plugins"))
+    listing.add_argument("resource", choices=("models", "backends", "plugins"))
     listing.set_defaults(handler=run_list, command="list")
