@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from pathlib import PurePath
 
 import grpc
 
 from forgeway.core import pages
-from forgeway.core.errors import InvalidArgument, NotFound, Unavailable
+from forgeway.core.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from forgeway.core.models import ModelInfo
+from forgeway.core.modelstore import entry_name
 from forgeway.v1 import (
     datasets_pb2,
     datasets_pb2_grpc,
@@ -31,6 +34,25 @@ log = logging.getLogger("forgeway.gateway.management")
 
 def _rpc(service: str, method: str) -> str:
     return f"forgeway.v1.{service}/{method}"
+
+
+def _uses_entry(model: ModelInfo, name: str) -> bool:
+    """Whether a loaded model is store entry `name`: by its name, an alias or adapter, or a source naming the entry
+    ("name", "store:name", or a path .../models/name/...)."""
+    if name in model.names or name in model.adapters or model.source in (name, f"store:{name}"):
+        return True
+    parts = PurePath(model.source).parts
+    return any(a == "models" and b == name for a, b in zip(parts, parts[1:], strict=False))
+
+
+def serving_entry(name: str, endpoints: Iterable[Endpoint]) -> list[str]:
+    """"MODEL on KIND (ADDRESS)" for each model some endpoint holds loaded from store entry `name`."""
+    found = []
+    for endpoint in endpoints:
+        for model in {id(m): m for m in endpoint.model_index.values()}.values():
+            if model.loaded and _uses_entry(model, name):
+                found.append(f"{model.name} on {endpoint.kind} ({endpoint.key})")
+    return found
 
 
 def _newest_first(item) -> tuple[int, int]:
@@ -197,3 +219,33 @@ class GatewayModels(_Owned, models_pb2_grpc.ModelServiceServicer):
             finally:
                 await endpoint.refresh()
         return models_pb2.UnloadModelResponse()
+
+    async def DeleteModel(self, request, context):
+        """To the trainer holding the entry, once no endpoint serves it loaded (Capabilities read afresh)."""
+        self._auth(context, "delete models")
+        name = entry_name(request.name)
+        await self.state.router.refresh(_rpc("ModelService", "ListModels"))
+        users = serving_entry(name, self.state.pool)
+        if users:
+            raise FailedPrecondition(f"model {name!r} is loaded ({'; '.join(users)}); unload it first",
+                                     metadata={"model": name})
+        rpc = _rpc("ModelService", "DeleteModel")
+        endpoints, down = self._candidates(rpc, self.state.owners.models, name)
+        response, _ = await ask_owner(endpoints, down, "model", name, context,
+                                      lambda e, t, m: e.models.DeleteModel(request, timeout=t, metadata=m))
+        await self.state.router.refresh(_rpc("ModelService", "ListModels"))  # the catalogs drop it before we answer
+        return response
+
+    async def ExportModel(self, request, context):
+        """To the trainer holding the entry; the new entry is routable once this answers."""
+        self._auth(context, "export models")
+        name = entry_name(request.name)
+        if request.output_name:
+            entry_name(request.output_name, "output_name")
+        rpc = _rpc("ModelService", "ExportModel")
+        endpoints, down = self._candidates(rpc, self.state.owners.models, name)
+        response, owner = await ask_owner(endpoints, down, "model", name, context,
+                                          lambda e, t, m: e.models.ExportModel(request, timeout=t, metadata=m))
+        self.state.owners.models.remember(response.model.name, owner.key)
+        await self.state.router.refresh(_rpc("ModelService", "ListModels"))
+        return response

@@ -48,12 +48,13 @@ class OwnerCache:
 
 
 class Owners:
-    """Who holds which job and dataset. It only orders the search: any replica of the gateway finds the owner by
+    """Who holds which job, dataset and model-store entry. It only orders the search: any replica of the gateway finds the owner by
     asking."""
 
     def __init__(self, limit: int = 10_000):
         self.jobs = OwnerCache(limit)
         self.datasets = OwnerCache(limit)
+        self.models = OwnerCache(limit)  # model-store entries, by the trainer that wrote or last exported them
 
     async def find_dataset(self, endpoints: list[Endpoint], dataset_id: str, timeout: float = 5.0) -> set[str]:
         """Keys of the endpoints that know a dataset (asked all at once)."""

@@ -24,6 +24,16 @@ PROVIDER_OF_TRAINER = {"trl": "huggingface", "unsloth": "unsloth"}
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
+def entry_name(name: str, field: str = "name") -> str:
+    """`name` if it can name a store entry; else INVALID_ARGUMENT naming `field` (a path separator, "..", ...)."""
+    if not name:
+        raise InvalidArgument(field, "required")
+    if not NAME.match(name):
+        raise InvalidArgument(field, f"{name!r} is not a model-store name: letters, digits, '.', '_' and '-' only "
+                                     "(no path separators), starting with a letter or digit, at most 128 characters")
+    return name
+
+
 @dataclass
 class StoredModel:
     """One entry of the store and its provenance."""
@@ -210,6 +220,19 @@ class ModelStore:
         finally:
             if scratch.exists():
                 shutil.rmtree(scratch, ignore_errors=True)
+
+    def delete(self, name: str) -> None:
+        """Remove models/<name> atomically: renamed out of the store first (readers see it or nothing), then removed.
+        A name with path separators is INVALID_ARGUMENT; no such entry, NOT_FOUND listing the known ones."""
+        final = self.path(name)
+        if not final.is_dir():
+            raise NotFound("model", name, self.names())
+        doomed = self.root / f".deleted-{name}-{uuid.uuid4().hex[:8]}"
+        try:
+            final.rename(doomed)
+        except FileNotFoundError:  # another caller removed it first
+            raise NotFound("model", name, self.names()) from None
+        shutil.rmtree(doomed, ignore_errors=True)
 
     @staticmethod
     def write_metadata(folder: Path, **fields) -> None:

@@ -23,10 +23,11 @@ _sym_db = _symbol_database.Default()
 
 
 from forgeway.v1 import common_pb2 as forgeway_dot_v1_dot_common__pb2
+from forgeway.v1 import train_pb2 as forgeway_dot_v1_dot_train__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x66orgeway/v1/models.proto\x12\x0b\x66orgeway.v1\x1a\x18\x66orgeway/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb0\x04\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1f\n\x04task\x18\x02 \x01(\x0e\x32\x11.forgeway.v1.Task\x12\x16\n\x0e\x63ontext_length\x18\x03 \x01(\r\x12/\n\x0cquantization\x18\x04 \x01(\x0e\x32\x19.forgeway.v1.Quantization\x12\x10\n\x08\x61\x64\x61pters\x18\x05 \x03(\t\x12\x0e\n\x06loaded\x18\x06 \x01(\x08\x12\x0f\n\x07\x62\x61\x63kend\x18\x07 \x01(\t\x12\x0e\n\x06source\x18\x08 \x01(\t\x12\x0f\n\x07\x61liases\x18\t \x03(\t\x12\x0c\n\x04\x63hat\x18\n \x01(\x08\x12M\n\x14unsupported_features\x18\x0b \x03(\x0b\x32/.forgeway.v1.ModelInfo.UnsupportedFeaturesEntry\x12\x12\n\ndimensions\x18\x0c \x01(\r\x12\x1d\n\x15matryoshka_dimensions\x18\r \x03(\r\x12\x0f\n\x07pooling\x18\x0e \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x0f \x01(\t\x12+\n\x07\x63reated\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nbase_model\x18\x11 \x01(\t\x12\x10\n\x08provider\x18\x12 \x01(\t\x12\x12\n\ntrained_by\x18\x13 \x01(\t\x1a:\n\x18UnsupportedFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x13\n\x11ListModelsRequest\"<\n\x12ListModelsResponse\x12&\n\x06models\x18\x01 \x03(\x0b\x32\x16.forgeway.v1.ModelInfo\"\x83\x02\n\x10LoadModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x1f\n\x04task\x18\x03 \x01(\x0e\x32\x11.forgeway.v1.Task\x12/\n\x0cquantization\x18\x04 \x01(\x0e\x32\x19.forgeway.v1.Quantization\x12\x12\n\nbase_model\x18\x05 \x01(\t\x12;\n\x07options\x18\x06 \x03(\x0b\x32*.forgeway.v1.LoadModelRequest.OptionsEntry\x1a.\n\x0cOptionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\":\n\x11LoadModelResponse\x12%\n\x05model\x18\x01 \x01(\x0b\x32\x16.forgeway.v1.ModelInfo\"\"\n\x12UnloadModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x15\n\x13UnloadModelResponse2\xfb\x01\n\x0cModelService\x12M\n\nListModels\x12\x1e.forgeway.v1.ListModelsRequest\x1a\x1f.forgeway.v1.ListModelsResponse\x12J\n\tLoadModel\x12\x1d.forgeway.v1.LoadModelRequest\x1a\x1e.forgeway.v1.LoadModelResponse\x12P\n\x0bUnloadModel\x12\x1f.forgeway.v1.UnloadModelRequest\x1a .forgeway.v1.UnloadModelResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x66orgeway/v1/models.proto\x12\x0b\x66orgeway.v1\x1a\x18\x66orgeway/v1/common.proto\x1a\x17\x66orgeway/v1/train.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb0\x04\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1f\n\x04task\x18\x02 \x01(\x0e\x32\x11.forgeway.v1.Task\x12\x16\n\x0e\x63ontext_length\x18\x03 \x01(\r\x12/\n\x0cquantization\x18\x04 \x01(\x0e\x32\x19.forgeway.v1.Quantization\x12\x10\n\x08\x61\x64\x61pters\x18\x05 \x03(\t\x12\x0e\n\x06loaded\x18\x06 \x01(\x08\x12\x0f\n\x07\x62\x61\x63kend\x18\x07 \x01(\t\x12\x0e\n\x06source\x18\x08 \x01(\t\x12\x0f\n\x07\x61liases\x18\t \x03(\t\x12\x0c\n\x04\x63hat\x18\n \x01(\x08\x12M\n\x14unsupported_features\x18\x0b \x03(\x0b\x32/.forgeway.v1.ModelInfo.UnsupportedFeaturesEntry\x12\x12\n\ndimensions\x18\x0c \x01(\r\x12\x1d\n\x15matryoshka_dimensions\x18\r \x03(\r\x12\x0f\n\x07pooling\x18\x0e \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x0f \x01(\t\x12+\n\x07\x63reated\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nbase_model\x18\x11 \x01(\t\x12\x10\n\x08provider\x18\x12 \x01(\t\x12\x12\n\ntrained_by\x18\x13 \x01(\t\x1a:\n\x18UnsupportedFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x13\n\x11ListModelsRequest\"<\n\x12ListModelsResponse\x12&\n\x06models\x18\x01 \x03(\x0b\x32\x16.forgeway.v1.ModelInfo\"\x83\x02\n\x10LoadModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x1f\n\x04task\x18\x03 \x01(\x0e\x32\x11.forgeway.v1.Task\x12/\n\x0cquantization\x18\x04 \x01(\x0e\x32\x19.forgeway.v1.Quantization\x12\x12\n\nbase_model\x18\x05 \x01(\t\x12;\n\x07options\x18\x06 \x03(\x0b\x32*.forgeway.v1.LoadModelRequest.OptionsEntry\x1a.\n\x0cOptionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\":\n\x11LoadModelResponse\x12%\n\x05model\x18\x01 \x01(\x0b\x32\x16.forgeway.v1.ModelInfo\"\"\n\x12UnloadModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x15\n\x13UnloadModelResponse\"\"\n\x12\x44\x65leteModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x15\n\x13\x44\x65leteModelResponse\"\xd1\x01\n\x12\x45xportModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12)\n\x06\x66ormat\x18\x02 \x01(\x0e\x32\x19.forgeway.v1.ExportFormat\x12\x13\n\x0boutput_name\x18\x03 \x01(\t\x12=\n\x07options\x18\x04 \x03(\x0b\x32,.forgeway.v1.ExportModelRequest.OptionsEntry\x1a.\n\x0cOptionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"^\n\x13\x45xportModelResponse\x12%\n\x05model\x18\x01 \x01(\x0b\x32\x16.forgeway.v1.ModelInfo\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x04\x32\x9f\x03\n\x0cModelService\x12M\n\nListModels\x12\x1e.forgeway.v1.ListModelsRequest\x1a\x1f.forgeway.v1.ListModelsResponse\x12J\n\tLoadModel\x12\x1d.forgeway.v1.LoadModelRequest\x1a\x1e.forgeway.v1.LoadModelResponse\x12P\n\x0bUnloadModel\x12\x1f.forgeway.v1.UnloadModelRequest\x1a .forgeway.v1.UnloadModelResponse\x12P\n\x0b\x44\x65leteModel\x12\x1f.forgeway.v1.DeleteModelRequest\x1a .forgeway.v1.DeleteModelResponse\x12P\n\x0b\x45xportModel\x12\x1f.forgeway.v1.ExportModelRequest\x1a .forgeway.v1.ExportModelResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,24 +38,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MODELINFO_UNSUPPORTEDFEATURESENTRY']._serialized_options = b'8\001'
   _globals['_LOADMODELREQUEST_OPTIONSENTRY']._loaded_options = None
   _globals['_LOADMODELREQUEST_OPTIONSENTRY']._serialized_options = b'8\001'
-  _globals['_MODELINFO']._serialized_start=101
-  _globals['_MODELINFO']._serialized_end=661
-  _globals['_MODELINFO_UNSUPPORTEDFEATURESENTRY']._serialized_start=603
-  _globals['_MODELINFO_UNSUPPORTEDFEATURESENTRY']._serialized_end=661
-  _globals['_LISTMODELSREQUEST']._serialized_start=663
-  _globals['_LISTMODELSREQUEST']._serialized_end=682
-  _globals['_LISTMODELSRESPONSE']._serialized_start=684
-  _globals['_LISTMODELSRESPONSE']._serialized_end=744
-  _globals['_LOADMODELREQUEST']._serialized_start=747
-  _globals['_LOADMODELREQUEST']._serialized_end=1006
-  _globals['_LOADMODELREQUEST_OPTIONSENTRY']._serialized_start=960
-  _globals['_LOADMODELREQUEST_OPTIONSENTRY']._serialized_end=1006
-  _globals['_LOADMODELRESPONSE']._serialized_start=1008
-  _globals['_LOADMODELRESPONSE']._serialized_end=1066
-  _globals['_UNLOADMODELREQUEST']._serialized_start=1068
-  _globals['_UNLOADMODELREQUEST']._serialized_end=1102
-  _globals['_UNLOADMODELRESPONSE']._serialized_start=1104
-  _globals['_UNLOADMODELRESPONSE']._serialized_end=1125
-  _globals['_MODELSERVICE']._serialized_start=1128
-  _globals['_MODELSERVICE']._serialized_end=1379
+  _globals['_EXPORTMODELREQUEST_OPTIONSENTRY']._loaded_options = None
+  _globals['_EXPORTMODELREQUEST_OPTIONSENTRY']._serialized_options = b'8\001'
+  _globals['_MODELINFO']._serialized_start=126
+  _globals['_MODELINFO']._serialized_end=686
+  _globals['_MODELINFO_UNSUPPORTEDFEATURESENTRY']._serialized_start=628
+  _globals['_MODELINFO_UNSUPPORTEDFEATURESENTRY']._serialized_end=686
+  _globals['_LISTMODELSREQUEST']._serialized_start=688
+  _globals['_LISTMODELSREQUEST']._serialized_end=707
+  _globals['_LISTMODELSRESPONSE']._serialized_start=709
+  _globals['_LISTMODELSRESPONSE']._serialized_end=769
+  _globals['_LOADMODELREQUEST']._serialized_start=772
+  _globals['_LOADMODELREQUEST']._serialized_end=1031
+  _globals['_LOADMODELREQUEST_OPTIONSENTRY']._serialized_start=985
+  _globals['_LOADMODELREQUEST_OPTIONSENTRY']._serialized_end=1031
+  _globals['_LOADMODELRESPONSE']._serialized_start=1033
+  _globals['_LOADMODELRESPONSE']._serialized_end=1091
+  _globals['_UNLOADMODELREQUEST']._serialized_start=1093
+  _globals['_UNLOADMODELREQUEST']._serialized_end=1127
+  _globals['_UNLOADMODELRESPONSE']._serialized_start=1129
+  _globals['_UNLOADMODELRESPONSE']._serialized_end=1150
+  _globals['_DELETEMODELREQUEST']._serialized_start=1152
+  _globals['_DELETEMODELREQUEST']._serialized_end=1186
+  _globals['_DELETEMODELRESPONSE']._serialized_start=1188
+  _globals['_DELETEMODELRESPONSE']._serialized_end=1209
+  _globals['_EXPORTMODELREQUEST']._serialized_start=1212
+  _globals['_EXPORTMODELREQUEST']._serialized_end=1421
+  _globals['_EXPORTMODELREQUEST_OPTIONSENTRY']._serialized_start=985
+  _globals['_EXPORTMODELREQUEST_OPTIONSENTRY']._serialized_end=1031
+  _globals['_EXPORTMODELRESPONSE']._serialized_start=1423
+  _globals['_EXPORTMODELRESPONSE']._serialized_end=1517
+  _globals['_MODELSERVICE']._serialized_start=1520
+  _globals['_MODELSERVICE']._serialized_end=1935
 # @@protoc_insertion_point(module_scope)

@@ -50,6 +50,16 @@ class ModelServiceStub:
                 request_serializer=forgeway_dot_v1_dot_models__pb2.UnloadModelRequest.SerializeToString,
                 response_deserializer=forgeway_dot_v1_dot_models__pb2.UnloadModelResponse.FromString,
                 _registered_method=True)
+        self.DeleteModel = channel.unary_unary(
+                '/forgeway.v1.ModelService/DeleteModel',
+                request_serializer=forgeway_dot_v1_dot_models__pb2.DeleteModelRequest.SerializeToString,
+                response_deserializer=forgeway_dot_v1_dot_models__pb2.DeleteModelResponse.FromString,
+                _registered_method=True)
+        self.ExportModel = channel.unary_unary(
+                '/forgeway.v1.ModelService/ExportModel',
+                request_serializer=forgeway_dot_v1_dot_models__pb2.ExportModelRequest.SerializeToString,
+                response_deserializer=forgeway_dot_v1_dot_models__pb2.ExportModelResponse.FromString,
+                _registered_method=True)
 
 
 class ModelServiceServicer:
@@ -77,6 +87,20 @@ class ModelServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteModel(self, request, context):
+        """Delete a model-store entry; refused while an endpoint serves it loaded.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportModel(self, request, context):
+        """Convert a model-store entry (GGUF export) into a new entry.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ModelServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -94,6 +118,16 @@ def add_ModelServiceServicer_to_server(servicer, server):
                     servicer.UnloadModel,
                     request_deserializer=forgeway_dot_v1_dot_models__pb2.UnloadModelRequest.FromString,
                     response_serializer=forgeway_dot_v1_dot_models__pb2.UnloadModelResponse.SerializeToString,
+            ),
+            'DeleteModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteModel,
+                    request_deserializer=forgeway_dot_v1_dot_models__pb2.DeleteModelRequest.FromString,
+                    response_serializer=forgeway_dot_v1_dot_models__pb2.DeleteModelResponse.SerializeToString,
+            ),
+            'ExportModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportModel,
+                    request_deserializer=forgeway_dot_v1_dot_models__pb2.ExportModelRequest.FromString,
+                    response_serializer=forgeway_dot_v1_dot_models__pb2.ExportModelResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -178,6 +212,60 @@ class ModelService:
             '/forgeway.v1.ModelService/UnloadModel',
             forgeway_dot_v1_dot_models__pb2.UnloadModelRequest.SerializeToString,
             forgeway_dot_v1_dot_models__pb2.UnloadModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/forgeway.v1.ModelService/DeleteModel',
+            forgeway_dot_v1_dot_models__pb2.DeleteModelRequest.SerializeToString,
+            forgeway_dot_v1_dot_models__pb2.DeleteModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/forgeway.v1.ModelService/ExportModel',
+            forgeway_dot_v1_dot_models__pb2.ExportModelRequest.SerializeToString,
+            forgeway_dot_v1_dot_models__pb2.ExportModelResponse.FromString,
             options,
             channel_credentials,
             insecure,

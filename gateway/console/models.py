@@ -1,5 +1,5 @@
-"""The Models page: the model store with its provenance, load / unload, and what the contract offers for export
-and deletion."""
+"""The Models page: the model store with its provenance, load / unload, GGUF export, and delete after typing the
+name again."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import grpc
 import gradio as gr
 
 from forgeway.core.enums import TASK
-from forgeway.v1 import capabilities_pb2, jobs_pb2, models_pb2
+from forgeway.v1 import capabilities_pb2, jobs_pb2, models_pb2, train_pb2
 
 from .connection import Console
-from .formatting import when
+from .formatting import size, when
 
 MODEL_COLUMNS = ["name", "task", "loaded", "backend", "base model", "method", "provider", "trained by", "dataset",
                  "metrics", "created", "description", "source"]
@@ -18,10 +18,11 @@ COLUMN_WIDTHS = ["160px", "130px", "70px", "80px", "180px", "70px", "100px", "90
                  "240px", "240px"]
 LOAD_RPC = "forgeway.v1.ModelService/LoadModel"
 AUTO = "auto"
-NOT_IN_CONTRACT = (
-    "**GGUF export** is requested when training (Train page: output formats `gguf`); the contract has no RPC that "
-    "exports a model already in the store. **Deleting** a store entry is not in the contract either: Unload frees "
-    "its memory, the files stay under FORGEWAY_HOME/models/."
+GGUF_OUTTYPES = ["f16", "q8_0", "f32"]  # ExportModel's options["outtype"]; the service validates it
+STORE_EDITS = (
+    "**Export to GGUF** writes the picked model as a new store entry (default name: the model's + `-gguf`) that the "
+    "llama.cpp service loads. **Delete** removes a store entry and its files once you type its name again; a model "
+    "some endpoint has loaded is refused until it is unloaded."
 )
 
 
@@ -65,8 +66,21 @@ def build(console: Console) -> dict[str, gr.Component]:
         load = gr.Button("Load", variant="primary", elem_id="models-load")
         unload = gr.Button("Unload", elem_id="models-unload")
         refresh = gr.Button("Refresh", elem_id="models-refresh")
+    with gr.Row():
+        export_name = gr.Textbox(label="Export as", placeholder="MODEL-gguf", elem_id="models-export-name")
+        outtype = gr.Dropdown(label="GGUF matrix type", choices=GGUF_OUTTYPES, value="f16", elem_id="models-outtype")
+    with gr.Row():
+        export = gr.Button("Export to GGUF", elem_id="models-export")
+        delete = gr.Button("Delete…", variant="stop", elem_id="models-delete")
+    with gr.Column(visible=False, elem_id="models-delete-confirm") as confirm_box:
+        question = gr.Markdown(elem_id="models-delete-question")
+        typed = gr.Textbox(label="Type the model's name to delete it", elem_id="models-delete-typed")
+        with gr.Row():
+            confirm = gr.Button("Delete for good", variant="stop", elem_id="models-delete-yes")
+            keep = gr.Button("Keep it", elem_id="models-delete-no")
+    pending = gr.State("")  # the name Delete was pressed for: what the typed name must match
     message = gr.Markdown(elem_id="models-message")
-    gr.Markdown(NOT_IN_CONTRACT)
+    gr.Markdown(STORE_EDITS)
 
     async def listing(request: gr.Request, picked: str = "", note: str = ""):
         metadata = console.metadata(request)
@@ -112,9 +126,44 @@ def build(console: Console) -> dict[str, gr.Component]:
             return await listing(request, picked, console.error_text(error))
         return await listing(request, picked, f"Unloaded **{picked}**.")
 
+    async def export_model(picked: str, output_name: str, matrix: str, request: gr.Request):
+        if not picked:
+            return await listing(request, note="name: pick a model")
+        export_request = models_pb2.ExportModelRequest(name=picked, format=train_pb2.EXPORT_FORMAT_GGUF,
+                                                       output_name=output_name.strip(), options={"outtype": matrix})
+        try:
+            done = await console.models.ExportModel(export_request, metadata=console.metadata(request), timeout=600)
+        except grpc.aio.AioRpcError as error:
+            return await listing(request, picked, console.error_text(error))
+        return await listing(request, picked, f"Exported **{picked}** to **{done.model.name}** (GGUF {matrix}, "
+                                              f"{size(done.size_bytes)}): load it on llamacpp to serve it.")
+
+    def ask_to_delete(picked: str):
+        if not picked:
+            return gr.Column(visible=False), "", "", "", "name: pick a model"
+        return (gr.Column(visible=True), f"Delete **{picked}** and its files from the model store? This cannot be "
+                f"undone. Type `{picked}` below to confirm.", "", picked, "")
+
+    async def delete_model(doomed: str, confirmation: str, request: gr.Request):
+        if not doomed or confirmation.strip() != doomed:
+            return (gr.skip(), gr.skip(), gr.skip(), f"Type **{doomed}** exactly to delete it; nothing was deleted.",
+                    gr.skip(), gr.skip())
+        try:
+            await console.models.DeleteModel(models_pb2.DeleteModelRequest(name=doomed),
+                                             metadata=console.metadata(request), timeout=60)
+        except grpc.aio.AioRpcError as error:
+            return (*await listing(request, doomed, console.error_text(error)), gr.Column(visible=False), "")
+        return (*await listing(request, note=f"Deleted **{doomed}** from the model store."), gr.Column(visible=False),
+                "")
+
     outputs = [table, name, backend, message]
     refresh.click(listing, outputs=outputs)
     load.click(load_model, inputs=[name, backend], outputs=outputs)
     unload.click(unload_model, inputs=name, outputs=outputs)
+    export.click(export_model, inputs=[name, export_name, outtype], outputs=outputs)
+    delete.click(ask_to_delete, inputs=name, outputs=[confirm_box, question, typed, pending, message])
+    confirm.click(delete_model, inputs=[pending, typed], outputs=[*outputs, confirm_box, typed])
+    keep.click(lambda doomed: (gr.Column(visible=False), "", f"Kept **{doomed}**."), inputs=pending,
+               outputs=[confirm_box, typed, message])
     gr.on(None, listing, outputs=outputs)
     return {"table": table, "name": name, "refresh": refresh}

@@ -1,8 +1,9 @@
 """Thin gRPC adapters of a trainer service: BackendService (Capabilities, Train, CreateJob), JobService,
-DatasetService."""
+DatasetService, and ModelService's store edits (DeleteModel, ExportModel)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import platform
 
@@ -11,7 +12,10 @@ from google.protobuf import json_format
 from forgeway import __version__
 from forgeway.core import pages
 from forgeway.core.enums import EXPORT_FORMAT, METHOD, QUANTIZATION
+from forgeway.core.capabilities import model_to_proto
 from forgeway.core.errors import InvalidArgument, Unimplemented
+from forgeway.core.generation import Task
+from forgeway.core.models import ModelInfo
 from forgeway.server.hardware import hardware_to_proto
 from forgeway.v1 import (
     backend_pb2_grpc,
@@ -20,11 +24,14 @@ from forgeway.v1 import (
     datasets_pb2_grpc,
     jobs_pb2,
     jobs_pb2_grpc,
+    models_pb2,
+    models_pb2_grpc,
     train_pb2,
 )
 
 from .engine import TrainingEngine
 from .runner import JobRunner
+from .store import delete_model, export_gguf_model, export_options, gguf_writer
 
 # The gateway's notice that it fell back to this trainer (JSON Fallback), recorded in the job's history.
 FALLBACK_METADATA = "x-forgeway-fallback"
@@ -34,7 +41,14 @@ RPCS = [
     "forgeway.v1.BackendService/CreateJob",
     *(f"forgeway.v1.JobService/{m}" for m in ("GetJob", "ListJobs", "ListJobEvents", "WatchJob", "CancelJob")),
     *(f"forgeway.v1.DatasetService/{m}" for m in ("UploadDataset", "GetDataset", "ListDatasets")),
+    "forgeway.v1.ModelService/DeleteModel",
 ]
+EXPORT_RPC = "forgeway.v1.ModelService/ExportModel"  # served where the GGUF writer (gguf, numpy) is installed
+
+
+def trainer_rpcs() -> list[str]:
+    """The RPCs this trainer serves: ExportModel only where it can write GGUF."""
+    return RPCS + ([EXPORT_RPC] if gguf_writer() else [])
 
 
 class TrainerBackendServicer(backend_pb2_grpc.BackendServiceServicer):
@@ -53,7 +67,7 @@ class TrainerBackendServicer(backend_pb2_grpc.BackendServiceServicer):
             availability=capabilities_pb2.Availability(
                 available=available and self.engine.ready,
                 reason=reason if not available or self.engine.ready else (self.engine.failure or "starting")),
-            rpcs=RPCS,
+            rpcs=trainer_rpcs(),
             training=capabilities_pb2.TrainingFeatures(
                 methods=[METHOD.to_value[m] for m in features.methods],
                 tasks=[t.to_proto() for t in features.tasks],
@@ -131,6 +145,37 @@ class DatasetServicer(datasets_pb2_grpc.DatasetServiceServicer):
         return datasets_pb2.ListDatasetsResponse(datasets=self.engine.datasets.list())
 
 
+class StoreServicer(models_pb2_grpc.ModelServiceServicer):
+    """ModelService's edits of the store this trainer writes; listing, loading and unloading are the inference
+    services'. Whether a model is loaded somewhere is the gateway's check, before it forwards a delete."""
+
+    def __init__(self, engine: TrainingEngine):
+        self.engine = engine
+
+    async def DeleteModel(self, request, context):
+        await asyncio.to_thread(delete_model, self.engine.models, request.name)
+        return models_pb2.DeleteModelResponse()
+
+    async def ExportModel(self, request, context):
+        if request.format != train_pb2.EXPORT_FORMAT_GGUF:
+            raise InvalidArgument("format", f"{EXPORT_FORMAT.name(request.format) or 'unset'} cannot be exported "
+                                            "from the store; allowed: gguf")
+        writer = gguf_writer()
+        if writer is None:
+            raise Unimplemented(f"the {self.engine.kind} trainer cannot write GGUF here (the gguf package is missing)")
+        outtype = export_options(dict(request.options))
+        exported = await asyncio.to_thread(export_gguf_model, self.engine.models, request.name, request.output_name,
+                                           outtype, writer)
+        entry = exported.entry
+        info = ModelInfo(name=entry.name, task=entry.task or Task.TEXT_GENERATION, quantization="gguf", loaded=False,
+                         source=f"store:{entry.name}", chat=entry.chat, description=entry.description,
+                         created=entry.created,
+                         base_model=str(entry.metadata.get("base_model_requested") or ""), provider=entry.provider,
+                         trained_by=entry.trained_by)
+        return models_pb2.ExportModelResponse(model=model_to_proto(info, self.engine.kind), path=str(entry.path),
+                                              size_bytes=exported.size_bytes)
+
+
 def _gateway_notice(context) -> jobs_pb2.Fallback | None:
     """The gateway's notice that it fell back to this trainer (metadata, JSON Fallback), if it sent one."""
     notice = dict(context.invocation_metadata() or ()).get(FALLBACK_METADATA)
@@ -155,4 +200,5 @@ def trainer_servicers(engine: TrainingEngine, runner: JobRunner) -> list[tuple[o
          "forgeway.v1.BackendService"),
         (jobs_pb2_grpc.add_JobServiceServicer_to_server, JobServicer(runner), "forgeway.v1.JobService"),
         (datasets_pb2_grpc.add_DatasetServiceServicer_to_server, DatasetServicer(engine), "forgeway.v1.DatasetService"),
+        (models_pb2_grpc.add_ModelServiceServicer_to_server, StoreServicer(engine), "forgeway.v1.ModelService"),
     ]

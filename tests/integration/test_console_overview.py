@@ -94,3 +94,44 @@ def test_models_page_lists_the_store_and_loads_and_unloads(stack, browser):
         loaded = httpx.get(f"{stack.url}/v1/models/{TINY_MODEL}", headers=stack.headers())
         assert loaded.status_code == 200, loaded.text
         screenshot(page, "models")
+
+
+def test_models_page_exports_to_gguf_and_deletes_after_confirmation(stack, browser):
+    exported = stack.models / f"{TINY_MODEL}-gguf"
+    with browser_page(stack.url, browser) as page:
+        log_in(page, API_KEY)
+        page.get_by_role("tab", name="Models").click()
+        message = page.locator("#models-message")
+        pick = page.locator("#models-name input")
+        pick.fill(TINY_MODEL)
+        pick.press("Enter")
+        page.locator("#models-export").click()
+        expect(message).to_contain_text(f"Exported {TINY_MODEL} to {TINY_MODEL}-gguf (GGUF f16")
+        assert (exported / "model.gguf").stat().st_size > 0
+
+        confirm_box, typed = page.locator("#models-delete-confirm"), page.locator("#models-delete-typed textarea")
+        served = httpx.post(f"{stack.url}/v1/completions", headers=stack.headers(), timeout=60,
+                            json={"model": TINY_MODEL, "prompt": "hi", "max_tokens": 1})
+        assert served.status_code == 200, served.text  # hf serves (has loaded) the tiny model: deleting it is refused
+        page.locator("#models-delete").click()
+        expect(confirm_box).to_be_visible()
+        typed.fill(TINY_MODEL)
+        page.locator("#models-delete-yes").click()
+        expect(message).to_contain_text(f"model '{TINY_MODEL}' is loaded")
+        expect(confirm_box).to_be_hidden()
+        assert (stack.models / TINY_MODEL).is_dir()
+
+        pick.fill(f"{TINY_MODEL}-gguf")
+        pick.press("Enter")
+        page.locator("#models-delete").click()
+        expect(page.locator("#models-delete-question")).to_contain_text(f"Delete {TINY_MODEL}-gguf")
+        typed.fill(TINY_MODEL)  # not the name asked about: nothing is deleted
+        page.locator("#models-delete-yes").click()
+        expect(message).to_contain_text("nothing was deleted")
+        assert exported.is_dir()
+        typed.fill(f"{TINY_MODEL}-gguf")
+        screenshot(page, "models-delete")
+        page.locator("#models-delete-yes").click()
+        expect(message).to_contain_text(f"Deleted {TINY_MODEL}-gguf from the model store")
+        expect(confirm_box).to_be_hidden()
+        assert not exported.exists()

@@ -21,7 +21,8 @@ from .client import page_request
 from .connection import DEFAULT, Connection, Retry, Tls, call_timeout, remaining
 from .embeddings import EmbeddingResult, Inputs, RerankResult, embed_request, rerank_request
 from .errors import InternalError, from_grpc
-from .requests import DatasetSource, MessageLike, generate_request, job_state, load_request, train_request
+from .requests import (DatasetSource, MessageLike, export_request, generate_request, job_state, load_request,
+                       train_request)
 from .tool_runs import ToolChoices, ToolLoop, ToolRun, settle
 from .uploads import Upload
 
@@ -231,6 +232,18 @@ class AsyncModels:
 
     async def unload(self, name: str, *, timeout: Any = DEFAULT) -> None:
         await self._client._unary(self._stub.UnloadModel, models_pb2.UnloadModelRequest(name=name), timeout)
+
+    async def delete(self, name: str, *, timeout: Any = DEFAULT) -> None:
+        """Delete the model-store entry `name` (refused with FAILED_PRECONDITION while an endpoint serves it loaded)."""
+        await self._client._unary(self._stub.DeleteModel, models_pb2.DeleteModelRequest(name=name), timeout)
+
+    async def export(self, name: str, format: str = "gguf", *, output_name: str = "", outtype: str = "",
+               timeout: Any = DEFAULT) -> types.ExportedModel:
+        """Convert the store entry `name` into a new entry `output_name` (default NAME-gguf); `outtype` is the GGUF
+        matrix type (f32, f16, q8_0; default f16)."""
+        request = export_request(name, format, output_name, outtype)
+        response = await self._client._unary(self._stub.ExportModel, request, timeout)
+        return types.ExportedModel(convert.model(response.model), response.path, response.size_bytes)
 
 
 class AsyncDatasets:

@@ -22,7 +22,8 @@ from .connection import DEFAULT, Connection, Retry, Tls, call_timeout, remaining
 from .embeddings import EmbeddingResult, Inputs, RerankResult, embed_request, rerank_request
 from .errors import APIError, InternalError, from_grpc
 from .plugins import Plugins
-from .requests import DatasetSource, MessageLike, generate_request, job_state, load_request, train_request
+from .requests import (DatasetSource, MessageLike, export_request, generate_request, job_state, load_request,
+                       train_request)
 from .streams import GenerationStream, TrainingJob
 from .tool_runs import ToolChoices, ToolLoop, ToolRun, settle
 from .uploads import Upload
@@ -296,6 +297,18 @@ class Models:
 
     def unload(self, name: str, *, timeout: Any = DEFAULT) -> None:
         self._client._unary(self._stub.UnloadModel, models_pb2.UnloadModelRequest(name=name), timeout)
+
+    def delete(self, name: str, *, timeout: Any = DEFAULT) -> None:
+        """Delete the model-store entry `name` (refused with FAILED_PRECONDITION while an endpoint serves it loaded)."""
+        self._client._unary(self._stub.DeleteModel, models_pb2.DeleteModelRequest(name=name), timeout)
+
+    def export(self, name: str, format: str = "gguf", *, output_name: str = "", outtype: str = "",
+               timeout: Any = DEFAULT) -> types.ExportedModel:
+        """Convert the store entry `name` into a new entry `output_name` (default NAME-gguf); `outtype` is the GGUF
+        matrix type (f32, f16, q8_0; default f16)."""
+        request = export_request(name, format, output_name, outtype)
+        response = self._client._unary(self._stub.ExportModel, request, timeout)
+        return types.ExportedModel(convert.model(response.model), response.path, response.size_bytes)
 
 
 class Datasets:

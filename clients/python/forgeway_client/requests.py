@@ -256,3 +256,14 @@ def load_request(name: str, source: str, backend: str, task: str | None, quantiz
     if quantization:
         request.quantization = named(QUANTIZATION, quantization, "quantization")
     return request
+
+
+def export_request(name: str, format: str, output_name: str, outtype: str) -> models_pb2.ExportModelRequest:
+    """An ExportModelRequest: `format` by its name ("gguf"), `outtype` the GGUF matrix type ("" for the default)."""
+    if not name:
+        raise invalid_argument("name", "required")
+    request = models_pb2.ExportModelRequest(name=name, format=named(EXPORT_FORMAT, format, "format"),
+                                            output_name=output_name)
+    if outtype:
+        request.options["outtype"] = outtype
+    return request

@@ -182,6 +182,15 @@ class Model:
 
 
 @dataclass(frozen=True)
+class ExportedModel:
+    """A store entry an export wrote: the model as listed, where it lies on the exporting service, its size."""
+
+    model: Model
+    path: str
+    size_bytes: int
+
+
+@dataclass(frozen=True)
 class GenerationFeatures:
     streaming: bool = False
     logprobs: bool = False

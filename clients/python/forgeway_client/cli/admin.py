@@ -1,10 +1,11 @@
-"""`forgeway models list|load|unload`, `forgeway backends` (every backend: available, health, breaker, load) and
-LlamaForge's `forgeway list models|backends`."""
+"""`forgeway models list|load|unload|delete|export`, `forgeway backends` (every backend: available, health,
+breaker, load) and LlamaForge's `forgeway list models|backends`."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from .common import client, key_value, print_json, table
 
@@ -27,9 +28,32 @@ def run_models(args: argparse.Namespace) -> int:
                                     options=dict(args.option or ()))
             print_json(model) if args.json else print(f"loaded {model.name} on {model.backend or 'a backend'}")
             return 0
+        if args.action == "delete":
+            return delete_model(sdk, args)
+        if args.action == "export":
+            exported = sdk.models.export(args.name, args.format, output_name=args.output_name, outtype=args.outtype)
+            print_json(exported) if args.json else print(
+                f"exported {args.name} to {exported.model.name} ({exported.size_bytes} bytes at {exported.path})")
+            return 0
         sdk.models.unload(args.name)
         print_json({"unloaded": args.name}) if args.json else print(f"unloaded {args.name}")
         return 0
+
+
+def delete_model(sdk, args: argparse.Namespace) -> int:
+    """Delete a store entry after the user types its name again (or with --yes); a mismatch deletes nothing."""
+    if not args.yes:
+        try:
+            typed = input(f"delete model-store entry {args.name!r} and its files? type its name to confirm: ")
+        except EOFError:
+            typed = ""
+        if typed.strip() != args.name:
+            print(f"forgeway models delete: not confirmed; {args.name} kept (pass --yes to skip the question)",
+                  file=sys.stderr)
+            return 1
+    sdk.models.delete(args.name)
+    print_json({"deleted": args.name}) if args.json else print(f"deleted {args.name}")
+    return 0
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -88,8 +112,8 @@ def yes(flag: bool) -> str:
 
 
 def register(commands, parents, one_line_errors) -> None:
-    models = one_line_errors(commands.add_parser("models", help="list, load or unload models"))
-    actions = models.add_subparsers(dest="action", required=True, metavar="{list,load,unload}")
+    models = one_line_errors(commands.add_parser("models", help="list, load, unload, delete or export models"))
+    actions = models.add_subparsers(dest="action", required=True, metavar="{list,load,unload,delete,export}")
     one_line_errors(actions.add_parser("list", parents=parents, help="every model the endpoint serves"))
     load = one_line_errors(actions.add_parser("load", parents=parents, help="load a model (or an adapter)"))
     load.add_argument("name", metavar="NAME", help="name to serve it under")
@@ -103,6 +127,17 @@ def register(commands, parents, one_line_errors) -> None:
                       help="backend option (llama.cpp: n_ctx, n_threads, n_batch, n_gpu_layers, ...)")
     unload = one_line_errors(actions.add_parser("unload", parents=parents, help="unload a model or adapter"))
     unload.add_argument("name", metavar="NAME")
+    delete = one_line_errors(actions.add_parser(
+        "delete", parents=parents, help="delete a model-store entry (refused while it is loaded)"))
+    delete.add_argument("name", metavar="NAME")
+    delete.add_argument("-y", "--yes", action="store_true", help="do not ask to type the name again")
+    export = one_line_errors(actions.add_parser(
+        "export", parents=parents, help="convert a model-store entry into a new entry (GGUF for llama.cpp)"))
+    export.add_argument("name", metavar="NAME")
+    export.add_argument("--format", default="gguf", choices=("gguf",), help="format to write (default gguf)")
+    export.add_argument("--output-name", default="", help="name of the new store entry (default: NAME-gguf)")
+    export.add_argument("--outtype", default="", choices=("f32", "f16", "q8_0"),
+                        help="GGUF matrix type (default f16)")
     for parser in (models, *actions.choices.values()):
         parser.set_defaults(handler=run_models, command="models")
 
