@@ -114,3 +114,32 @@ def test_ctrl_c_detaches_and_the_job_keeps_training(stack):
     assert sdk.jobs.get(job_id).state == "running"
     sdk.jobs.cancel(job_id)
     assert sdk.job(job_id).wait().state == "cancelled"
+
+
+def test_dry_run_checks_the_request_and_creates_no_job(stack):
+    before = {j.id for j in Client(stack.target).jobs.list()}
+    tiny, data = str(stack.root / "tiny"), str(stack.root / "train.jsonl")
+    good = cli(stack, "train", tiny, "-d", data, "--max-steps", "2", "--dry-run", *FAST)
+    assert good.returncode == 0 and good.stdout.startswith("valid: the trainer would start this job"), good.stderr
+    risky = json.loads(cli(stack, "train", tiny, "-d", data, "--max-steps", "2", "--dry-run", "--json", *FAST,
+                           "--batch-size", "8").stdout)
+    assert risky["valid"] and any(a.startswith("hyperparameters.batch_size: 8") for a in risky["advice"]), risky
+    bad = cli(stack, "train", tiny, "-d", data, "--dry-run", "--learning-rate", "5")
+    assert bad.returncode == 1 and "hyperparameters.learning_rate" in one_line_error(bad)
+    assert {j.id for j in Client(stack.target).jobs.list()} == before
+
+
+def test_the_async_client_validates_the_same_way(stack):
+    import asyncio
+
+    from forgeway.client import AsyncClient, InvalidArgumentError
+
+    async def validate(**options):
+        async with AsyncClient(stack.target) as client:
+            return await client.jobs.validate(str(stack.root / "tiny"), str(stack.root / "train.jsonl"), max_steps=2,
+                                              **options)
+
+    assert asyncio.run(validate(batch_size=2)) == []
+    with pytest.raises(InvalidArgumentError) as refused:
+        asyncio.run(validate(learning_rate=5.0))
+    assert "hyperparameters.learning_rate" in dict(refused.value.field_violations)

@@ -178,6 +178,12 @@ class AsyncJobs:
         request = train_pb2.CreateJobRequest(train=train_request(base_model, dataset, method=method, **options))
         return convert.job((await self._client._unary(self._client._backend.CreateJob, request, timeout)).job)
 
+    async def validate(self, base_model: str, dataset: DatasetSource | str | Path | list[dict], *,
+                       method: str = "sft", timeout: Any = DEFAULT, **options: Any) -> list[str]:
+        request = train_pb2.CreateJobRequest(train=train_request(base_model, dataset, method=method, **options),
+                                             validate_only=True)
+        return list((await self._client._unary(self._client._backend.CreateJob, request, timeout)).advice)
+
     async def list(self, state: str | None = None, limit: int = 0, *, page_size: int = 0,
                    timeout: Any = DEFAULT) -> list[types.Job]:
         jobs: list[types.Job] = []

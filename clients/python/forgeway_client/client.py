@@ -230,6 +230,14 @@ class Jobs:
         request = train_pb2.CreateJobRequest(train=train_request(base_model, dataset, method=method, **options))
         return convert.job(self._client._unary(self._client._backend.CreateJob, request, timeout).job)
 
+    def validate(self, base_model: str, dataset: DatasetSource | str | Path | list[dict], *, method: str = "sft",
+                 timeout: Any = DEFAULT, **options: Any) -> list[str]:
+        """Check a training request as creating its job would (fields, dataset rows, base model, disk) without
+        creating one: the trainer's advice ("field: advice") for a good one, the typed error for a bad one."""
+        request = train_pb2.CreateJobRequest(train=train_request(base_model, dataset, method=method, **options),
+                                             validate_only=True)
+        return list(self._client._unary(self._client._backend.CreateJob, request, timeout).advice)
+
     def list(self, state: str | None = None, limit: int = 0, *, page_size: int = 0,
              timeout: Any = DEFAULT) -> list[types.Job]:
         """Jobs, newest first, page after page: all of them, or the first `limit`; only those in `state`

@@ -82,12 +82,20 @@ def run_train(args: argparse.Namespace) -> int:
             "warmup_ratio", "max_seq_length", "seed", "precision", "save_steps", "quantization", "beta",
             "num_generations", "max_prompt_length", "max_completion_length", "split", "percent", "max_samples")}
         options = {k: v for k, v in options.items() if v is not None}
-        job = sdk.train(
-            args.base_model, dataset, method=args.method, lora=lora, lr_scheduler=args.lr_scheduler,
+        request = dict(
+            method=args.method, lora=lora, lr_scheduler=args.lr_scheduler,
             double_quant=args.double_quant, loss_type=args.loss_type, reward_functions=args.reward or (),
             reward_model=args.reward_model, output_name=args.output_name, export=args.export or (),
             backend=args.trainer, allow_fallback=False if args.no_fallback else None,
             column_mapping=dict(args.column) if args.column else None, **options)
+        if args.dry_run:
+            advice = sdk.jobs.validate(args.base_model, dataset, **request)
+            if args.json:
+                print_json({"valid": True, "advice": advice})
+            else:
+                print("valid: the trainer would start this job" + "".join(f"\nadvice: {a}" for a in advice))
+            return 0
+        job = sdk.train(args.base_model, dataset, **request)
         if args.detach:
             job.detach()
             if args.json:
@@ -190,6 +198,8 @@ def register(commands, parents, one_line_errors) -> None:
     out.add_argument("--trainer", default="auto", choices=("auto", "trl", "unsloth"), help="trainer backend")
     out.add_argument("--no-fallback", action="store_true", help="fail instead of falling back to another trainer")
     out.add_argument("--detach", action="store_true", help="print the job id and return; the job keeps running")
+    out.add_argument("--dry-run", action="store_true", help="only check the request as the trainer would (fields, "
+                                                            "dataset rows, base model, disk); create no job")
     train.set_defaults(handler=run_train, command="train")
 
     jobs = one_line_errors(commands.add_parser("jobs", help="list, show, watch or cancel jobs"))
