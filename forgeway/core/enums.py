@@ -95,7 +95,12 @@ METHOD = EnumTable("method", {
     "rloo": train_pb2.TRAINING_METHOD_RLOO,
     "online_dpo": train_pb2.TRAINING_METHOD_ONLINE_DPO,
     "reward": train_pb2.TRAINING_METHOD_REWARD,
-}, aliases={"supervised": "sft"}, removed={
+    "counterfact_grpo": train_pb2.TRAINING_METHOD_COUNTERFACT_GRPO,
+    "gbmpo": train_pb2.TRAINING_METHOD_GBMPO,
+    "pace": train_pb2.TRAINING_METHOD_PACE,
+    "nmgrpo": train_pb2.TRAINING_METHOD_NMGRPO,
+    "metaes": train_pb2.TRAINING_METHOD_METAES,
+}, aliases={"supervised": "sft", "bolt": "pace", "meta_es": "metaes"}, removed={
     "ppo": "TRL removed PPO; the nearest methods are grpo and rloo (online RL) or dpo (offline preferences)",
 })
 

@@ -147,3 +147,60 @@ class ExportModelResponse(_message.Message):
     path: str
     size_bytes: int
     def __init__(self, model: _Optional[_Union[ModelInfo, _Mapping]] = ..., path: _Optional[str] = ..., size_bytes: _Optional[int] = ...) -> None: ...
+
+class DownloadModelRequest(_message.Message):
+    __slots__ = ("name", "checkpoint")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    checkpoint: _train_pb2.CheckpointRef
+    def __init__(self, name: _Optional[str] = ..., checkpoint: _Optional[_Union[_train_pb2.CheckpointRef, _Mapping]] = ...) -> None: ...
+
+class DownloadModelChunk(_message.Message):
+    __slots__ = ("files", "path", "offset", "data")
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    files: _containers.RepeatedCompositeFieldContainer[DownloadedFile]
+    path: str
+    offset: int
+    data: bytes
+    def __init__(self, files: _Optional[_Iterable[_Union[DownloadedFile, _Mapping]]] = ..., path: _Optional[str] = ..., offset: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class DownloadedFile(_message.Message):
+    __slots__ = ("path", "size_bytes", "sha256")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    size_bytes: int
+    sha256: str
+    def __init__(self, path: _Optional[str] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
+
+class EvaluateModelRequest(_message.Message):
+    __slots__ = ("name", "dataset", "generate_samples", "max_new_tokens")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    GENERATE_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    MAX_NEW_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    dataset: _train_pb2.DatasetSource
+    generate_samples: int
+    max_new_tokens: int
+    def __init__(self, name: _Optional[str] = ..., dataset: _Optional[_Union[_train_pb2.DatasetSource, _Mapping]] = ..., generate_samples: _Optional[int] = ..., max_new_tokens: _Optional[int] = ...) -> None: ...
+
+class EvaluateModelResponse(_message.Message):
+    __slots__ = ("metrics", "examples")
+    class MetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    metrics: _containers.ScalarMap[str, float]
+    examples: int
+    def __init__(self, metrics: _Optional[_Mapping[str, float]] = ..., examples: _Optional[int] = ...) -> None: ...

@@ -60,6 +60,16 @@ class ModelServiceStub:
                 request_serializer=forgeway_dot_v1_dot_models__pb2.ExportModelRequest.SerializeToString,
                 response_deserializer=forgeway_dot_v1_dot_models__pb2.ExportModelResponse.FromString,
                 _registered_method=True)
+        self.DownloadModel = channel.unary_stream(
+                '/forgeway.v1.ModelService/DownloadModel',
+                request_serializer=forgeway_dot_v1_dot_models__pb2.DownloadModelRequest.SerializeToString,
+                response_deserializer=forgeway_dot_v1_dot_models__pb2.DownloadModelChunk.FromString,
+                _registered_method=True)
+        self.EvaluateModel = channel.unary_unary(
+                '/forgeway.v1.ModelService/EvaluateModel',
+                request_serializer=forgeway_dot_v1_dot_models__pb2.EvaluateModelRequest.SerializeToString,
+                response_deserializer=forgeway_dot_v1_dot_models__pb2.EvaluateModelResponse.FromString,
+                _registered_method=True)
 
 
 class ModelServiceServicer:
@@ -101,6 +111,20 @@ class ModelServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DownloadModel(self, request, context):
+        """Download a store entry or a job's checkpoint, checksummed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EvaluateModel(self, request, context):
+        """Evaluate a store entry on a dataset (loss, perplexity, ROUGE/BLEU).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ModelServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -128,6 +152,16 @@ def add_ModelServiceServicer_to_server(servicer, server):
                     servicer.ExportModel,
                     request_deserializer=forgeway_dot_v1_dot_models__pb2.ExportModelRequest.FromString,
                     response_serializer=forgeway_dot_v1_dot_models__pb2.ExportModelResponse.SerializeToString,
+            ),
+            'DownloadModel': grpc.unary_stream_rpc_method_handler(
+                    servicer.DownloadModel,
+                    request_deserializer=forgeway_dot_v1_dot_models__pb2.DownloadModelRequest.FromString,
+                    response_serializer=forgeway_dot_v1_dot_models__pb2.DownloadModelChunk.SerializeToString,
+            ),
+            'EvaluateModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.EvaluateModel,
+                    request_deserializer=forgeway_dot_v1_dot_models__pb2.EvaluateModelRequest.FromString,
+                    response_serializer=forgeway_dot_v1_dot_models__pb2.EvaluateModelResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -266,6 +300,60 @@ class ModelService:
             '/forgeway.v1.ModelService/ExportModel',
             forgeway_dot_v1_dot_models__pb2.ExportModelRequest.SerializeToString,
             forgeway_dot_v1_dot_models__pb2.ExportModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DownloadModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/forgeway.v1.ModelService/DownloadModel',
+            forgeway_dot_v1_dot_models__pb2.DownloadModelRequest.SerializeToString,
+            forgeway_dot_v1_dot_models__pb2.DownloadModelChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EvaluateModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/forgeway.v1.ModelService/EvaluateModel',
+            forgeway_dot_v1_dot_models__pb2.EvaluateModelRequest.SerializeToString,
+            forgeway_dot_v1_dot_models__pb2.EvaluateModelResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -22,6 +22,11 @@ class TrainingMethod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TRAINING_METHOD_RLOO: _ClassVar[TrainingMethod]
     TRAINING_METHOD_ONLINE_DPO: _ClassVar[TrainingMethod]
     TRAINING_METHOD_REWARD: _ClassVar[TrainingMethod]
+    TRAINING_METHOD_COUNTERFACT_GRPO: _ClassVar[TrainingMethod]
+    TRAINING_METHOD_GBMPO: _ClassVar[TrainingMethod]
+    TRAINING_METHOD_PACE: _ClassVar[TrainingMethod]
+    TRAINING_METHOD_NMGRPO: _ClassVar[TrainingMethod]
+    TRAINING_METHOD_METAES: _ClassVar[TrainingMethod]
 
 class TrainingBackend(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -52,6 +57,11 @@ TRAINING_METHOD_CPO: TrainingMethod
 TRAINING_METHOD_RLOO: TrainingMethod
 TRAINING_METHOD_ONLINE_DPO: TrainingMethod
 TRAINING_METHOD_REWARD: TrainingMethod
+TRAINING_METHOD_COUNTERFACT_GRPO: TrainingMethod
+TRAINING_METHOD_GBMPO: TrainingMethod
+TRAINING_METHOD_PACE: TrainingMethod
+TRAINING_METHOD_NMGRPO: TrainingMethod
+TRAINING_METHOD_METAES: TrainingMethod
 TRAINING_BACKEND_UNSPECIFIED: TrainingBackend
 TRAINING_BACKEND_TRL: TrainingBackend
 TRAINING_BACKEND_UNSLOTH: TrainingBackend
@@ -71,7 +81,7 @@ class InlineRows(_message.Message):
     def __init__(self, rows: _Optional[_Iterable[_Union[_struct_pb2.Struct, _Mapping]]] = ...) -> None: ...
 
 class DatasetSource(_message.Message):
-    __slots__ = ("path", "hub_name", "dataset_id", "inline", "column_mapping", "split", "percent", "max_samples")
+    __slots__ = ("path", "hub_name", "dataset_id", "inline", "column_mapping", "split", "percent", "max_samples", "config_name")
     class ColumnMappingEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -87,6 +97,7 @@ class DatasetSource(_message.Message):
     SPLIT_FIELD_NUMBER: _ClassVar[int]
     PERCENT_FIELD_NUMBER: _ClassVar[int]
     MAX_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_NAME_FIELD_NUMBER: _ClassVar[int]
     path: str
     hub_name: str
     dataset_id: str
@@ -95,7 +106,8 @@ class DatasetSource(_message.Message):
     split: str
     percent: float
     max_samples: int
-    def __init__(self, path: _Optional[str] = ..., hub_name: _Optional[str] = ..., dataset_id: _Optional[str] = ..., inline: _Optional[_Union[InlineRows, _Mapping]] = ..., column_mapping: _Optional[_Mapping[str, str]] = ..., split: _Optional[str] = ..., percent: _Optional[float] = ..., max_samples: _Optional[int] = ...) -> None: ...
+    config_name: str
+    def __init__(self, path: _Optional[str] = ..., hub_name: _Optional[str] = ..., dataset_id: _Optional[str] = ..., inline: _Optional[_Union[InlineRows, _Mapping]] = ..., column_mapping: _Optional[_Mapping[str, str]] = ..., split: _Optional[str] = ..., percent: _Optional[float] = ..., max_samples: _Optional[int] = ..., config_name: _Optional[str] = ...) -> None: ...
 
 class Hyperparameters(_message.Message):
     __slots__ = ("epochs", "max_steps", "batch_size", "gradient_accumulation_steps", "learning_rate", "lr_scheduler", "warmup_ratio", "max_seq_length", "seed", "precision", "save_steps")
@@ -152,7 +164,7 @@ class RewardFunction(_message.Message):
     def __init__(self, name: _Optional[str] = ..., weight: _Optional[float] = ...) -> None: ...
 
 class MethodParams(_message.Message):
-    __slots__ = ("beta", "loss_type", "num_generations", "max_prompt_length", "max_completion_length", "reward_functions", "reward_model")
+    __slots__ = ("beta", "loss_type", "num_generations", "max_prompt_length", "max_completion_length", "reward_functions", "reward_model", "counterfact", "gbmpo", "pace", "mirror", "meta_es")
     BETA_FIELD_NUMBER: _ClassVar[int]
     LOSS_TYPE_FIELD_NUMBER: _ClassVar[int]
     NUM_GENERATIONS_FIELD_NUMBER: _ClassVar[int]
@@ -160,6 +172,11 @@ class MethodParams(_message.Message):
     MAX_COMPLETION_LENGTH_FIELD_NUMBER: _ClassVar[int]
     REWARD_FUNCTIONS_FIELD_NUMBER: _ClassVar[int]
     REWARD_MODEL_FIELD_NUMBER: _ClassVar[int]
+    COUNTERFACT_FIELD_NUMBER: _ClassVar[int]
+    GBMPO_FIELD_NUMBER: _ClassVar[int]
+    PACE_FIELD_NUMBER: _ClassVar[int]
+    MIRROR_FIELD_NUMBER: _ClassVar[int]
+    META_ES_FIELD_NUMBER: _ClassVar[int]
     beta: float
     loss_type: str
     num_generations: int
@@ -167,7 +184,80 @@ class MethodParams(_message.Message):
     max_completion_length: int
     reward_functions: _containers.RepeatedCompositeFieldContainer[RewardFunction]
     reward_model: str
-    def __init__(self, beta: _Optional[float] = ..., loss_type: _Optional[str] = ..., num_generations: _Optional[int] = ..., max_prompt_length: _Optional[int] = ..., max_completion_length: _Optional[int] = ..., reward_functions: _Optional[_Iterable[_Union[RewardFunction, _Mapping]]] = ..., reward_model: _Optional[str] = ...) -> None: ...
+    counterfact: CounterfactParams
+    gbmpo: GbmpoParams
+    pace: PaceParams
+    mirror: MirrorParams
+    meta_es: MetaEsParams
+    def __init__(self, beta: _Optional[float] = ..., loss_type: _Optional[str] = ..., num_generations: _Optional[int] = ..., max_prompt_length: _Optional[int] = ..., max_completion_length: _Optional[int] = ..., reward_functions: _Optional[_Iterable[_Union[RewardFunction, _Mapping]]] = ..., reward_model: _Optional[str] = ..., counterfact: _Optional[_Union[CounterfactParams, _Mapping]] = ..., gbmpo: _Optional[_Union[GbmpoParams, _Mapping]] = ..., pace: _Optional[_Union[PaceParams, _Mapping]] = ..., mirror: _Optional[_Union[MirrorParams, _Mapping]] = ..., meta_es: _Optional[_Union[MetaEsParams, _Mapping]] = ...) -> None: ...
+
+class CounterfactParams(_message.Message):
+    __slots__ = ("boost_factor", "min_weight", "answer_weight")
+    BOOST_FACTOR_FIELD_NUMBER: _ClassVar[int]
+    MIN_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    boost_factor: float
+    min_weight: float
+    answer_weight: float
+    def __init__(self, boost_factor: _Optional[float] = ..., min_weight: _Optional[float] = ..., answer_weight: _Optional[float] = ...) -> None: ...
+
+class GbmpoParams(_message.Message):
+    __slots__ = ("divergence", "divergence_coefficient")
+    DIVERGENCE_FIELD_NUMBER: _ClassVar[int]
+    DIVERGENCE_COEFFICIENT_FIELD_NUMBER: _ClassVar[int]
+    divergence: str
+    divergence_coefficient: float
+    def __init__(self, divergence: _Optional[str] = ..., divergence_coefficient: _Optional[float] = ...) -> None: ...
+
+class PaceParams(_message.Message):
+    __slots__ = ("prior_alpha", "prior_beta", "kl_half_life", "rho_min", "rho_max", "curriculum", "curriculum_floor")
+    PRIOR_ALPHA_FIELD_NUMBER: _ClassVar[int]
+    PRIOR_BETA_FIELD_NUMBER: _ClassVar[int]
+    KL_HALF_LIFE_FIELD_NUMBER: _ClassVar[int]
+    RHO_MIN_FIELD_NUMBER: _ClassVar[int]
+    RHO_MAX_FIELD_NUMBER: _ClassVar[int]
+    CURRICULUM_FIELD_NUMBER: _ClassVar[int]
+    CURRICULUM_FLOOR_FIELD_NUMBER: _ClassVar[int]
+    prior_alpha: float
+    prior_beta: float
+    kl_half_life: float
+    rho_min: float
+    rho_max: float
+    curriculum: bool
+    curriculum_floor: float
+    def __init__(self, prior_alpha: _Optional[float] = ..., prior_beta: _Optional[float] = ..., kl_half_life: _Optional[float] = ..., rho_min: _Optional[float] = ..., rho_max: _Optional[float] = ..., curriculum: _Optional[bool] = ..., curriculum_floor: _Optional[float] = ...) -> None: ...
+
+class MirrorParams(_message.Message):
+    __slots__ = ("coefficient", "hidden_units", "seed")
+    COEFFICIENT_FIELD_NUMBER: _ClassVar[int]
+    HIDDEN_UNITS_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    coefficient: float
+    hidden_units: int
+    seed: int
+    def __init__(self, coefficient: _Optional[float] = ..., hidden_units: _Optional[int] = ..., seed: _Optional[int] = ...) -> None: ...
+
+class MetaEsParams(_message.Message):
+    __slots__ = ("population", "sigma", "meta_learning_rate", "generations", "inner_steps")
+    POPULATION_FIELD_NUMBER: _ClassVar[int]
+    SIGMA_FIELD_NUMBER: _ClassVar[int]
+    META_LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
+    GENERATIONS_FIELD_NUMBER: _ClassVar[int]
+    INNER_STEPS_FIELD_NUMBER: _ClassVar[int]
+    population: int
+    sigma: float
+    meta_learning_rate: float
+    generations: int
+    inner_steps: int
+    def __init__(self, population: _Optional[int] = ..., sigma: _Optional[float] = ..., meta_learning_rate: _Optional[float] = ..., generations: _Optional[int] = ..., inner_steps: _Optional[int] = ...) -> None: ...
+
+class CheckpointRef(_message.Message):
+    __slots__ = ("job_id", "checkpoint")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    checkpoint: str
+    def __init__(self, job_id: _Optional[str] = ..., checkpoint: _Optional[str] = ...) -> None: ...
 
 class TrainOutput(_message.Message):
     __slots__ = ("model_name", "formats", "suffix", "description")
@@ -182,7 +272,7 @@ class TrainOutput(_message.Message):
     def __init__(self, model_name: _Optional[str] = ..., formats: _Optional[_Iterable[_Union[ExportFormat, str]]] = ..., suffix: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
 
 class TrainRequest(_message.Message):
-    __slots__ = ("base_model", "method", "task", "dataset", "eval_dataset", "hyperparameters", "lora", "quantization", "method_params", "output", "backend", "allow_fallback")
+    __slots__ = ("base_model", "method", "task", "dataset", "eval_dataset", "hyperparameters", "lora", "quantization", "method_params", "output", "backend", "allow_fallback", "resume_from")
     BASE_MODEL_FIELD_NUMBER: _ClassVar[int]
     METHOD_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
@@ -195,6 +285,7 @@ class TrainRequest(_message.Message):
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
     ALLOW_FALLBACK_FIELD_NUMBER: _ClassVar[int]
+    RESUME_FROM_FIELD_NUMBER: _ClassVar[int]
     base_model: str
     method: TrainingMethod
     task: _common_pb2.Task
@@ -207,7 +298,8 @@ class TrainRequest(_message.Message):
     output: TrainOutput
     backend: TrainingBackend
     allow_fallback: bool
-    def __init__(self, base_model: _Optional[str] = ..., method: _Optional[_Union[TrainingMethod, str]] = ..., task: _Optional[_Union[_common_pb2.Task, str]] = ..., dataset: _Optional[_Union[DatasetSource, _Mapping]] = ..., eval_dataset: _Optional[_Union[DatasetSource, _Mapping]] = ..., hyperparameters: _Optional[_Union[Hyperparameters, _Mapping]] = ..., lora: _Optional[_Union[LoraParams, _Mapping]] = ..., quantization: _Optional[_Union[QuantizationParams, _Mapping]] = ..., method_params: _Optional[_Union[MethodParams, _Mapping]] = ..., output: _Optional[_Union[TrainOutput, _Mapping]] = ..., backend: _Optional[_Union[TrainingBackend, str]] = ..., allow_fallback: _Optional[bool] = ...) -> None: ...
+    resume_from: CheckpointRef
+    def __init__(self, base_model: _Optional[str] = ..., method: _Optional[_Union[TrainingMethod, str]] = ..., task: _Optional[_Union[_common_pb2.Task, str]] = ..., dataset: _Optional[_Union[DatasetSource, _Mapping]] = ..., eval_dataset: _Optional[_Union[DatasetSource, _Mapping]] = ..., hyperparameters: _Optional[_Union[Hyperparameters, _Mapping]] = ..., lora: _Optional[_Union[LoraParams, _Mapping]] = ..., quantization: _Optional[_Union[QuantizationParams, _Mapping]] = ..., method_params: _Optional[_Union[MethodParams, _Mapping]] = ..., output: _Optional[_Union[TrainOutput, _Mapping]] = ..., backend: _Optional[_Union[TrainingBackend, str]] = ..., allow_fallback: _Optional[bool] = ..., resume_from: _Optional[_Union[CheckpointRef, _Mapping]] = ...) -> None: ...
 
 class TrainResponse(_message.Message):
     __slots__ = ("event",)

@@ -48,6 +48,15 @@ class Hyperparameters(Strict):
     max_completion_length: int | None = Field(None, ge=1, le=UINT32)
     reward_functions: list[RewardFunction] | None = Field(None, max_length=32)
     reward_model: Text | None = Field(None, max_length=1024)
+    # AlignTune's algorithms' knobs, as MethodParams' messages name them (counterfact_grpo, gbmpo, pace, nmgrpo, metaes).
+    counterfact: dict[str, float] | None = Field(None, description="counterfact_grpo: boost_factor, min_weight, "
+                                                 "answer_weight.")
+    gbmpo: dict[str, float | str] | None = Field(None, description="gbmpo: divergence, divergence_coefficient.")
+    pace: dict[str, float | bool] | None = Field(None, description="pace: prior_alpha, prior_beta, kl_half_life, "
+                                                 "rho_min, rho_max, curriculum, curriculum_floor.")
+    mirror: dict[str, float] | None = Field(None, description="nmgrpo, metaes: coefficient, hidden_units, seed.")
+    meta_es: dict[str, float] | None = Field(None, description="metaes: population, sigma, meta_learning_rate, "
+                                             "generations, inner_steps.")
 
     @model_validator(mode="after")
     def _one_rate(self):
@@ -74,6 +83,11 @@ class Method(Strict):
     rloo: MethodSettings | None = None
     online_dpo: MethodSettings | None = None
     reward: MethodSettings | None = None
+    counterfact_grpo: MethodSettings | None = None
+    gbmpo: MethodSettings | None = None
+    pace: MethodSettings | None = None
+    nmgrpo: MethodSettings | None = None
+    metaes: MethodSettings | None = None
 
     @field_validator("type", mode="before")
     @classmethod

@@ -22,6 +22,8 @@ FOUR_BIT = ("nf4", "fp4")
 BATCH_SIZE_BY_PROFILE = {"cpu": 2, "low_end": 2, "mid_range": 4}
 MAX_ADVISED_EPOCHS = 30
 MAX_ADVISED_LEARNING_RATE = 0.3
+# MethodParams' per-algorithm messages (AlignTune's algorithms).
+ALGORITHM_PARAMS = ("counterfact", "gbmpo", "pace", "mirror", "meta_es")
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,7 @@ class DatasetSpec:
     split: str = "train"
     percent: float | None = None
     max_samples: int | None = None
+    config_name: str = ""
 
     @classmethod
     def from_proto(cls, msg: train_pb2.DatasetSource, where: str, errors: list[tuple[str, str]]) -> DatasetSpec | None:
@@ -58,6 +61,7 @@ class DatasetSpec:
             split=msg.split or "train",
             percent=msg.percent if msg.HasField("percent") else None,
             max_samples=msg.max_samples if msg.HasField("max_samples") else None,
+            config_name=msg.config_name,
         )
 
 
@@ -102,6 +106,10 @@ class TrainSpec:
     export_formats: tuple[str, ...] = ()
     backend: str = "auto"
     allow_fallback: bool = True
+    # AlignTune's algorithms' knobs as set in the request: method_params field ("counterfact", "gbmpo", "pace",
+    # "mirror", "meta_es") -> {knob: value}; a method reads its own with defaults (services/trl/algorithms).
+    algorithm: dict[str, dict] = field(default_factory=dict)
+    resume_from: tuple[str, str] | None = None  # (job id, checkpoint name or "" for the latest)
 
     @classmethod
     def from_proto(cls, msg: train_pb2.TrainRequest) -> TrainSpec:
@@ -162,6 +170,8 @@ class TrainSpec:
             ("method_params.num_generations", opt(mp, "num_generations") is not None and mp.num_generations < 2,
              "must be at least 2"),
         ]
+        if msg.HasField("resume_from") and not msg.resume_from.job_id:
+            errors.append(("resume_from.job_id", "required to resume from a checkpoint"))
         for i, rf in enumerate(mp.reward_functions):
             checks.append((f"method_params.reward_functions[{i}].name", not rf.name, "required"))
         checks.append(("output.formats", not all(EXPORT_FORMAT.known(f) for f in msg.output.formats),
@@ -203,6 +213,9 @@ class TrainSpec:
             export_formats=tuple(EXPORT_FORMAT.name(f) for f in msg.output.formats),
             backend=BACKEND.name(msg.backend),
             allow_fallback=msg.allow_fallback if msg.HasField("allow_fallback") else True,
+            algorithm={name: json_format.MessageToDict(getattr(mp, name), preserving_proto_field_name=True)
+                       for name in ALGORITHM_PARAMS if mp.HasField(name)},
+            resume_from=(msg.resume_from.job_id, msg.resume_from.checkpoint) if msg.HasField("resume_from") else None,
         )
 
     def warnings(self, profile: str) -> list[tuple[str, str]]:

@@ -27,6 +27,7 @@ class Method:
     model_class: str = "AutoModelForCausalLM"
     pipeline_task: str = "text-generation"
     max_length: bool = True  # its config has max_length (max_seq_length maps onto it)
+    algorithm: tuple[str, ...] = ()  # MethodParams messages it reads (AlignTune's algorithms: services/trl/algorithms)
 
     @property
     def rewards(self) -> bool:
@@ -38,6 +39,16 @@ class Method:
     def trainer_class(self):
         return _import(self.trainer)
 
+    def check_algorithm(self, given: dict[str, dict]) -> list[tuple[str, str]]:
+        """Violations in the algorithm knobs: messages this method does not read, and the module's own checks of the
+        values (`check(params) -> [(field, why)]` beside the trainer class, params keyed by message name)."""
+        errors = [(f"method_params.{name}", f"{self.name} does not take {name} settings") for name in given
+                  if name not in self.algorithm]
+        if self.algorithm:
+            module = importlib.import_module(self.trainer.partition(":")[0])
+            errors += module.check({name: given.get(name, {}) for name in self.algorithm})
+        return errors
+
 
 def _import(target: str):
     module, _, attr = target.partition(":")
@@ -46,15 +57,14 @@ def _import(target: str):
 
 _PREFERENCE = ("preference",)
 _PROMPTS = ("prompt_only",)
+_GRPO_KNOBS = frozenset({"beta", "loss_type", "num_generations", "max_completion_length", "rewards"})
 METHODS: dict[str, Method] = {m.name: m for m in [
     Method("sft", ("conversational", "prompt_completion", "language_modeling"), "trl:SFTConfig", "trl:SFTTrainer",
            frozenset({"loss_type"}), ("nll", "dft", "chunked_nll")),
     Method("dpo", _PREFERENCE, "trl:DPOConfig", "trl:DPOTrainer", frozenset({"beta", "loss_type"}), DPO_LOSSES),
     Method("kto", ("unpaired_preference", "preference"), "trl:KTOConfig", "trl:KTOTrainer",
            frozenset({"beta", "loss_type"}), ("kto", "apo_zero_unpaired")),
-    Method("grpo", _PROMPTS, "trl:GRPOConfig", "trl:GRPOTrainer",
-           frozenset({"beta", "loss_type", "num_generations", "max_completion_length", "rewards"}), GRPO_LOSSES,
-           max_length=False),
+    Method("grpo", _PROMPTS, "trl:GRPOConfig", "trl:GRPOTrainer", _GRPO_KNOBS, GRPO_LOSSES, max_length=False),
     Method("rloo", _PROMPTS, "trl:RLOOConfig", "trl:RLOOTrainer",
            frozenset({"beta", "num_generations", "max_completion_length", "rewards"}), max_length=False),
     Method("reward", _PREFERENCE, "trl:RewardConfig", "trl:RewardTrainer",
@@ -66,6 +76,15 @@ METHODS: dict[str, Method] = {m.name: m for m in [
     Method("online_dpo", _PROMPTS, "trl.experimental.online_dpo:OnlineDPOConfig",
            "trl.experimental.online_dpo:OnlineDPOTrainer",
            frozenset({"beta", "loss_type", "max_completion_length", "rewards"}), ("sigmoid", "ipo")),
+    # AlignTune's own algorithms: TRL's GRPOTrainer extended (services/trl/algorithms), GRPO's knobs and loss types.
+    *(Method(name, _PROMPTS, "trl:GRPOConfig", f"forgeway.services.trl.algorithms.{module}", _GRPO_KNOBS, GRPO_LOSSES,
+             max_length=False, algorithm=algorithm)
+      for name, module, algorithm in (
+          ("counterfact_grpo", "counterfact:CounterfactGRPOTrainer", ("counterfact",)),
+          ("gbmpo", "gbmpo:GBMPOTrainer", ("gbmpo",)),
+          ("pace", "pace:PACETrainer", ("pace",)),
+          ("nmgrpo", "mirror:NeuralMirrorGRPOTrainer", ("mirror",)),
+          ("metaes", "metaes:MetaESTrainer", ("mirror", "meta_es")))),
 ]}
 
 

@@ -56,7 +56,7 @@ def make_plan(engine, spec: TrainSpec, profile: str) -> RunPlan:
     violations at once)."""
     method = METHODS[spec.method]
     task = TASKS.get(spec.task)
-    errors = _task_errors(spec, task) if task else check_knobs(spec, method)
+    errors = _task_errors(spec, task) if task else check_knobs(spec, method) + method.check_algorithm(spec.algorithm)
     if spec.lr_scheduler and spec.lr_scheduler not in {s.value for s in SchedulerType}:
         errors.append(("hyperparameters.lr_scheduler", f"unknown schedule {spec.lr_scheduler!r}; allowed: "
                        f"{', '.join(s.value for s in SchedulerType)}"))

@@ -90,6 +90,8 @@ def method_trainer(plan: RunPlan, model, tokenizer, peft, common: dict, train, e
             weights.append(reward.weight)
         fields["reward_weights"] = weights
         kwargs.update(reward_funcs=funcs, reward_processing_classes=classes)
+    if method.algorithm:  # AlignTune's algorithms read their MethodParams messages (services/trl/algorithms)
+        kwargs["algorithm"] = {name: spec.algorithm.get(name, {}) for name in method.algorithm}
     config = build_config(method, common, fields)
     return method.trainer_class()(model=model, args=config, train_dataset=train, eval_dataset=evaluation,
                                   processing_class=tokenizer, callbacks=[callback], peft_config=peft, **kwargs)

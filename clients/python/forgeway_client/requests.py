@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from google.protobuf import struct_pb2
+from google.protobuf import json_format, struct_pb2
 
 from forgeway.core.enums import BACKEND, EXPORT_FORMAT, JOB_STATE, METHOD, PRECISION, QUANTIZATION, TASK, EnumTable
 from forgeway.core.errors import InvalidArgument
@@ -37,6 +37,7 @@ class DatasetSource:
     split: str = ""
     percent: float | None = None
     max_samples: int | None = None
+    config_name: str = ""
 
     @classmethod
     def of(cls, value: DatasetSource | str | Path | Sequence[Mapping[str, Any]] | Any) -> DatasetSource:
@@ -63,7 +64,8 @@ class DatasetSource:
         given = [n for n in ("path", "hub_name", "dataset_id", "rows") if getattr(self, n) is not None]
         if len(given) != 1:
             raise invalid_argument("dataset.source", "give exactly one of path, hub_name, dataset_id, rows")
-        msg = train_pb2.DatasetSource(column_mapping=dict(self.column_mapping), split=self.split)
+        msg = train_pb2.DatasetSource(column_mapping=dict(self.column_mapping), split=self.split,
+                                      config_name=self.config_name)
         if self.rows is not None:
             for row in self.rows:
                 struct = struct_pb2.Struct()
@@ -190,15 +192,21 @@ def train_request(
     num_generations: int | None = None, max_prompt_length: int | None = None,
     max_completion_length: int | None = None, reward_functions: Iterable[Any] = (), reward_model: str = "",
     output_name: str = "", export: Iterable[str] = (), backend: str = "auto", allow_fallback: bool | None = None,
-    description: str = "",
+    description: str = "", config_name: str | None = None, counterfact: Mapping[str, Any] | None = None,
+    gbmpo: Mapping[str, Any] | None = None, pace: Mapping[str, Any] | None = None,
+    mirror: Mapping[str, Any] | None = None, meta_es: Mapping[str, Any] | None = None,
+    resume_from: str | tuple[str, str] | None = None,
 ) -> train_pb2.TrainRequest:
-    """A TrainRequest from keyword arguments (names as in the contract; enums by lowercase name)."""
+    """A TrainRequest from keyword arguments (names as in the contract; enums by lowercase name).
+
+    AlignTune's algorithms take their knobs as dicts named like MethodParams' fields (`gbmpo={"divergence": "l2kl"}`,
+    `pace={"rho_min": 0.9}`); `resume_from` is a job id (its latest checkpoint) or (job id, checkpoint name)."""
     if not base_model:
         raise invalid_argument("base_model", "required")
     request = train_pb2.TrainRequest(base_model=base_model, method=named(METHOD, method, "method"))
     source = DatasetSource.of(dataset)
     overrides = {k: v for k, v in {"column_mapping": column_mapping, "split": split, "percent": percent,
-                                     "max_samples": max_samples}.items() if v is not None}
+                                     "max_samples": max_samples, "config_name": config_name}.items() if v is not None}
     request.dataset.CopyFrom(DatasetSource(**{**source.__dict__, **overrides}).to_proto())
     if eval_dataset is not None:
         request.eval_dataset.CopyFrom(DatasetSource.of(eval_dataset).to_proto())
@@ -226,6 +234,17 @@ def train_request(
             setattr(params, name, value)
     params.loss_type, params.reward_model = loss_type, reward_model
     params.reward_functions.extend(_rewards(reward_functions))
+    for name, knobs in {"counterfact": counterfact, "gbmpo": gbmpo, "pace": pace, "mirror": mirror,
+                        "meta_es": meta_es}.items():
+        if knobs is not None:
+            try:
+                json_format.ParseDict(dict(knobs), getattr(params, name))
+            except json_format.ParseError as exc:
+                raise invalid_argument(f"method_params.{name}", str(exc).splitlines()[0]) from None
+            getattr(params, name).SetInParent()
+    if resume_from:
+        job_id, checkpoint = (resume_from, "") if isinstance(resume_from, str) else resume_from
+        request.resume_from.CopyFrom(train_pb2.CheckpointRef(job_id=job_id, checkpoint=checkpoint))
     request.output.model_name = output_name
     request.output.description = description
     request.output.formats.extend(named(EXPORT_FORMAT, f, "output.formats") for f in export)
