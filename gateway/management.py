@@ -23,7 +23,7 @@ from forgeway.v1 import (
 )
 
 from .endpoint import Endpoint
-from .forward import call_metadata, remaining, translate
+from .forward import call_metadata, cancel_with, remaining, translate
 from .owners import OwnerCache, ask_owner, stream_from_owner
 from .router import Route
 from .state import GatewayState
@@ -248,4 +248,46 @@ class GatewayModels(_Owned, models_pb2_grpc.ModelServiceServicer):
                                           lambda e, t, m: e.models.ExportModel(request, timeout=t, metadata=m))
         self.state.owners.models.remember(response.model.name, owner.key)
         await self.state.router.refresh(_rpc("ModelService", "ListModels"))
+        return response
+
+    async def DownloadModel(self, request, context):
+        """A stream from the trainer holding the entry (or the job whose checkpoint is asked for)."""
+        self._auth(context)
+        rpc = _rpc("ModelService", "DownloadModel")
+        if not request.HasField("checkpoint"):
+            name = entry_name(request.name)
+            endpoints, down = self._candidates(rpc, self.state.owners.models, name)
+            async for chunk, owner in stream_from_owner(
+                    endpoints, down, "model", name, context,
+                    lambda e, t, m: e.models.DownloadModel(request, timeout=t, metadata=m)):
+                self.state.owners.models.remember(name, owner.key)
+                yield chunk
+            return
+        job_id = request.checkpoint.job_id
+        if not job_id:
+            raise InvalidArgument("checkpoint.job_id", "required")
+        # the job's trainer, found by its job; its answer (an unknown checkpoint listing the known ones) is final
+        endpoints, down = self._candidates(rpc, self.state.owners.jobs, job_id)
+        _, owner = await ask_owner(endpoints, down, "job", job_id, context,
+                                   lambda e, t, m: e.jobs.GetJob(jobs_pb2.GetJobRequest(job_id=job_id), timeout=t,
+                                                                 metadata=m))
+        self.state.owners.jobs.remember(job_id, owner.key)
+        stream = owner.models.DownloadModel(request, timeout=remaining(context), metadata=call_metadata())
+        cancel_with(context, stream)
+        started = False
+        try:
+            async for chunk in stream:
+                started = True
+                yield chunk
+        except grpc.aio.AioRpcError as error:
+            raise translate(error, owner, started) from None
+
+    async def EvaluateModel(self, request, context):
+        """To the trainer holding the entry."""
+        self._auth(context, "evaluate models")
+        name = entry_name(request.name)
+        endpoints, down = self._candidates(_rpc("ModelService", "EvaluateModel"), self.state.owners.models, name)
+        response, owner = await ask_owner(endpoints, down, "model", name, context,
+                                          lambda e, t, m: e.models.EvaluateModel(request, timeout=t, metadata=m))
+        self.state.owners.models.remember(name, owner.key)
         return response

@@ -20,7 +20,7 @@ GATEWAY_RPCS = [
     *(f"forgeway.v1.JobService/{m}" for m in ("GetJob", "ListJobs", "ListJobEvents", "WatchJob", "CancelJob")),
     *(f"forgeway.v1.DatasetService/{m}" for m in ("UploadDataset", "GetDataset", "ListDatasets")),
     *(f"forgeway.v1.ModelService/{m}" for m in ("ListModels", "LoadModel", "UnloadModel", "DeleteModel",
-                                                  "ExportModel")),
+                                                  "ExportModel", "DownloadModel", "EvaluateModel")),
 ]
 
 

@@ -1,16 +1,19 @@
 """Training dataset formats by their columns: the one table the trainers and the HTTP upload detect and check rows with.
 
-Each format is a set of columns; some are read as they are (TRL's formats), others are renamed onto one of those
-(ModelForge's `input`/`output` trains as TRL's prompt/completion). Detection is by column set: among the formats a
-method or task accepts, the one with the most of its columns present wins (so `instruction`/`input`/`output` can
-later outrank `input`/`output`), ties going to the accepted order and then to this table's order.
+Each format is a set of columns; some are read as they are (TRL's formats), others are renamed or rewritten onto one of
+those (ModelForge's `input`/`output` trains as TRL's prompt/completion; AlignTune's alpaca, hh-rlhf and UltraFeedback
+rows become prompt/completion or prompt/chosen/rejected). Detection is by column set: among the formats a method or
+task accepts, the one with the most of its columns present wins (so `instruction`/`input`/`output` outranks
+`input`/`output`), then one whose content test passes on a sample row (hh-rlhf's dialogue markers), ties going to the
+accepted order and then to this table's order. A hub dataset known by name (KNOWN_DATASETS) is read as its format
+first, when that format is accepted and its columns are there.
 Row checks name the row (counted from 0) and the column as the dataset spells it: `rows[3].output`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 # A required column, or a tuple of alternatives ("answers" or "answer").
@@ -27,7 +30,11 @@ class DatasetFormat:
         trains_as: the trained (TRL) format it is read as; empty means itself.
         renames: column here -> column of the trained format.
         optional: columns checked when present (a preference dataset's prompt).
-        origin: whose dataset shape this is ("trl", "modelforge").
+        origin: whose dataset shape this is ("trl", "modelforge", "aligntune").
+        blank: columns that may hold empty text (alpaca's input).
+        kinds: column -> how it is checked, where that differs from its trained column's check.
+        rewrite: turns a renamed row into the trained format (alpaca's prompt, hh-rlhf's split dialogue).
+        recognizes: a content test on a sample row; the format is only detected when it passes.
     """
 
     name: str
@@ -36,6 +43,10 @@ class DatasetFormat:
     renames: Mapping[str, str] = field(default_factory=dict)
     optional: tuple[str, ...] = ()
     origin: str = "trl"
+    blank: tuple[str, ...] = ()
+    kinds: Mapping[str, str] = field(default_factory=dict)
+    rewrite: Callable[[dict], dict] | None = None
+    recognizes: Callable[[Mapping], bool] | None = None
 
     @property
     def trained(self) -> str:
@@ -43,8 +54,10 @@ class DatasetFormat:
 
     @property
     def rewritten(self) -> bool:
-        """Whether convert_row changes its rows (renamed columns, labels made booleans, answers made SQuAD lists)."""
-        return bool(self.renames) or self.trained in ("unpaired_preference", "extractive_qa")
+        """Whether convert_row changes its rows (renamed or rewritten columns, labels made booleans, answers made SQuAD
+        lists)."""
+        rewrites = self.rewrite is not None or self.trained in ("unpaired_preference", "extractive_qa")
+        return bool(self.renames) or rewrites
 
     def required(self, columns: Iterable[str]) -> list[str]:
         """The columns it reads, alternatives resolved against the dataset's columns (the first one otherwise)."""
@@ -61,11 +74,78 @@ class DatasetFormat:
         present = set(columns)
         return all(c in present for c in self.required(present))
 
+    def renamed(self, columns: Iterable[str]) -> dict[str, str]:
+        """The renames that apply to a dataset with these columns: its resolved alternatives only."""
+        used = self.checked(columns)
+        return {c: self.renames[c] for c in used if c in self.renames and self.renames[c] != c}
+
     def describe(self) -> str:
         needs = ", ".join("|".join(n) if isinstance(n, tuple) else n for n in self.columns)
         optional = f" (optional {', '.join(self.optional)})" if self.optional else ""
         source = f" [{self.origin}, trains as {self.trained}]" if self.trains_as else ""
         return f"{self.name}: {needs}{optional}{source}"
+
+
+ASSISTANT, HUMAN = "\n\nAssistant:", "\n\nHuman:"  # hh-rlhf's turn markers
+SCORES = ("overall_score", "overall")  # an UltraFeedback completion's score, in the order they are read
+RESPONSES = ("response", "text")  # an UltraFeedback completion's text
+
+
+def _alpaca(row: dict) -> dict:
+    """Alpaca's instruction (read as prompt) and optional input as one prompt: "instruction\n\ninput". No "###
+    Instruction:/### Response:" template: AlignTune's TRL SFT path maps instruction -> prompt and output -> completion
+    and leaves the rest to the chat template (it drops input; we keep it)."""
+    extra = row.pop("input", None)
+    if isinstance(extra, str) and extra.strip():
+        row["prompt"] = f"{row['prompt']}\n\n{extra}"
+    return row
+
+
+def _dialogue(row: dict) -> dict:
+    """hh-rlhf's whole dialogues as prompt/chosen/rejected: the prompt is the chosen text up to and including its last
+    "\n\nAssistant:" (the shared turns), chosen and rejected what follows each one's last "\n\nAssistant:",
+    unstripped, so prompt + chosen is the original text. (AlignTune cuts the prompt at the first marker, which loses
+    the earlier turns of a multi-turn dialogue.)"""
+    cut = row["chosen"].rindex(ASSISTANT) + len(ASSISTANT)
+    row["prompt"], row["chosen"] = row["chosen"][:cut], row["chosen"][cut:]
+    row["rejected"] = row["rejected"][row["rejected"].rindex(ASSISTANT) + len(ASSISTANT):]
+    return row
+
+
+def _best_and_worst(row: dict) -> dict:
+    """UltraFeedback's scored completions as chosen (the highest overall_score, the first on ties) and rejected (the
+    lowest, the last on ties), as AlignTune's preprocess_ultrafeedback does (it reads `overall`; both are read)."""
+    completions = row.pop("completions")
+    ranked = sorted(completions, key=_score, reverse=True)  # stable: ties keep their order
+    row["chosen"], row["rejected"] = _response(ranked[0]), _response(ranked[-1])
+    return row
+
+
+def _score(completion: Mapping) -> float:
+    return float(next(completion[k] for k in SCORES if _number(completion.get(k))))
+
+
+def _response(completion: Mapping) -> str:
+    return next(completion[k] for k in RESPONSES if isinstance(completion.get(k), str) and completion[k].strip())
+
+
+def _is_dialogue(row: Mapping) -> bool:
+    """hh-rlhf's content test: chosen is a dialogue of Human/Assistant turns."""
+    chosen = row.get("chosen")
+    return isinstance(chosen, str) and HUMAN in chosen and ASSISTANT in chosen
+
+
+# AlignTune's column heuristics (src/aligntune/data/schemas.py and column_schemas.py), as alternatives; names other
+# formats read (input/output, text, summary, label, content) are left to those.
+PROMPTS = ("prompt", "question", "problem", "query", "instruction", "user_input")
+ANSWERS = ("response", "answer", "solution", "output", "target", "ground_truth")
+CHOSEN = ("chosen", "chosen_response", "better_response", "winner", "response_j", "positive", "good", "chosen_text")
+REJECTED = ("rejected", "rejected_response", "worse_response", "loser", "response_k", "negative", "bad",
+            "rejected_text")
+
+
+def _onto(target: str, names: tuple[str, ...]) -> dict[str, str]:
+    return dict.fromkeys(names, target)
 
 
 FORMATS: dict[str, DatasetFormat] = {f.name: f for f in [
@@ -83,8 +163,37 @@ FORMATS: dict[str, DatasetFormat] = {f.name: f for f in [
                   renames={"input": "prompt", "output": "completion"}, origin="modelforge"),
     DatasetFormat("article_summary", ("article", "summary"), trains_as="summarization",
                   renames={"article": "document"}, origin="modelforge"),
+    # AlignTune's datasets (its ultrachat/messages and binarized UltraFeedback are TRL's formats above).
+    DatasetFormat("alpaca", ("instruction", "output"), trains_as="prompt_completion", optional=("input",),
+                  renames={"instruction": "prompt", "output": "completion"}, origin="aligntune", blank=("input",),
+                  kinds={"instruction": "text", "output": "text"}, rewrite=_alpaca),
+    DatasetFormat("hh_rlhf", ("chosen", "rejected"), trains_as="preference", origin="aligntune",
+                  kinds={"chosen": "dialogue", "rejected": "dialogue"}, rewrite=_dialogue, recognizes=_is_dialogue),
+    DatasetFormat("ultrafeedback", ("instruction", "completions"), trains_as="preference", origin="aligntune",
+                  renames={"instruction": "prompt"}, kinds={"instruction": "text", "completions": "scored"},
+                  rewrite=_best_and_worst),
+    DatasetFormat("prompt_response", (PROMPTS, ANSWERS), trains_as="prompt_completion", origin="aligntune",
+                  renames={**_onto("prompt", PROMPTS), **_onto("completion", ANSWERS)}),
+    # GRPO's prompt and reference (AlignTune's grpo schema): the question is the prompt, the answer stays for rewards
+    DatasetFormat("question_reference", (PROMPTS[1:], ANSWERS), trains_as="prompt_only", origin="aligntune",
+                  renames=_onto("prompt", PROMPTS[1:]), kinds=dict.fromkeys(ANSWERS, "text")),
+    DatasetFormat("response_pair", (PROMPTS, CHOSEN, REJECTED), trains_as="preference", origin="aligntune",
+                  renames={**_onto("prompt", PROMPTS), **_onto("chosen", CHOSEN), **_onto("rejected", REJECTED)}),
 ]}
 TRAINED = tuple(dict.fromkeys(f.trained for f in FORMATS.values()))
+
+# Hub datasets AlignTune knows by name (its DataManager.DATASET_PATTERNS, with alpaca and gsm8k): a part of the
+# lower-cased hub id (the longest that occurs wins) -> the formats it is read as, the first one accepted that fits.
+KNOWN_DATASETS: dict[str, tuple[str, ...]] = {
+    "alpaca": ("alpaca",),
+    "hh-rlhf": ("hh_rlhf",),
+    "anthropic/hh": ("hh_rlhf",),
+    "ultrafeedback_binarized": ("preference", "conversational", "prompt_only"),
+    "ultrafeedback": ("ultrafeedback",),
+    "ultrachat": ("conversational", "prompt_only"),
+    "human-like-dpo": ("preference",),
+    "gsm8k": ("prompt_response", "question_reference"),
+}
 
 # How a trained format's column is checked; any other column holds non-empty text.
 _KINDS = {"messages": "messages", "prompt": "text_or_messages", "completion": "text_or_messages",
@@ -92,13 +201,26 @@ _KINDS = {"messages": "messages", "prompt": "text_or_messages", "completion": "t
           "answer": "answer"}
 
 
-def detect(columns: Iterable[str], accepted: Iterable[str] = TRAINED) -> DatasetFormat | None:
-    """The format of a dataset with these columns among those trained as one of `accepted`; None when none fits."""
+def detect(columns: Iterable[str], accepted: Iterable[str] = TRAINED, sample: Mapping | None = None,
+           name: str = "") -> DatasetFormat | None:
+    """The format of a dataset with these columns among those trained as one of `accepted`; None when none fits.
+    `sample` (a row) lets a format with a content test be found; `name` (a hub id) one known by name."""
     present = list(columns)
     order = list(accepted)
-    candidates = sorted((f for f in FORMATS.values() if f.trained in order and f.matches(present)),
+    for known in known_formats(name):
+        if FORMATS[known].trained in order and FORMATS[known].matches(present):
+            return FORMATS[known]
+    candidates = sorted((f for f in FORMATS.values() if f.trained in order and f.matches(present)
+                         and (f.recognizes is None or (sample is not None and f.recognizes(sample)))),
                         key=lambda f: order.index(f.trained))
-    return max(candidates, key=lambda f: len(f.checked(present)), default=None)
+    return max(candidates, key=lambda f: (len(f.checked(present)), f.recognizes is not None), default=None)
+
+
+def known_formats(name: str) -> tuple[str, ...]:
+    """The formats a hub dataset is known by (KNOWN_DATASETS); empty for any other name."""
+    lowered = name.lower()
+    hits = [part for part in KNOWN_DATASETS if part in lowered]
+    return KNOWN_DATASETS[max(hits, key=len)] if hits else ()
 
 
 def candidates(accepted: Iterable[str] = TRAINED) -> list[DatasetFormat]:
@@ -113,10 +235,12 @@ def row_problems(shape: DatasetFormat, row: Mapping) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
     for column in shape.checked(row.keys()):
         value = row.get(column)
+        if column in shape.blank and (value is None or isinstance(value, str) and not value.strip()):
+            continue
         if _empty(value):
             problems.append((column, "missing or empty"))
             continue
-        kind = _KINDS.get(shape.renames.get(column, column), "text")
+        kind = shape.kinds.get(column) or _KINDS.get(shape.renames.get(column, column), "text")
         if kind == "text" and not isinstance(value, str):
             problems.append((column, f"must be text, not {_type(value)}"))
         elif kind == "text_or_messages" and not isinstance(value, str):
@@ -127,13 +251,20 @@ def row_problems(shape: DatasetFormat, row: Mapping) -> list[tuple[str, str]]:
             problems.append((column, f"must be true or false, not {value!r}"))
         elif kind in ("answers", "answer") and isinstance(row.get("context"), str):
             problems += _answers(column, value, row["context"])
+        elif kind == "dialogue" and not (isinstance(value, str) and ASSISTANT in value):
+            problems.append((column, "must be a Human/Assistant dialogue with a '\\n\\nAssistant:' turn (hh-rlhf)"))
+        elif kind == "scored":
+            problems += _scored(column, value)
     return problems
 
 
 def convert_row(shape: DatasetFormat, row: Mapping) -> dict:
-    """A checked example in its trained format: columns renamed, labels as booleans, answers as SQuAD lists
-    ({"text": [...], "answer_start": [...]}); other columns kept."""
-    out = {shape.renames.get(k, k): v for k, v in row.items()}
+    """A checked example in its trained format: columns renamed and rewritten, labels as booleans, answers as SQuAD
+    lists ({"text": [...], "answer_start": [...]}); other columns kept."""
+    renames = shape.renamed(row.keys())
+    out = {renames.get(k, k): v for k, v in row.items()}
+    if shape.rewrite is not None:
+        out = shape.rewrite(out)
     if "label" in shape.checked(row.keys()):
         out["label"] = as_label(out["label"])
     if shape.trained == "extractive_qa":
@@ -163,6 +294,20 @@ def _messages(column: str, value) -> list[tuple[str, str]]:
     return [(f"{column}[{i}]", "a message needs a role and non-empty content") for i, m in enumerate(value)
             if not (isinstance(m, Mapping) and isinstance(m.get("role"), str) and m["role"]
                     and not _empty(m.get("content")))]
+
+
+def _scored(column: str, value) -> list[tuple[str, str]]:
+    """UltraFeedback's completions: at least two, each with a response (or text) and a numeric overall_score."""
+    if not isinstance(value, list) or len(value) < 2:
+        return [(column, "must be a list of at least two scored completions")]
+    why = f"needs a non-empty {' or '.join(RESPONSES)} and a numeric {' or '.join(SCORES)}"
+    return [(f"{column}[{i}]", why) for i, c in enumerate(value)
+            if not (isinstance(c, Mapping) and any(_number(c.get(k)) for k in SCORES)
+                    and any(isinstance(c.get(k), str) and c[k].strip() for k in RESPONSES))]
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _spans(answers) -> tuple[list, list]:

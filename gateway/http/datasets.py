@@ -19,7 +19,8 @@ FORMAT_HELP = (
     'each line must be a JSON object of one known format: {"messages": [...]} (chat), {"prompt", "completion"}, '
     '{"prompt", "chosen", "rejected"} (dpo), {"prompt", "completion", "label"} (kto), {"prompt"} (grpo/rloo), '
     '{"text"}, ModelForge\'s {"input", "output"}, {"document" or "article", "summary"}, '
-    '{"context", "question", "answers": {"text", "answer_start"}}, '
+    '{"context", "question", "answers": {"text", "answer_start"}}, AlignTune\'s alpaca {"instruction", "input", '
+    '"output"}, hh-rlhf {"chosen", "rejected"} dialogues, UltraFeedback {"instruction", "completions"}, '
     'or OpenAI\'s {"input": {"messages"}, "preferred_output", "non_preferred_output"}'
 )
 ROLES = {"system", "developer", "user", "assistant", "tool"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,6 +13,7 @@ from forgeway.core.errors import FailedPrecondition, ForgewayError, InvalidArgum
 from forgeway.v1 import jobs_pb2, train_pb2
 
 from .disk import check_job_disk
+from .download import checkpoint_folder
 from .engine import JobCancelled, TrainingEngine
 from .jobs import TERMINAL, JobStore
 from .launchers import AccelerateLauncher, InProcessLauncher, Launcher, visible_gpus
@@ -134,6 +136,8 @@ class JobRunner:
         fallback = notice if notice is not None else self._fallback(spec)
         await asyncio.to_thread(self.engine.validate, spec)
         await asyncio.to_thread(check_job_disk, self.engine, spec)  # disk.py: FAILED_PRECONDITION, no job
+        if spec.resume_from:  # NOT_FOUND listing the job's checkpoints, before any job exists
+            await asyncio.to_thread(checkpoint_folder, self.engine.settings.home, *spec.resume_from, "resume_from")
         advice = await asyncio.to_thread(lambda: spec.warnings(self.engine.hardware().profile))
         return spec, fallback, advice
 
@@ -185,6 +189,17 @@ class JobRunner:
         paths = [Path(e.checkpoint.path) for e in self.jobs.events(job_id) if e.WhichOneof("kind") == "checkpoint"]
         existing = [p for p in paths if p.exists()]
         return existing[-1] if existing else None
+
+    def _adopt_checkpoint(self, job: RunningJob, source: tuple[str, str]) -> Path:
+        """Copy another job's checkpoint into this job's checkpoints (recorded as its own, so a restart resumes from
+        it too); the path to resume from."""
+        found = checkpoint_folder(self.engine.settings.home, *source, "resume_from")
+        target = job.job_dir / "checkpoints" / found.name
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(found, target)
+        job.log(f"resuming from {source[0]}/{found.name}")
+        job.checkpoint(int(found.name.removeprefix("checkpoint-")), target)
+        return target
 
     async def watch(self, job_id: str, after: int = 0) -> AsyncIterator[jobs_pb2.JobEvent]:
         """Every event after `after`, live, until the job's final state."""
@@ -239,6 +254,8 @@ class JobRunner:
         self.jobs.append(job_id, state=jobs_pb2.StateChange(state=jobs_pb2.JOB_STATE_RUNNING, message="running"))
         try:
             spec = TrainSpec.from_proto(job.request)  # inside the try: a bad stored request fails its job
+            if job.resume_from is None and spec.resume_from:  # a new job starting from an earlier job's checkpoint
+                job.resume_from = await asyncio.to_thread(self._adopt_checkpoint, job, spec.resume_from)
             trained = await self.launcher.run(spec, job)
         except JobCancelled as exc:
             if job.shutdown_requested.is_set() and not job.cancel_requested.is_set():

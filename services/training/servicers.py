@@ -1,5 +1,5 @@
 """Thin gRPC adapters of a trainer service: BackendService (Capabilities, Train, CreateJob), JobService,
-DatasetService, and ModelService's store edits (DeleteModel, ExportModel)."""
+DatasetService, and ModelService's store work (DeleteModel, ExportModel, DownloadModel, EvaluateModel)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,9 @@ from forgeway.v1 import (
 )
 
 from .engine import TrainingEngine
+from .download import chunks, download_folder, manifest
 from .runner import JobRunner
+from .spec import DatasetSpec
 from .store import delete_model, export_gguf_model, export_options, gguf_writer
 
 # The gateway's notice that it fell back to this trainer (JSON Fallback), recorded in the job's history.
@@ -42,13 +44,18 @@ RPCS = [
     *(f"forgeway.v1.JobService/{m}" for m in ("GetJob", "ListJobs", "ListJobEvents", "WatchJob", "CancelJob")),
     *(f"forgeway.v1.DatasetService/{m}" for m in ("UploadDataset", "GetDataset", "ListDatasets")),
     "forgeway.v1.ModelService/DeleteModel",
+    "forgeway.v1.ModelService/DownloadModel",
 ]
 EXPORT_RPC = "forgeway.v1.ModelService/ExportModel"  # served where the GGUF writer (gguf, numpy) is installed
+EVALUATE_RPC = "forgeway.v1.ModelService/EvaluateModel"  # served by engines with evaluate() (trl)
+MAX_NEW_TOKENS = 4096
 
 
-def trainer_rpcs() -> list[str]:
-    """The RPCs this trainer serves: ExportModel only where it can write GGUF."""
-    return RPCS + ([EXPORT_RPC] if gguf_writer() else [])
+def trainer_rpcs(engine: TrainingEngine | None = None) -> list[str]:
+    """The RPCs this trainer serves: ExportModel only where it can write GGUF, EvaluateModel where its engine
+    evaluates."""
+    evaluates = callable(getattr(engine, "evaluate", None))
+    return RPCS + ([EXPORT_RPC] if gguf_writer() else []) + ([EVALUATE_RPC] if evaluates else [])
 
 
 class TrainerBackendServicer(backend_pb2_grpc.BackendServiceServicer):
@@ -67,7 +74,7 @@ class TrainerBackendServicer(backend_pb2_grpc.BackendServiceServicer):
             availability=capabilities_pb2.Availability(
                 available=available and self.engine.ready,
                 reason=reason if not available or self.engine.ready else (self.engine.failure or "starting")),
-            rpcs=trainer_rpcs(),
+            rpcs=trainer_rpcs(self.engine),
             training=capabilities_pb2.TrainingFeatures(
                 methods=[METHOD.to_value[m] for m in features.methods],
                 tasks=[t.to_proto() for t in features.tasks],
@@ -151,6 +158,7 @@ class StoreServicer(models_pb2_grpc.ModelServiceServicer):
 
     def __init__(self, engine: TrainingEngine):
         self.engine = engine
+        self._evaluating = asyncio.Lock()  # one evaluation at a time: each loads a model
 
     async def DeleteModel(self, request, context):
         await asyncio.to_thread(delete_model, self.engine.models, request.name)
@@ -174,6 +182,32 @@ class StoreServicer(models_pb2_grpc.ModelServiceServicer):
                          trained_by=entry.trained_by)
         return models_pb2.ExportModelResponse(model=model_to_proto(info, self.engine.kind), path=str(entry.path),
                                               size_bytes=exported.size_bytes)
+
+
+    async def DownloadModel(self, request, context):
+        folder = await asyncio.to_thread(download_folder, self.engine.models, self.engine.settings.home, request)
+        files = await asyncio.to_thread(manifest, folder)
+        pieces = chunks(folder, files)
+        while (chunk := await asyncio.to_thread(next, pieces, None)) is not None:
+            yield chunk
+
+    async def EvaluateModel(self, request, context):
+        evaluate = getattr(self.engine, "evaluate", None)
+        if not callable(evaluate):
+            raise Unimplemented(f"the {self.engine.kind} trainer does not evaluate models")
+        if not request.HasField("dataset"):
+            raise InvalidArgument("dataset", "required")
+        if request.max_new_tokens > MAX_NEW_TOKENS:
+            raise InvalidArgument("max_new_tokens", f"at most {MAX_NEW_TOKENS}")
+        errors: list[tuple[str, str]] = []
+        dataset = DatasetSpec.from_proto(request.dataset, "dataset", errors)
+        if errors:
+            (where, why), *more = errors
+            raise InvalidArgument(where, why, more=more)
+        async with self._evaluating:
+            result = await asyncio.to_thread(evaluate, request.name, dataset, request.generate_samples,
+                                             request.max_new_tokens)
+        return models_pb2.EvaluateModelResponse(metrics=result.metrics, examples=result.examples)
 
 
 def _gateway_notice(context) -> jobs_pb2.Fallback | None:

@@ -7,7 +7,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,9 +18,10 @@ from forgeway.core.errors import FailedPrecondition, InvalidArgument, NotFound, 
 from forgeway.services.training.datasets import DatasetStore
 from forgeway.services.training.spec import DatasetSpec
 
+from .splits import select_split
+
 BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
-SPLIT = re.compile(r"^(?P<name>[\w.-]+)(\[(?P<start>-?\d+%?)?:(?P<end>-?\d+%?)?\])?$")
 
 MAX_VIOLATIONS = 20  # row problems listed in one error; a last violation counts the rest
 
@@ -36,10 +37,11 @@ class LoadedDataset:
     provenance: dict = field(default_factory=dict)
 
 
-def detect_format(columns: list[str], accepted: tuple[str, ...], where: str, who: str) -> DatasetFormat:
-    """The dataset's format among those read as one of `accepted` (by column set); else InvalidArgument naming the
-    column sets that would do."""
-    shape = detect(columns, accepted)
+def detect_format(columns: list[str], accepted: tuple[str, ...], where: str, who: str, sample: Mapping | None = None,
+                  name: str = "") -> DatasetFormat:
+    """The dataset's format among those read as one of `accepted` (by column set; by content with a sample row; by a
+    known hub name); else InvalidArgument naming the column sets that would do."""
+    shape = detect(columns, accepted, sample, name)
     if shape is not None:
         return shape
     wanted = "; ".join(f.describe() for f in candidates(accepted))
@@ -53,10 +55,15 @@ class DatasetLoader:
     def __init__(self, allowed: Callable[[Path, str], Path], uploads: DatasetStore, cache_dir: Path):
         self.allowed, self.uploads, self.cache_dir = allowed, uploads, cache_dir
 
-    def load(self, spec: DatasetSpec, where: str) -> tuple[datasets.Dataset, dict]:
-        """Read, pick the split, rename columns, apply percent and max_samples. Returns rows and provenance."""
+    def load(self, spec: DatasetSpec, where: str, generate: bool = False) -> tuple[datasets.Dataset, dict]:
+        """Read, pick the split (`generate`: from AlignTune's generated splits, see select_split), rename columns,
+        apply percent and max_samples. Returns rows and provenance."""
+        if spec.config_name and spec.kind != "hub":
+            raise InvalidArgument(f"{where}.config_name", "a config name selects a configuration of a hub dataset; "
+                                  f"this dataset is {'an' if spec.kind in ('inline', 'upload') else 'a'} {spec.kind}")
         splits, provenance = self._read(spec, where)
-        rows = select_split(splits, spec.split, f"{where}.split")
+        rows, found = select_split(splits, spec.split, f"{where}.split", generate)
+        provenance.update(found)
         for source, target in spec.column_mapping.items():
             if source not in rows.column_names:
                 raise InvalidArgument(f"{where}.column_mapping", f"no column {source!r} to rename to {target!r}; "
@@ -90,7 +97,7 @@ class DatasetLoader:
             if not path.exists():
                 raise NotFound("dataset", spec.value)
             return self._files(path, f"{where}.path"), {"source": "path", "path": str(path), "sha256": file_digest(path)}
-        return self._hub(spec.value, where)
+        return self._hub(spec.value, spec.config_name, where)
 
     def _files(self, path: Path, field_name: str) -> datasets.DatasetDict:
         try:
@@ -107,13 +114,16 @@ class DatasetLoader:
         except Exception as exc:  # malformed JSON/CSV/parquet: the reader's message names line or field
             raise InvalidArgument(field_name, f"cannot read {path.name}: {_first_line(exc)}") from None
 
-    def _hub(self, name: str, where: str) -> tuple[datasets.DatasetDict, dict]:
+    def _hub(self, name: str, config: str, where: str) -> tuple[datasets.DatasetDict, dict]:
         if not HUB_NAME.match(name) or ".." in name:
             raise InvalidArgument(f"{where}.hub_name", "a hub dataset name is 'name' or 'owner/name'")
         try:
-            splits = datasets.load_dataset(name, cache_dir=str(self.cache_dir))
+            splits = datasets.load_dataset(name, config or None, cache_dir=str(self.cache_dir))
         except datasets.exceptions.DatasetNotFoundError:
             raise NotFound("dataset", name) from None
+        except ValueError as exc:  # a config unknown or missing: datasets lists the ones there are
+            message = " ".join(str(exc).splitlines()[:2])[:300]
+            raise InvalidArgument(f"{where}.config_name", message) from None
         except ConnectionError as exc:
             if os.environ.get("HF_HUB_OFFLINE") or "Offline" in str(exc):
                 raise FailedPrecondition(f"{where}.hub_name: hub dataset {name!r} is not cached and the hub is "
@@ -122,30 +132,8 @@ class DatasetLoader:
             raise Unavailable(f"{where}.hub_name: cannot reach the hub for {name!r}: {_first_line(exc)}",
                               retry_after=30) from None
         fingerprint = next(iter(splits.values()))._fingerprint if splits else ""
-        return splits, {"source": "hub", "hub_name": name, "fingerprint": fingerprint}
-
-
-def select_split(splits: datasets.DatasetDict, split: str, field_name: str) -> datasets.Dataset:
-    """A split by name, with optional slicing as datasets writes it: "train", "train[:90%]", "test[10:20]"."""
-    match = SPLIT.match(split.replace(" ", ""))
-    if not match:
-        raise InvalidArgument(field_name, f"{split!r}: write a split name, optionally sliced ('train[:90%]')")
-    name = match["name"]
-    if name not in splits:
-        raise InvalidArgument(field_name, f"no split {name!r}; available: {', '.join(splits)}")
-    rows = splits[name]
-    if match.group(2) is None:
-        return rows
-    n = len(rows)
-
-    def bound(text: str | None, default: int) -> int:
-        if text is None:
-            return default
-        value = round(n * int(text[:-1]) / 100) if text.endswith("%") else int(text)
-        return max(0, min(n, value + n if value < 0 else value))
-
-    start, end = bound(match["start"], 0), bound(match["end"], n)
-    return rows.select(range(start, max(start, end)))
+        provenance = {"source": "hub", "hub_name": name, "fingerprint": fingerprint}
+        return splits, provenance | ({"config_name": config} if config else {})
 
 
 def validate_rows(rows: datasets.Dataset, shape: DatasetFormat, where: str, min_rows: int) -> datasets.Dataset:
@@ -166,7 +154,7 @@ def validate_rows(rows: datasets.Dataset, shape: DatasetFormat, where: str, min_
     violations += listed
     if total > len(listed):
         violations.append((f"{where}.rows", f"{total - len(listed)} more problem(s) not listed"))
-    clashes = [(s, t) for s, t in shape.renames.items() if t in rows.column_names]
+    clashes = [(s, t) for s, t in shape.renamed(rows.column_names).items() if t in rows.column_names]
     violations += [(f"{where}.columns", f"{shape.name} reads {s!r} as {t!r}, and the dataset has a {t!r} column too; "
                     "drop or rename one with column_mapping") for s, t in clashes]
     if violations:

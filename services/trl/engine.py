@@ -8,7 +8,7 @@ import asyncio
 from forgeway.core.generation import TRAINED_TASKS
 from forgeway.server.hardware import detect, installed_versions
 from forgeway.services.training.engine import JobContext, TrainedModel, TrainingEngine, TrainingFeatures
-from forgeway.services.training.spec import TrainSpec
+from forgeway.services.training.spec import DatasetSpec, TrainSpec
 
 from .datasets import DatasetLoader
 from .export import gguf_exporter
@@ -69,6 +69,12 @@ class TRLEngine(TrainingEngine):
         from .run import run_plan
 
         return run_plan(self, make_plan(self, spec, self._profile), job, self._load, provider="trl")
+
+    def evaluate(self, name: str, dataset: DatasetSpec, generate_samples: int, max_new_tokens: int):
+        """EvaluateModel (blocking): loss, perplexity and ROUGE/BLEU of store entry `name` on a dataset."""
+        from .evaluate import evaluate_entry
+
+        return evaluate_entry(self, name, dataset, generate_samples, max_new_tokens)
 
     def _load(self, plan: RunPlan, job: JobContext):
         from .loading import load_model, load_tokenizer, lora_config, quantization_config

@@ -12,6 +12,15 @@ DPO_LOSSES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_
               "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm")
 # "gspo" is GRPO with sequence-level importance sampling (TRL's recipe for the GSPO paper).
 GRPO_LOSSES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo", "gspo")
+# GRPOConfig fields a loss type brings, AlignTune's presets (backends/trl/rl/{gspo,dr_grpo,dapo}) completed with
+# their papers' recipes as TRL documents them: AlignTune's drgrpo.py and dapo.py set loss_type alone (drgrpo.py
+# also beta, 0.1 by default; here TRL's 0.0 unless the request gives one); Dr. GRPO also leaves rewards unscaled,
+# DAPO clips higher (0.28), masks truncated completions and drops the KL term. A request's beta wins.
+LOSS_PRESETS: dict[str, dict] = {
+    "gspo": dict(loss_type="grpo", importance_sampling_level="sequence", epsilon=3e-4, epsilon_high=4e-4),
+    "dr_grpo": dict(loss_type="dr_grpo", scale_rewards="none"),
+    "dapo": dict(loss_type="dapo", epsilon=0.2, epsilon_high=0.28, mask_truncated_completions=True, beta=0.0),
+}
 
 
 @dataclass(frozen=True)
@@ -32,6 +41,13 @@ class Method:
     @property
     def rewards(self) -> bool:
         return "rewards" in self.knobs
+
+    @property
+    def default_rewards(self) -> bool:
+        """GRPO and AlignTune's GRPO-based methods: given no reward, AlignTune's default set
+        (rewards.ALIGNTUNE_DEFAULTS), as its TRL GRPO backends do; RLOO (AlignTune has no RLOO backend) and online DPO
+        (AlignTune requires a reward there) don't."""
+        return self.rewards and self.config == "trl:GRPOConfig"
 
     def config_class(self):
         return _import(self.config)
@@ -105,7 +121,7 @@ def check_knobs(spec: TrainSpec, method: Method) -> list[tuple[str, str]]:
         if unknown or ("," in spec.loss_type and method.name != "dpo"):
             errors.append(("method_params.loss_type", f"unknown loss type {spec.loss_type!r} for {method.name}; "
                            f"allowed: {', '.join(method.loss_types)}"))
-    if method.rewards and not (spec.reward_functions or spec.reward_model):
+    if method.rewards and not method.default_rewards and not (spec.reward_functions or spec.reward_model):
         errors.append(("method_params.reward_functions", f"{method.name} needs at least one reward function or a "
                        "reward model"))
     if spec.max_seq_length is not None and not method.max_length:
@@ -117,12 +133,12 @@ def check_knobs(spec: TrainSpec, method: Method) -> list[tuple[str, str]]:
 def method_fields(spec: TrainSpec, method: Method, batch: int, accumulation: int) -> dict:
     """The method's own config fields from the request's method_params."""
     fields: dict = {}
-    if spec.beta is not None:
-        fields["beta"] = [spec.beta] if method.name == "online_dpo" else spec.beta
-    if spec.loss_type == "gspo":
-        fields.update(loss_type="grpo", importance_sampling_level="sequence", epsilon=3e-4, epsilon_high=4e-4)
+    if method.config == "trl:GRPOConfig" and spec.loss_type in LOSS_PRESETS:
+        fields.update(LOSS_PRESETS[spec.loss_type])
     elif spec.loss_type:
         fields["loss_type"] = [t.strip() for t in spec.loss_type.split(",")] if method.name == "dpo" else spec.loss_type
+    if spec.beta is not None:  # the request's beta wins over a preset's
+        fields["beta"] = [spec.beta] if method.name == "online_dpo" else spec.beta
     if "num_generations" in method.knobs:
         fields["num_generations"] = spec.num_generations or _generations(batch * accumulation)
     if spec.max_completion_length is not None:

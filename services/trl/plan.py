@@ -18,7 +18,7 @@ from .datasets import LoadedDataset, detect_format, validate_rows
 from .export import gguf_exporter, plan_formats
 from .loading import BaseModel, Precision, check_cached, precision_for
 from .methods import METHODS, Method, check_knobs, method_fields
-from .rewards import Reward
+from .rewards import ALIGNTUNE_DEFAULTS, Reward
 from .tasks import TASKS, TaskPlan
 
 
@@ -37,6 +37,7 @@ class RunPlan:
     batch_size: int = 2
     accumulation: int = 1
     max_seq_length: int | None = None
+    notes: list[str] = field(default_factory=list)  # lines for the job's log: what the plan chose for the request
 
     @property
     def model_class(self) -> str:
@@ -87,10 +88,18 @@ def make_plan(engine, spec: TrainSpec, profile: str) -> RunPlan:
     train = _dataset(engine, spec.dataset, "dataset", accepted, who)
     evaluation = _dataset(engine, spec.eval_dataset, "eval_dataset", (train.format,), who, min_rows=1) \
         if spec.eval_dataset else None
+    if evaluation and "split_generated" in evaluation.provenance and _same_source(spec.dataset, spec.eval_dataset):
+        # the eval split was generated from this very source: train on the generated train part, not on all of it
+        train = _dataset(engine, spec.dataset, "dataset", accepted, who, generate=True)
     plan = RunPlan(spec, method, task, base, precision, train, evaluation, formats=formats, batch_size=batch,
                    accumulation=accumulation, max_seq_length=max_seq)
     if task is None and method.rewards:
-        plan.rewards = engine.rewards.resolve(spec.reward_functions, train.rows.column_names)
+        requested = spec.reward_functions
+        if not requested and not spec.reward_model and method.default_rewards:
+            requested = ALIGNTUNE_DEFAULTS
+            plan.notes.append("no reward given: AlignTune's default set: "
+                              + ", ".join(f"{name} ({weight:g})" for name, weight in requested))
+        plan.rewards = engine.rewards.resolve(requested, train.rows.column_names, confine=engine.allowed)
         if spec.reward_model:
             plan.reward_model = resolve_model(engine, spec.reward_model, "method_params.reward_model")
     if spec.max_prompt_length is not None and "prompt" not in train.rows.column_names:
@@ -138,14 +147,20 @@ def common_args(plan: RunPlan, output_dir: str, settings) -> dict:
     return args
 
 
-def _dataset(engine, source, where: str, accepted: tuple[str, ...], who: str, min_rows: int | None = None):
-    rows, provenance = engine.loader.load(source, where)
-    shape = detect_format(rows.column_names, accepted, where, who)
+def _dataset(engine, source, where: str, accepted: tuple[str, ...], who: str, min_rows: int | None = None,
+             generate: bool = False):
+    rows, provenance = engine.loader.load(source, where, generate)
+    shape = detect_format(rows.column_names, accepted, where, who, rows[0] if len(rows) else None,
+                          provenance.get("hub_name", ""))
     rows = validate_rows(rows, shape, where, engine.settings.min_dataset_rows if min_rows is None else min_rows)
     provenance["format"] = shape.trained
     if shape.trains_as:  # a shape read as a trained format (ModelForge's input/output as prompt/completion)
         provenance["source_format"] = shape.name
     return LoadedDataset(rows, shape.trained, provenance)
+
+
+def _same_source(one, other) -> bool:
+    return (one.kind, one.value, one.rows, one.config_name) == (other.kind, other.value, other.rows, other.config_name)
 
 
 def _task_errors(spec: TrainSpec, task: TaskPlan) -> list[tuple[str, str]]:

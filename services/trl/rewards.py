@@ -10,6 +10,14 @@ group `forgeway.rewards`:
 A factory takes the argument (a string, or None when the name has none) and returns a function
 `reward(completions: list[str], **columns) -> list[float]`; `columns` holds the dataset's other columns, one value
 per completion, as TRL passes them.
+
+AlignTune's reward names (its registry, github Lexsi-Labs/aligntune src/aligntune/rewards/registry.py) are accepted
+with its definitions, reimplemented: "length:MIN..MAX" (AlignTune's range, in words; "length:N" stays a target in
+characters), diversity, fluency, coherence, brevity, relevance, harmlessness, code_syntax, math_correctness, bleu,
+rouge (text_rewards.py) and sentiment, safety, toxicity (classifier_rewards.py: bundled lexicons, VADER and
+alt-profanity-check, where AlignTune downloads hub classifiers; or "NAME:/path/to/local/classifier").
+AlignTune's other names are refused with the reason (REFUSED). A GRPO-family request that names no reward function
+and no reward model gets AlignTune's default set (ALIGNTUNE_DEFAULTS, from its TRL GRPO backend's setup_rewards).
 """
 
 from __future__ import annotations
@@ -19,8 +27,12 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
+from pathlib import Path
 
-from forgeway.core.errors import InvalidArgument
+from forgeway.core.errors import InvalidArgument, Unsupported
+
+from .classifier_rewards import CLASSIFIER_REWARDS, is_path
+from .text_rewards import TEXT_REWARDS, parse_range, per_text, text_of, word_range
 
 ENTRY_POINT_GROUP = "forgeway.rewards"
 MAX_ARGUMENT = 256
@@ -29,15 +41,11 @@ RewardFunc = Callable[..., list[float]]
 Factory = Callable[[str | None], RewardFunc]
 
 
-def text_of(completion) -> str:
-    """A completion as text: TRL passes strings, or lists of messages for conversational prompts."""
-    if isinstance(completion, list):
-        return "".join(str(m.get("content", "")) for m in completion if isinstance(m, dict))
-    return str(completion)
-
-
 def length(argument: str | None) -> RewardFunc:
-    """1 at the target length in characters (default 100), falling linearly to 0 at twice or zero length."""
+    """"length:N": 1 at the target length in characters (default 100), falling linearly to 0 at twice or zero length.
+    "length:MIN..MAX": AlignTune's LengthReward, 1 for MIN..MAX words, else 0."""
+    if argument and ".." in argument:
+        return per_text(word_range(*parse_range(argument, (10, 500))))
     target = int(argument) if argument else 100
     if target < 1:
         raise ValueError("the target length must be a positive number of characters")
@@ -123,6 +131,30 @@ BUILTIN: dict[str, Factory] = {
     "exact_match": exact_match,
     "json_valid": json_valid,
     "keywords": keywords,
+    **TEXT_REWARDS,
+    **CLASSIFIER_REWARDS,
+}
+
+# AlignTune's TRL GRPO backends, given no reward (backends/trl/rl/grpo/grpo.py setup_rewards): these, 0.2 each.
+ALIGNTUNE_DEFAULTS: tuple[tuple[str, float], ...] = (
+    ("length:20..200", 0.2), ("sentiment", 0.2), ("safety", 0.2), ("diversity", 0.2), ("fluency", 0.2))
+
+_HUB = "needs a hub model; name a local reward model in method_params.reward_model instead"
+_RUNS_CODE = "runs the generated code, which a trainer never does"
+_NOT_PORTED = "not ported yet (AlignTune's keyword heuristic)"
+# AlignTune's registry names that are not built in here, and why.
+REFUSED: dict[str, str] = {
+    **dict.fromkeys(("bertscore", "semantic_similarity", "reward_model_ensemble"), _HUB),
+    "rubric": "asks an LLM judge over the network",
+    **dict.fromkeys(("code_execution", "code_correctness", "code_verifiable", "mbpp_reward"), _RUNS_CODE),
+    **dict.fromkeys(("image_relevance", "audio_quality"), "a placeholder in AlignTune (a constant 0.5)"),
+    "regex_verifiable": "use regex:PATTERN", "json_schema_verifiable": "use json_valid",
+    **dict.fromkeys(("factuality", "bias", "politeness", "helpfulness", "honesty", "hallucination", "meteor",
+                     "math_reasoning", "logical_consistency", "commonsense", "code_quality", "code_completeness",
+                     "instruction_following", "conciseness", "context_relevance", "temporal_consistency",
+                     "readability", "engagement", "medical_accuracy", "legal_compliance", "financial_accuracy",
+                     "causal_reasoning", "counterfactual_reasoning", "counterfactual_math", "math_verifiable",
+                     "sql_verifiable"), _NOT_PORTED),
 }
 
 
@@ -150,23 +182,36 @@ class RewardRegistry:
     def names(self) -> list[str]:
         return sorted(self.factories)
 
-    def resolve(self, requested: tuple[tuple[str, float], ...], columns: list[str] | None = None) -> list[Reward]:
-        """Reward functions for (name[:argument], weight) pairs; InvalidArgument names the bad entry."""
+    def resolve(self, requested: tuple[tuple[str, float], ...], columns: list[str] | None = None,
+                confine: Callable[[Path, str], Path] | None = None) -> list[Reward]:
+        """Reward functions for (name[:argument], weight) pairs; InvalidArgument names the bad entry. `confine`
+        checks a local classifier path (an argument of a reward marked `reads_model`) against the allowed roots."""
         rewards = []
         for i, (spec, weight) in enumerate(requested):
             where = f"method_params.reward_functions[{i}].name"
             name, _, argument = spec.partition(":")
             if name not in self.factories:
-                raise InvalidArgument(where, f"unknown reward {name!r}; allowed: {', '.join(self.names())}")
+                why = f"AlignTune's {name!r} reward is not available here: {REFUSED[name]}" if name in REFUSED \
+                    else f"unknown reward {name!r}"
+                raise InvalidArgument(where, f"{why}; allowed: {', '.join(self.names())}")
             if len(argument) > MAX_ARGUMENT:
                 raise InvalidArgument(where, f"the argument is longer than {MAX_ARGUMENT} characters")
+            factory = self._factory(name)
+            if confine is not None and getattr(factory, "reads_model", False) and is_path(argument):
+                argument = str(confine(Path(argument), where))
             try:
-                func = self._factory(name)(argument or None)
+                func = factory(argument or None)
             except (ValueError, re.error) as exc:
                 raise InvalidArgument(where, f"{name}: {exc}") from None
+            except ImportError as exc:
+                raise Unsupported(where, "trl", f"{name} needs {exc.name}: pip install 'forgeway[trl]'") \
+                    from None
             func.__name__ = name  # TRL logs rewards/<name>/mean
             reward = Reward(spec, weight, func)
             missing = [c for c in reward.columns if columns is not None and c not in columns]
+            options = getattr(func, "any_column", ())
+            if columns is not None and options and not any(c in columns for c in options):
+                missing = [" or ".join(options)]
             if missing:
                 raise InvalidArgument(where, f"{name} reads the dataset column {missing[0]!r}; columns: "
                                       f"{', '.join(columns or [])}")

@@ -24,6 +24,8 @@ def run_plan(engine: TrainingEngine, plan: RunPlan, job: JobContext, load: Loade
 
     spec = plan.spec
     transformers.set_seed(spec.seed if spec.seed is not None else 42)
+    for note in plan.notes:
+        job.log(note)
     train, evaluation = plan.train.rows, plan.evaluation.rows if plan.evaluation else None
     if evaluation is None and engine.settings.eval_fraction > 0:
         train, evaluation = carve_eval(train, engine.settings.eval_fraction, spec.seed or 42)

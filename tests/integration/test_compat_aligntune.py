@@ -36,7 +36,7 @@ def client(stack):
         yield sdk
 
 
-def test_the_sft_quick_start(stack, client):
+def test_the_sft_quick_start(stack, client, tmp_path):
     # AlignTune's README: create_sft_trainer(model_name=..., dataset_name=..., backend="trl", num_epochs=3,
     # max_steps=-1, batch_size=4, learning_rate=5e-5); trainer.train(). Here: the tiny model, a local jsonl, 2 steps.
     trainer = create_sft_trainer(model_name=str(stack.root / "tiny"), dataset_name=str(stack.root / "alpaca.jsonl"),
@@ -45,7 +45,8 @@ def test_the_sft_quick_start(stack, client):
     results = trainer.train()
     assert results["state"] == "succeeded" and results["global_step"] == 2 and results["train_loss"] > 0
     assert trainer.backend == "trl" and trainer.model_name == "aligntune-sft" == results["model_name"]
-    assert trainer.save_model().endswith("aligntune-sft")
+    assert trainer.save_model(tmp_path / "saved") == str(tmp_path / "saved")  # downloaded from the model store
+    assert (tmp_path / "saved" / "training_config.yaml").is_file()
     job = client.jobs.get(results["job_id"])
     assert job.method == "sft" and job.base_model == str(stack.root / "tiny")
 

@@ -29,7 +29,7 @@ async def rejected(trainer, req: train_pb2.TrainRequest):
 async def test_capabilities_list_methods_tasks_peft_and_a_hardware_profile(trainer):
     caps = await trainer.backend.Capabilities(capabilities_pb2.CapabilitiesRequest())
     assert caps.backend == "trl" and caps.availability.available
-    assert set(caps.training.methods) == set(range(1, 10)) and len(caps.training.tasks) == 3
+    assert set(caps.training.methods) == set(range(1, 15)) and len(caps.training.tasks) == 3
     assert caps.training.lora and common_pb2.QUANTIZATION_4BIT_NF4 in caps.training.quantizations
     assert M.EXPORT_FORMAT_GGUF in caps.training.export_formats
     assert caps.hardware.profile == "cpu" and "batch size 2" in caps.hardware.recommendation

@@ -64,7 +64,10 @@ def spec(method: str, **fields) -> TrainSpec:
 def test_knobs_a_method_does_not_take_are_rejected_not_ignored():
     errors = dict(check_knobs(spec("sft", beta=0.1, num_generations=4, reward_model="rm"), METHODS["sft"]))
     assert set(errors) == {"method_params.beta", "method_params.num_generations", "method_params.reward_functions"}
-    assert dict(check_knobs(spec("grpo"), METHODS["grpo"]))["method_params.reward_functions"].startswith("grpo needs")
+    assert check_knobs(spec("grpo"), METHODS["grpo"]) == []  # AlignTune's default set (test_aligntune_rewards.py)
+    for name in ("rloo", "online_dpo"):  # no AlignTune default: a reward is required
+        assert dict(check_knobs(spec(name), METHODS[name]))["method_params.reward_functions"].startswith(
+            f"{name} needs")
     assert check_knobs(spec("dpo", loss_type="sigmoid,sft"), METHODS["dpo"]) == []
     assert check_knobs(spec("kto", loss_type="sigmoid"), METHODS["kto"])[0][0] == "method_params.loss_type"
 
@@ -79,3 +82,30 @@ def test_method_fields_map_the_request_onto_trl_configs():
                          METHODS["dpo"], 2, 1) == {"loss_type": ["sigmoid", "sft"], "max_length": 64}
     with pytest.raises(InvalidArgument):
         method_fields(spec("rloo"), METHODS["rloo"], 1, 1)
+
+
+def test_the_length_range_counts_words_as_aligntune_does():
+    assert score("length:2..3", ["one", "one two", "one two three", "one two three four"]) == [0.0, 1.0, 1.0, 0.0]
+    with pytest.raises(InvalidArgument) as caught:
+        RewardRegistry().resolve((("length:9..3", 1.0),))
+    assert caught.value.field == "method_params.reward_functions[0].name" and "LOW..HIGH" in caught.value.message
+
+
+def test_aligntune_names_that_are_not_built_in_are_refused_with_the_reason():
+    with pytest.raises(InvalidArgument) as caught:
+        RewardRegistry().resolve((("length", 1.0), ("code_execution", 1.0)))
+    assert caught.value.field == "method_params.reward_functions[1].name"
+    assert "runs the generated code" in caught.value.message and "sentiment" in caught.value.message
+    with pytest.raises(InvalidArgument) as caught:
+        RewardRegistry().resolve((("bertscore", 1.0),))
+    assert "reward_model" in caught.value.message
+
+
+def test_reference_rewards_need_a_reference_column():
+    with pytest.raises(InvalidArgument) as caught:
+        RewardRegistry().resolve((("rouge", 1.0),), ["prompt"])
+    assert "answer or solution" in caught.value.message
+    with pytest.raises(InvalidArgument) as caught:
+        RewardRegistry().resolve((("bleu:summary", 1.0),), ["prompt", "answer"])
+    assert "'summary'" in caught.value.message
+    assert RewardRegistry().resolve((("bleu", 1.0),), ["prompt", "target"])[0].name == "bleu"

@@ -16,9 +16,10 @@ from forgeway.v1 import (
 )
 
 from . import convert, types
-from .aio_streams import AsyncGenerationStream, AsyncTrainingJob
+from .aio_streams import AsyncGenerationStream, AsyncTrainingJob, _messages
 from .client import page_request
 from .connection import DEFAULT, Connection, Retry, Tls, call_timeout, remaining
+from .downloads import DownloadWriter, download_request, evaluate_request
 from .embeddings import EmbeddingResult, Inputs, RerankResult, embed_request, rerank_request
 from .errors import InternalError, from_grpc
 from .requests import (DatasetSource, MessageLike, export_request, generate_request, job_state, load_request,
@@ -250,6 +251,35 @@ class AsyncModels:
         request = export_request(name, format, output_name, outtype)
         response = await self._client._unary(self._stub.ExportModel, request, timeout)
         return types.ExportedModel(convert.model(response.model), response.path, response.size_bytes)
+
+    async def download(self, name: str, dest: str | Path, *, checkpoint: tuple[str, str] | None = None,
+                       timeout: float | None = None) -> Path:
+        """Client.models.download: the entry (or a job's checkpoint) into `dest`, every sha256 checked."""
+        request = download_request(name, checkpoint)
+        metadata = self._client.connection.metadata
+        first, call = await self._client._open(
+            lambda t: self._stub.DownloadModel(request, timeout=t, metadata=metadata), timeout)
+        writer = await asyncio.to_thread(DownloadWriter, dest)
+        try:
+            try:
+                if first is not None:
+                    await asyncio.to_thread(writer.add, first)
+                    async for chunk in _messages(call):
+                        await asyncio.to_thread(writer.add, chunk)
+            except grpc.RpcError as rpc_error:
+                raise from_grpc(rpc_error) from None
+            return await asyncio.to_thread(writer.finish)
+        except BaseException:
+            await asyncio.to_thread(writer.abort)
+            raise
+
+    async def evaluate(self, name: str, dataset: DatasetSource | str | Path | list[dict], *,
+                       generate_samples: int = 0, max_new_tokens: int = 64,
+                       timeout: float | None = None) -> dict[str, float]:
+        """Client.models.evaluate: eval_loss, perplexity, eval_samples (and rouge/bleu with generate_samples)."""
+        request = evaluate_request(name, dataset, generate_samples, max_new_tokens)
+        response = await self._client._unary(self._stub.EvaluateModel, request, timeout)
+        return {**response.metrics, "eval_samples": float(response.examples)}
 
 
 class AsyncDatasets:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import itertools
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from forgeway.v1 import (
 
 from . import convert, types
 from .connection import DEFAULT, Connection, Retry, Tls, call_timeout, remaining
+from .downloads import DownloadWriter, download_request, evaluate_request
 from .embeddings import EmbeddingResult, Inputs, RerankResult, embed_request, rerank_request
 from .errors import APIError, InternalError, from_grpc
 from .plugins import Plugins
@@ -317,6 +319,35 @@ class Models:
         request = export_request(name, format, output_name, outtype)
         response = self._client._unary(self._stub.ExportModel, request, timeout)
         return types.ExportedModel(convert.model(response.model), response.path, response.size_bytes)
+
+    def download(self, name: str, dest: str | Path, *, checkpoint: tuple[str, str] | None = None,
+                 timeout: float | None = None) -> Path:
+        """Download the store entry `name` (or a job's checkpoint: (job id, "checkpoint-N" or "" for the latest))
+        into the folder `dest`; every file's sha256 is checked (DownloadError on a mismatch) and nothing
+        half-written is left behind. Returns dest."""
+        request = download_request(name, checkpoint)
+        metadata = self._client.connection.metadata
+        first, call = self._client._open(lambda t: self._stub.DownloadModel(request, timeout=t, metadata=metadata),
+                                         timeout)
+        writer = DownloadWriter(dest)
+        try:
+            try:
+                for chunk in itertools.chain([first] if first is not None else [], call):
+                    writer.add(chunk)
+            except grpc.RpcError as rpc_error:
+                raise from_grpc(rpc_error) from None
+            return writer.finish()
+        except BaseException:
+            writer.abort()
+            raise
+
+    def evaluate(self, name: str, dataset: DatasetSource | str | Path | list[dict], *, generate_samples: int = 0,
+                 max_new_tokens: int = 64, timeout: float | None = None) -> dict[str, float]:
+        """Evaluate the store entry `name` on a dataset now: eval_loss, perplexity, eval_samples and, with
+        generate_samples > 0, rouge1/rouge2/rougeL/bleu of greedy answers to that many prompts."""
+        request = evaluate_request(name, dataset, generate_samples, max_new_tokens)
+        response = self._client._unary(self._stub.EvaluateModel, request, timeout)
+        return {**response.metrics, "eval_samples": float(response.examples)}
 
 
 class Datasets:

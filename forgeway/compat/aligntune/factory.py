@@ -11,14 +11,13 @@ Mapping, AlignTune -> forgeway.v1 TrainRequest:
 | model_name | base_model |
 | dataset_name | a local file is uploaded (DatasetService) and trained by id; a local directory is sent as a path; anything else is a hub dataset name |
 | backend "auto" / "trl" / "unsloth" | backend (auto: Unsloth where it can train, else TRL with a fallback event; `fallback=False` forbids falling back) |
-| algorithm dpo, grpo / gspo, drgrpo, dapo | method dpo; method grpo with loss_type "gspo", "dr_grpo", "dapo" |
-| algorithm ppo, counterfact_grpo, gbmpo, pace, nmgrpo, metaes | ValueError: not available through Forgeway (TRL removed PPO: use grpo, rloo or dpo) |
-| algorithm kto, orpo, cpo, rloo, online_dpo, reward | the Forgeway method of that name (beyond AlignTune) |
-| num_epochs, max_steps (-1 or None: epochs), batch_size, learning_rate, max_seq_length, max_samples | hyperparameters, dataset.max_samples |
+| algorithm | method (and loss type): algorithms.py; ppo is a ValueError (TRL removed PPO: use grpo, rloo or dpo) |
+| the algorithms' own keywords (gbmpo_divergence_type, boost_factor, N, sigma, ...) | MethodParams' algorithm messages (algorithms.py) |
+| num_epochs, max_steps (-1 or None: epochs), batch_size, learning_rate, max_seq_length (not for online RL), max_samples | hyperparameters, dataset.max_samples |
 | gradient_accumulation_steps, warmup_ratio, lr_scheduler, seed (42), save_steps, precision / fp16 / bf16 | hyperparameters |
 | use_peft / peft_enabled, lora_r, lora_alpha, lora_dropout, lora_target_modules | lora (SFT default off, RL on, as in AlignTune) |
 | quantization {"load_in_4bit", "bnb_4bit_quant_type", "bnb_4bit_use_double_quant"} / {"load_in_8bit"} | quantization |
-| split, percent, column_mapping, task_type | dataset selection, task |
+| split, percent, column_mapping, config_name / subset, task_type | dataset selection, task |
 | beta, loss_type, num_generations, max_prompt_length, max_completion_length | method_params |
 | reward_functions + reward_function_weights; reward_model_name / reward_model_path | method_params.reward_functions; reward_model |
 | run_name | output model name in the store (default: the job id) |
@@ -36,27 +35,21 @@ from pathlib import Path
 from typing import Any
 
 from forgeway.client import Client, DatasetSource, LoRA
-from forgeway.core.enums import BACKEND, METHOD
+from forgeway.core.enums import BACKEND
 
+from .algorithms import ONLINE, algorithm_knobs, method_for
+from .backends import unsloth_disabled
 from .trainer import ForgewayTrainer
+from .types import task_for
 
 log = logging.getLogger("forgeway.compat.aligntune")
 
-ALGORITHMS = {"dpo": ("dpo", ""), "grpo": ("grpo", ""), "gspo": ("grpo", "gspo"), "drgrpo": ("grpo", "dr_grpo"),
-              "dapo": ("grpo", "dapo"), "kto": ("kto", ""), "orpo": ("orpo", ""), "cpo": ("cpo", ""),
-              "rloo": ("rloo", ""), "online_dpo": ("online_dpo", ""), "reward": ("reward", "")}
-UNAVAILABLE = {**METHOD.removed,
-               **{a: "an AlignTune-only algorithm" for a in ("counterfact_grpo", "gbmpo", "pace", "nmgrpo", "metaes")}}
-TASKS = {"supervised_fine_tuning": "text-generation", "instruction_following": "text-generation",
-         "text_generation": "text-generation", "chat_completion": "text-generation",
-         "summarization": "summarization", "extractive_qa": "extractive-question-answering",
-         "question_answering": "extractive-question-answering"}
 # AlignTune keywords this facade maps (the rest warn).
 PASSED = {"max_steps", "gradient_accumulation_steps", "warmup_ratio", "lr_scheduler", "seed", "save_steps",
           "precision", "fp16", "bf16", "use_peft", "peft_enabled", "lora_r", "lora_alpha", "lora_dropout",
           "lora_target_modules", "quantization", "split", "percent", "column_mapping", "task_type", "beta",
           "loss_type", "num_generations", "max_prompt_length", "max_completion_length", "run_name", "fallback",
-          "client", "target", "eval_dataset"}
+          "client", "target", "eval_dataset", "config_name", "subset"}
 
 
 def create_sft_trainer(model_name: str | None = None, dataset_name: str | None = None, backend: str = "auto",
@@ -74,10 +67,11 @@ def create_sft_trainer(model_name: str | None = None, dataset_name: str | None =
     if system_prompt is not None:
         kwargs["_ignored_system_prompt"] = system_prompt
     kwargs.setdefault("warmup_ratio", 0.1)
+    owns_client = kwargs.get("client") is None
     client = _client(kwargs)
     request = _request(client, model_name, dataset_name, backend, "sft", "", num_epochs, kwargs.pop("max_steps", None),
                        batch_size, learning_rate, max_seq_length, max_samples, peft_default=False, kwargs=kwargs)
-    return ForgewayTrainer(client, request, output_dir, "sft")
+    return ForgewayTrainer(client, request, output_dir, "sft", owns_client=owns_client)
 
 
 def create_rl_trainer(model_name: str | None = None, dataset_name: str | None = None, algorithm: str | None = None,
@@ -95,28 +89,33 @@ def create_rl_trainer(model_name: str | None = None, dataset_name: str | None = 
         kwargs.pop(k, v) for k, v in (("output_dir", output_dir), ("num_epochs", num_epochs), ("max_steps", max_steps),
                                       ("batch_size", batch_size), ("learning_rate", learning_rate),
                                       ("max_seq_length", max_seq_length), ("max_samples", max_samples)))
-    key = algorithm.lower()
-    if key in UNAVAILABLE:
-        raise ValueError(f"algorithm {algorithm!r} is not available through Forgeway: {UNAVAILABLE[key]}")
-    if key not in ALGORITHMS:
-        raise ValueError(f"{algorithm!r} is not a valid RLAlgorithm")
+    method, loss_type = method_for(algorithm)
+    key = str(getattr(algorithm, "value", algorithm)).lower()
     sources = [s for s in (reward_model_name, reward_model_path) if s is not None]
     if len(sources) > 1:
         raise ValueError(f"Specify exactly ONE reward source. Found {len(sources)}: "
                          f"reward_model_name={reward_model_name}, reward_model_path={reward_model_path}")
     if system_prompt is not None:
         kwargs["_ignored_system_prompt"] = system_prompt
-    method, loss_type = ALGORITHMS[key]
-    weights = reward_function_weights or [0.0] * len(reward_functions or [])
-    if len(weights) != len(reward_functions or []):
+    rewards = list(reward_functions or [])
+    for i, reward in enumerate(rewards):
+        if not isinstance(reward, str):
+            raise ValueError(f"reward_functions[{i}]: a Python callable cannot run in a Forgeway trainer; name a "
+                             "registered reward, or register yours under the forgeway.rewards entry points")
+    weights = reward_function_weights or [0.0] * len(rewards)
+    if len(weights) != len(rewards):
         raise ValueError("reward_function_weights must have one weight per reward function")
+    knobs = algorithm_knobs(algorithm, method, kwargs)
+    if method in ONLINE:  # AlignTune sizes the model with max_seq_length; TRL's online methods bound lengths with
+        max_seq_length = None  # max_prompt_length and max_completion_length, which pass through
+    owns_client = kwargs.get("client") is None
     client = _client(kwargs)
     request = _request(client, model_name, dataset_name, backend, method, kwargs.pop("loss_type", loss_type),
                        num_epochs, max_steps, batch_size, learning_rate, max_seq_length, max_samples,
                        peft_default=True, kwargs=kwargs)
-    request["reward_functions"] = list(zip(reward_functions or [], weights, strict=True))
-    request["reward_model"] = sources[0] if sources else ""
-    return ForgewayTrainer(client, request, output_dir, key)
+    request.update(knobs, reward_functions=list(zip(rewards, weights, strict=True)),
+                   reward_model=sources[0] if sources else "")
+    return ForgewayTrainer(client, request, output_dir, key, owns_client=owns_client)
 
 
 def _require(**values: Any) -> None:
@@ -151,9 +150,11 @@ def _request(client: Client, model_name: str, dataset_name: str, backend: str, m
     if ignored:
         warnings.warn(f"no Forgeway counterpart, ignored: {', '.join(ignored)}", UserWarning, stacklevel=3)
     task_type = kwargs.get("task_type")
-    if task_type is not None and str(task_type).lower() not in TASKS:
-        raise ValueError(f"task_type {task_type!r} is not available through Forgeway "
-                         f"(choose from {', '.join(TASKS)})")
+    task = task_for(task_type) if task_type is not None else None
+    switched_off = unsloth_disabled()
+    if switched_off and backend.lower() == "auto":  # AlignTune's TRL-only switches: auto means trl
+        log.info("backend auto -> trl: %s", switched_off)
+        backend = "trl"
     precision = kwargs.get("precision") or ("bf16" if kwargs.get("bf16") else "fp16" if kwargs.get("fp16") else None)
     lora = None
     if kwargs.get("use_peft", kwargs.get("peft_enabled", peft_default)):
@@ -165,10 +166,11 @@ def _request(client: Client, model_name: str, dataset_name: str, backend: str, m
                     else "int8" if quant.get("load_in_8bit") else None)
     return {
         "base_model": model_name, "dataset": _dataset(client, dataset_name), "method": method,
-        "task": TASKS[str(task_type).lower()] if task_type is not None else None,
+        "task": task,
         "epochs": num_epochs, "max_steps": max_steps if max_steps and max_steps > 0 else None,
         "batch_size": batch_size, "learning_rate": learning_rate, "max_seq_length": max_seq_length,
-        "max_samples": max_samples, "split": kwargs.get("split"), "percent": kwargs.get("percent"),
+        "max_samples": max_samples, "split": kwargs.get("split"),
+        "config_name": kwargs.get("config_name") or kwargs.get("subset"), "percent": kwargs.get("percent"),
         "column_mapping": kwargs.get("column_mapping") or None,
         "gradient_accumulation_steps": kwargs.get("gradient_accumulation_steps"),
         "warmup_ratio": kwargs.get("warmup_ratio"), "lr_scheduler": kwargs.get("lr_scheduler", "cosine"),

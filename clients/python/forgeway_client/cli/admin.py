@@ -1,4 +1,4 @@
-"""`forgeway models list|load|unload|delete|export`, `forgeway backends` (every backend: available, health,
+"""`forgeway models list|load|unload|delete|export|download`, `forgeway backends` (every backend: available, health,
 breaker, load) and LlamaForge's `forgeway list models|backends`."""
 
 from __future__ import annotations
@@ -30,6 +30,12 @@ def run_models(args: argparse.Namespace) -> int:
             return 0
         if args.action == "delete":
             return delete_model(sdk, args)
+        if args.action == "download":
+            checkpoint = (args.job, args.checkpoint) if args.job else None
+            path = sdk.models.download(args.name, args.dest, checkpoint=checkpoint)
+            print_json({"downloaded": args.name or args.job, "path": str(path)}) if args.json else print(
+                f"downloaded {args.name or args.job} to {path}")
+            return 0
         if args.action == "export":
             exported = sdk.models.export(args.name, args.format, output_name=args.output_name, outtype=args.outtype)
             print_json(exported) if args.json else print(
@@ -112,8 +118,9 @@ def yes(flag: bool) -> str:
 
 
 def register(commands, parents, one_line_errors) -> None:
-    models = one_line_errors(commands.add_parser("models", help="list, load, unload, delete or export models"))
-    actions = models.add_subparsers(dest="action", required=True, metavar="{list,load,unload,delete,export}")
+    models = one_line_errors(commands.add_parser("models", help="list, load, unload, delete, export or download models"))
+    actions = models.add_subparsers(dest="action", required=True,
+                                    metavar="{list,load,unload,delete,export,download}")
     one_line_errors(actions.add_parser("list", parents=parents, help="every model the endpoint serves"))
     load = one_line_errors(actions.add_parser("load", parents=parents, help="load a model (or an adapter)"))
     load.add_argument("name", metavar="NAME", help="name to serve it under")
@@ -138,6 +145,12 @@ def register(commands, parents, one_line_errors) -> None:
     export.add_argument("--output-name", default="", help="name of the new store entry (default: NAME-gguf)")
     export.add_argument("--outtype", default="", choices=("f32", "f16", "q8_0"),
                         help="GGUF matrix type (default f16)")
+    download = one_line_errors(actions.add_parser(
+        "download", parents=parents, help="download a model-store entry (or a job's checkpoint) to a folder"))
+    download.add_argument("name", metavar="NAME", help="model-store entry (\"\" with --job)")
+    download.add_argument("dest", metavar="DEST", help="folder to write (created, or its files replaced)")
+    download.add_argument("--job", default="", help="download this job's checkpoint instead")
+    download.add_argument("--checkpoint", default="", help="with --job: checkpoint-N (default: the latest)")
     for parser in (models, *actions.choices.values()):
         parser.set_defaults(handler=run_models, command="models")
 
