@@ -169,6 +169,9 @@ FORMATS: dict[str, DatasetFormat] = {f.name: f for f in [
                   kinds={"instruction": "text", "output": "text"}, rewrite=_alpaca),
     DatasetFormat("hh_rlhf", ("chosen", "rejected"), trains_as="preference", origin="aligntune",
                   kinds={"chosen": "dialogue", "rejected": "dialogue"}, rewrite=_dialogue, recognizes=_is_dialogue),
+    # hh-rlhf for the GRPO family (AlignTune's RL examples): the split-off prompt; chosen/rejected stay as columns
+    DatasetFormat("hh_rlhf_prompts", ("chosen", "rejected"), trains_as="prompt_only", origin="aligntune",
+                  kinds={"chosen": "dialogue", "rejected": "dialogue"}, rewrite=_dialogue, recognizes=_is_dialogue),
     DatasetFormat("ultrafeedback", ("instruction", "completions"), trains_as="preference", origin="aligntune",
                   renames={"instruction": "prompt"}, kinds={"instruction": "text", "completions": "scored"},
                   rewrite=_best_and_worst),
@@ -186,8 +189,8 @@ TRAINED = tuple(dict.fromkeys(f.trained for f in FORMATS.values()))
 # lower-cased hub id (the longest that occurs wins) -> the formats it is read as, the first one accepted that fits.
 KNOWN_DATASETS: dict[str, tuple[str, ...]] = {
     "alpaca": ("alpaca",),
-    "hh-rlhf": ("hh_rlhf",),
-    "anthropic/hh": ("hh_rlhf",),
+    "hh-rlhf": ("hh_rlhf", "hh_rlhf_prompts"),
+    "anthropic/hh": ("hh_rlhf", "hh_rlhf_prompts"),
     "ultrafeedback_binarized": ("preference", "conversational", "prompt_only"),
     "ultrafeedback": ("ultrafeedback",),
     "ultrachat": ("conversational", "prompt_only"),
@@ -227,6 +230,28 @@ def candidates(accepted: Iterable[str] = TRAINED) -> list[DatasetFormat]:
     """The formats read as one of `accepted`, for an error message listing what would fit."""
     order = list(accepted)
     return sorted((f for f in FORMATS.values() if f.trained in order), key=lambda f: order.index(f.trained))
+
+
+def suggest_mapping(columns: Iterable[str], accepted: Iterable[str] = TRAINED,
+                    sample: Mapping | None = None) -> dict[str, str] | None:
+    """A column_mapping guess that would make a dataset one of the accepted trained formats: the format that would
+    use most of the dataset's columns, its columns (optional ones first: a preference prompt) taken from the unused
+    ones in order; a text value is never offered as messages. None when nothing lines up."""
+    present = list(columns)
+    best: tuple[tuple[int, int], dict[str, str]] | None = None
+    for shape in (f for f in candidates(accepted) if not f.trains_as):
+        needed = shape.required(present)
+        wanted = [c for c in (*shape.optional, *needed) if c not in present]
+        spare = [c for c in present if c not in needed and c not in shape.optional]
+        mapping = dict(zip(spare, wanted))
+        if not mapping or any(c not in mapping.values() for c in needed if c not in present):
+            continue
+        if sample is not None and any(t == "messages" and isinstance(sample.get(c), str) for c, t in mapping.items()):
+            continue
+        score = (len(mapping), -len(wanted))
+        if best is None or score > best[0]:
+            best = (score, mapping)
+    return best[1] if best else None
 
 
 def row_problems(shape: DatasetFormat, row: Mapping) -> list[tuple[str, str]]:

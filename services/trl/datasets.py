@@ -13,7 +13,7 @@ from pathlib import Path
 
 import datasets
 
-from forgeway.core.datasetformats import DatasetFormat, candidates, convert_row, detect, row_problems
+from forgeway.core.datasetformats import DatasetFormat, candidates, convert_row, detect, row_problems, suggest_mapping
 from forgeway.core.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from forgeway.services.training.datasets import DatasetStore
 from forgeway.services.training.spec import DatasetSpec
@@ -45,8 +45,10 @@ def detect_format(columns: list[str], accepted: tuple[str, ...], where: str, who
     if shape is not None:
         return shape
     wanted = "; ".join(f.describe() for f in candidates(accepted))
+    mapping = suggest_mapping(columns, accepted, sample)
+    fix = f"for example column_mapping={json.dumps(mapping)}" if mapping else "rename columns with column_mapping"
     raise InvalidArgument(f"{where}.columns", f"{who} needs one of these column sets ({wanted}); the dataset has "
-                          f"{', '.join(columns) or 'no columns'}; rename columns with column_mapping")
+                          f"{', '.join(columns) or 'no columns'}; {fix}")
 
 
 class DatasetLoader:

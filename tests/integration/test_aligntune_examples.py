@@ -120,3 +120,60 @@ def test_grpo_with_alignTune_defaults_trains_on_the_default_rewards(paths):
     with Client() as client:
         logs = [e.message for e in client.jobs.events(results["job_id"]) if e.kind == "log"]
     assert any("default" in line and "sentiment" in line for line in logs)
+
+
+# AlignTune's algorithm pages (docs/algorithms/*.md) with their own keywords, one step each on hh-rlhf, and the
+# metric each algorithm's own term logs.
+ALGORITHM_PAGES = [
+    ("grpo", {}, "rewards/length/mean"),
+    ("gspo", {}, "rewards/length/mean"),
+    ("drgrpo", {}, "rewards/length/mean"),
+    ("dapo", {}, "rewards/length/mean"),
+    ("counterfact_grpo", {"boost_factor": 2.0, "min_weight": 0.5, "answer_weight": 1.5}, "counterfact/weight_max"),
+    ("gbmpo", {"gbmpo_divergence_type": "prob_l2", "gbmpo_l2_coefficient": 0.0001}, "gbmpo/divergence"),
+    ("gbmpo_l2kl", {}, "gbmpo/divergence"),
+    ("pace", {"curriculum_enabled": False}, "pace/baseline_mean"),
+    ("nmgrpo", {"mirror_coefficient": 0.0001}, "nmgrpo/mirror_divergence"),
+    ("metaes", {"N": 2, "T": 1, "meta_iterations": 1, "sigma": 0.01, "alpha": 0.01}, "metaes/best_reward"),
+]
+
+
+@pytest.mark.parametrize(("algorithm", "keywords", "metric"), ALGORITHM_PAGES, ids=[a for a, _, _ in ALGORITHM_PAGES])
+def test_every_rl_algorithm_trains_with_its_own_keywords(paths, algorithm, keywords, metric):
+    trainer = create_rl_trainer(
+        model_name=paths["model"],
+        dataset_name=paths["hh"],
+        algorithm=algorithm,
+        backend="trl",
+        reward_functions=["length"],
+        reward_function_weights=[1.0],
+        num_epochs=1,
+        max_steps=1,
+        batch_size=4,
+        num_generations=4,
+        max_completion_length=8,
+        **keywords,
+    )
+    results = trainer.train()
+    assert results["state"] == "succeeded"
+    logged = {name for entry in trainer.get_training_stats()["log_history"] for name in entry}
+    assert metric in logged, sorted(logged)
+
+
+@pytest.mark.parametrize(("rows", "keywords", "message"), [
+    ([{"query": f"q{i}", "best": f"b{i}", "worst": f"w{i}"} for i in range(12)], {"algorithm": "dpo"},
+     r"dataset.columns: method dpo needs one of these column sets .*; the dataset has query, best, worst; for example "
+     r'column_mapping=\{"query": "prompt", "best": "chosen", "worst": "rejected"\}'),
+    (HH_RLHF, {"algorithm": "grpo", "reward_functions": ["telepathy"]},
+     r"method_params.reward_functions\[0\].name: unknown reward 'telepathy'; allowed: .*sentiment"),
+])
+def test_bad_input_is_a_value_error_naming_the_field_and_no_job(paths, tmp_path, rows, keywords, message):
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    with Client() as client:
+        before = len(client.jobs.list())
+        trainer = create_rl_trainer(model_name=paths["model"], dataset_name=str(data), backend="trl", max_steps=1,
+                                    client=client, **keywords)
+        with pytest.raises(ValueError, match=message):
+            trainer.train()
+        assert len(client.jobs.list()) == before

@@ -143,3 +143,19 @@ def test_the_async_client_validates_the_same_way(stack):
     with pytest.raises(InvalidArgumentError) as refused:
         asyncio.run(validate(learning_rate=5.0))
     assert "hyperparameters.learning_rate" in dict(refused.value.field_violations)
+
+
+def test_an_alignTune_algorithm_with_its_knobs_from_the_command_line(stack):
+    tiny = str(stack.root / "tiny")
+    prompts = stack.root / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": f"Tell me about cat {i}."}) + "\n" for i in range(6)))
+    fast = ("--batch-size", "2", "--learning-rate", "1e-3", "--lora-r", "4", "--max-completion-length", "8")
+    good = cli(stack, "train", tiny, "-d", str(prompts), "--method", "gbmpo", "--knob", "gbmpo.divergence=probl2kl",
+               "--knob", "gbmpo.divergence_coefficient=0.001", "--reward", "length:20", "--max-steps", "1",
+               "--json", *fast)
+    assert good.returncode == 0, good.stderr
+    job = Client(stack.target).jobs.get(json.loads(good.stdout.splitlines()[0])["job_id"])
+    assert job.method == "gbmpo" and job.state == "succeeded"
+    bad = cli(stack, "train", tiny, "-d", str(prompts), "--method", "gbmpo", "--knob", "gbmpo.divergence=l3",
+              "--dry-run", *fast)
+    assert bad.returncode == 1 and "method_params.gbmpo.divergence" in one_line_error(bad)

@@ -209,3 +209,21 @@ def test_a_hub_config_name_is_passed_to_datasets_and_recorded(loader, tmp_path, 
     with pytest.raises(InvalidArgument) as caught:
         load.load(DatasetSpec("path", str(repo / "small.jsonl"), config_name="small"), "eval_dataset")
     assert caught.value.field == "eval_dataset.config_name"
+
+
+def test_hh_rlhf_gives_the_grpo_family_its_prompts():
+    row = {"chosen": "\n\nHuman: Hi\n\nAssistant: Hello.", "rejected": "\n\nHuman: Hi\n\nAssistant: Go."}
+    shape = detect(["chosen", "rejected"], ("prompt_only",), sample=row)
+    assert shape.name == "hh_rlhf_prompts" and convert_row(shape, dict(row))["prompt"] == "\n\nHuman: Hi\n\nAssistant:"
+    assert detect(["chosen", "rejected"], ("preference", "prompt_only"), sample=row).name == "hh_rlhf"
+    plain = {"chosen": "Hello.", "rejected": "Go."}  # no dialogue: no prompt to split off
+    assert detect(["chosen", "rejected"], ("prompt_only",), sample=plain) is None
+
+
+def test_columns_matching_no_format_get_the_formats_and_a_column_mapping_that_would_fix_them():
+    with pytest.raises(InvalidArgument) as error:
+        detect_format(["question", "reply"], ("conversational", "prompt_completion", "language_modeling"), "dataset",
+                      "method sft", sample={"question": "Where?", "reply": "There."})
+    (where, why), = error.value.violations
+    assert where == "dataset.columns" and "prompt_completion: prompt, completion" in why
+    assert why.endswith('for example column_mapping={"question": "prompt", "reply": "completion"}')

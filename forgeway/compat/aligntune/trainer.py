@@ -66,7 +66,10 @@ class ForgewayTrainer:
         if self.resume_from:
             request["resume_from"] = self.resume_from
         started = time.monotonic()
-        self.job = self.client.train(request.pop("base_model"), request.pop("dataset"), **request)
+        try:
+            self.job = self.client.train(request.pop("base_model"), request.pop("dataset"), **request)
+        except InvalidArgumentError as exc:  # AlignTune raises ValueError for bad arguments; the text names the field
+            raise ValueError(str(exc)) from exc
         log.info("training job %s started (%s)", self.job.id, self.algorithm)
         for event in self.job.events():
             if event.kind == "progress" and event.progress.loss is not None:
@@ -148,15 +151,18 @@ class ForgewayTrainer:
         self.resume_from = (str(note["job_id"]), str(note.get("checkpoint") or ""))
 
     def get_training_stats(self) -> dict[str, Any]:
-        """Step, epoch, the loss history from the job's progress events, runtime in seconds and backend."""
+        """Step, epoch, the loss history and every logged step's metrics (`log_history`, as transformers' Trainer
+        keeps it) from the job's progress events, runtime in seconds and backend."""
         if self.result is None:
-            return {"step": 0, "epoch": 0.0, "losses": [], "runtime": None, "backend": self.backend}
+            return {"step": 0, "epoch": 0.0, "losses": [], "log_history": [], "runtime": None,
+                    "backend": self.backend}
         progress = [e.progress for e in self.client.jobs.events(self.result.id) if e.kind == "progress"]
         last = self.result.progress
         metrics = dict(last.metrics) if last else {}
         return {"step": last.step if last else 0, "total_steps": last.total_steps if last else 0,
                 "epoch": last.epoch if last else 0.0,
                 "losses": [{"step": p.step, "loss": p.loss} for p in progress if p.loss is not None],
+                "log_history": [{"step": p.step, **p.metrics} for p in progress if p.metrics],
                 "train_loss": metrics.get("train_loss"), "runtime": metrics.get("train_runtime", self._runtime),
                 "backend": self.backend, "job_id": self.result.id, "model_name": self.model_name}
 

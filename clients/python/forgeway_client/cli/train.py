@@ -6,6 +6,8 @@ import argparse
 import sys
 from typing import Any
 
+from forgeway.core.enums import METHOD
+
 from .common import client, console, fmt_float, fmt_seconds, key_value, print_json, table
 
 EXPORTS = ("adapter", "merged", "gguf")
@@ -87,7 +89,9 @@ def run_train(args: argparse.Namespace) -> int:
             double_quant=args.double_quant, loss_type=args.loss_type, reward_functions=args.reward or (),
             reward_model=args.reward_model, output_name=args.output_name, export=args.export or (),
             backend=args.trainer, allow_fallback=False if args.no_fallback else None,
-            column_mapping=dict(args.column) if args.column else None, **options)
+            column_mapping=dict(args.column) if args.column else None, config_name=args.config_name,
+            resume_from=tuple(args.resume_from.partition(":")[::2]) if args.resume_from else None,
+            **algorithm_knobs(args.knob or ()), **options)
         if args.dry_run:
             advice = sdk.jobs.validate(args.base_model, dataset, **request)
             if args.json:
@@ -134,6 +138,24 @@ def run_jobs(args: argparse.Namespace) -> int:
         return follow(sdk.job(args.job_id, after=args.after), args.json)
 
 
+def algorithm_knobs(pairs) -> dict[str, dict[str, Any]]:
+    """--knob gbmpo.divergence=l2kl ... -> {"gbmpo": {"divergence": "l2kl"}} (values parsed as JSON where they are)."""
+    import json
+
+    from forgeway.client.errors import invalid_argument
+
+    knobs: dict[str, dict[str, Any]] = {}
+    for key, value in pairs:
+        message, _, knob = key.partition(".")
+        if not knob:
+            raise invalid_argument("--knob", f"{key!r}: write MESSAGE.KNOB=VALUE (gbmpo.divergence=l2kl)")
+        try:
+            knobs.setdefault(message, {})[knob] = json.loads(value)
+        except ValueError:
+            knobs.setdefault(message, {})[knob] = value
+    return knobs
+
+
 def reward(text: str) -> tuple[str, float]:
     name, sep, weight = text.rpartition("=")
     try:
@@ -162,8 +184,12 @@ def register(commands, parents, one_line_errors) -> None:
     data.add_argument("--split")
     data.add_argument("--percent", type=float)
     data.add_argument("--max-samples", type=int)
+    data.add_argument("--config-name", help="a hub dataset's configuration (subset)")
     method = train.add_argument_group("method")
-    method.add_argument("--method", default="sft", help="sft, dpo, grpo, kto, orpo, cpo, rloo, online_dpo, reward")
+    method.add_argument("--method", default="sft", help=", ".join(METHOD.names))
+    method.add_argument("--knob", action="append", type=key_value, metavar="MESSAGE.KNOB=VALUE",
+                        help="an AlignTune algorithm's knob as MethodParams names it: gbmpo.divergence=l2kl, "
+                             "pace.rho_min=0.9, mirror.coefficient=1e-4, meta_es.population=4 (repeatable)")
     method.add_argument("--task", help="text-generation, summarization, extractive-question-answering")
     method.add_argument("--beta", type=float)
     method.add_argument("--loss-type", default="")
@@ -197,6 +223,8 @@ def register(commands, parents, one_line_errors) -> None:
     out.add_argument("--export", action="append", choices=EXPORTS, help="artifact format (repeatable)")
     out.add_argument("--trainer", default="auto", choices=("auto", "trl", "unsloth"), help="trainer backend")
     out.add_argument("--no-fallback", action="store_true", help="fail instead of falling back to another trainer")
+    out.add_argument("--resume-from", metavar="JOB[:CHECKPOINT]",
+                     help="start from a checkpoint of an earlier job (its latest when no checkpoint is named)")
     out.add_argument("--detach", action="store_true", help="print the job id and return; the job keeps running")
     out.add_argument("--dry-run", action="store_true", help="only check the request as the trainer would (fields, "
                                                             "dataset rows, base model, disk); create no job")
