@@ -10,7 +10,7 @@ from typing import Any
 import grpc
 
 from forgeway.core.errors import NotFound, Unavailable
-from forgeway.v1 import datasets_pb2
+from forgeway.v1 import datasets_pb2, jobs_pb2
 
 from .endpoint import Endpoint
 from .forward import call_metadata, cancel_with, remaining, translate
@@ -59,13 +59,21 @@ class Owners:
     async def find_dataset(self, endpoints: list[Endpoint], dataset_id: str, timeout: float = 5.0) -> set[str]:
         """Keys of the endpoints that know a dataset (asked all at once)."""
         request = datasets_pb2.GetDatasetRequest(dataset_id=dataset_id)
-        answers = await asyncio.gather(
-            *(e.datasets.GetDataset(request, timeout=timeout, metadata=call_metadata()) for e in endpoints),
-            return_exceptions=True,
-        )
+        return await self._find(self.datasets, dataset_id, endpoints,
+                                lambda e: e.datasets.GetDataset(request, timeout=timeout, metadata=call_metadata()))
+
+    async def find_job(self, endpoints: list[Endpoint], job_id: str, timeout: float = 5.0) -> set[str]:
+        """Keys of the endpoints that know a job (asked all at once): where its checkpoints are."""
+        request = jobs_pb2.GetJobRequest(job_id=job_id)
+        return await self._find(self.jobs, job_id, endpoints,
+                                lambda e: e.jobs.GetJob(request, timeout=timeout, metadata=call_metadata()))
+
+    @staticmethod
+    async def _find(cache: OwnerCache, item: str, endpoints: list[Endpoint], ask) -> set[str]:
+        answers = await asyncio.gather(*(ask(e) for e in endpoints), return_exceptions=True)
         found = {e.key for e, answer in zip(endpoints, answers, strict=True) if not isinstance(answer, BaseException)}
-        if found and self.datasets.get(dataset_id) not in found:
-            self.datasets.remember(dataset_id, min(found))
+        if found and cache.get(item) not in found:
+            cache.remember(item, min(found))
         return found
 
 

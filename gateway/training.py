@@ -173,6 +173,9 @@ class TrainingDispatch:
         """Routes to the trainers, those holding the uploaded dataset first."""
         if note is not None and not validate_only:
             metrics.FALLBACKS.labels(note.requested, note.used).inc()
+        if request.HasField("resume_from") and len(endpoints) > 1:  # only the job's trainer has its checkpoints
+            owners = await self.state.owners.find_job(endpoints, request.resume_from.job_id)
+            endpoints = [e for e in endpoints if e.key in owners] or endpoints
         if request.dataset.WhichOneof("source") == "dataset_id" and len(endpoints) > 1:
             owners = await self.state.owners.find_dataset(endpoints, request.dataset.dataset_id)
             endpoints = sorted(endpoints, key=lambda e: e.key not in owners)

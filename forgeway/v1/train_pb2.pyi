@@ -260,16 +260,18 @@ class CheckpointRef(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., checkpoint: _Optional[str] = ...) -> None: ...
 
 class TrainOutput(_message.Message):
-    __slots__ = ("model_name", "formats", "suffix", "description")
+    __slots__ = ("model_name", "formats", "suffix", "description", "keep_checkpoint")
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     FORMATS_FIELD_NUMBER: _ClassVar[int]
     SUFFIX_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    KEEP_CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     model_name: str
     formats: _containers.RepeatedScalarFieldContainer[ExportFormat]
     suffix: str
     description: str
-    def __init__(self, model_name: _Optional[str] = ..., formats: _Optional[_Iterable[_Union[ExportFormat, str]]] = ..., suffix: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
+    keep_checkpoint: bool
+    def __init__(self, model_name: _Optional[str] = ..., formats: _Optional[_Iterable[_Union[ExportFormat, str]]] = ..., suffix: _Optional[str] = ..., description: _Optional[str] = ..., keep_checkpoint: _Optional[bool] = ...) -> None: ...
 
 class TrainRequest(_message.Message):
     __slots__ = ("base_model", "method", "task", "dataset", "eval_dataset", "hyperparameters", "lora", "quantization", "method_params", "output", "backend", "allow_fallback", "resume_from")

@@ -110,6 +110,7 @@ class TrainSpec:
     # "mirror", "meta_es") -> {knob: value}; a method reads its own with defaults (services/trl/algorithms).
     algorithm: dict[str, dict] = field(default_factory=dict)
     resume_from: tuple[str, str] | None = None  # (job id, checkpoint name or "" for the latest)
+    keep_checkpoint: bool = False
 
     @classmethod
     def from_proto(cls, msg: train_pb2.TrainRequest) -> TrainSpec:
@@ -216,6 +217,7 @@ class TrainSpec:
             algorithm={name: json_format.MessageToDict(getattr(mp, name), preserving_proto_field_name=True)
                        for name in ALGORITHM_PARAMS if mp.HasField(name)},
             resume_from=(msg.resume_from.job_id, msg.resume_from.checkpoint) if msg.HasField("resume_from") else None,
+            keep_checkpoint=msg.output.keep_checkpoint,
         )
 
     def warnings(self, profile: str) -> list[tuple[str, str]]:

@@ -18,9 +18,10 @@ class JobCallback(TrainerCallback):
     """Progress (step/total, epoch, loss, learning rate, grad norm, metrics, tokens/s, ETA), checkpoints, and stop
     at the next optimizer step when the job is cancelled or the service shuts down (saving a checkpoint first)."""
 
-    def __init__(self, job: JobContext, perplexity: bool = False):
+    def __init__(self, job: JobContext, perplexity: bool = False, save_last: bool = False):
         self.job = job
         self.perplexity = perplexity
+        self.save_last = save_last  # a checkpoint at the last step too (TrainOutput.keep_checkpoint)
         self.stopped_at: int | None = None
         self.last_checkpoint: Path | None = None
         self.metrics: dict[str, float] = {}
@@ -38,6 +39,8 @@ class JobCallback(TrainerCallback):
             self.stopped_at = state.global_step
             control.should_save = True  # the Trainer saves right after this hook, then stops
             control.should_training_stop = True
+        elif self.save_last and state.global_step >= state.max_steps:
+            control.should_save = True
         return control
 
     def on_save(self, args, state, control, **kwargs):

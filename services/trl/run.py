@@ -31,7 +31,7 @@ def run_plan(engine: TrainingEngine, plan: RunPlan, job: JobContext, load: Loade
         train, evaluation = carve_eval(train, engine.settings.eval_fraction, spec.seed or 42)
         job.log(f"evaluating on {len(evaluation)} rows carved from the training set")
     model, tokenizer, peft = load(plan, job)
-    callback = JobCallback(job, perplexity=plan.perplexity)
+    callback = JobCallback(job, perplexity=plan.perplexity, save_last=spec.keep_checkpoint)
     output_dir = job.job_dir / "checkpoints"
     common = common_args(plan, str(output_dir), engine.settings)
     if plan.task is not None:
@@ -116,7 +116,7 @@ def export_run(engine: TrainingEngine, plan: RunPlan, job: JobContext, model, to
                      job.job_dir / "export")
     for extra in written[1:]:
         job.artifact(extra.model_name, extra.path, extra.format)
-    if not engine.settings.keep_checkpoints:
+    if not (engine.settings.keep_checkpoints or spec.keep_checkpoint):
         shutil.rmtree(output_dir, ignore_errors=True)
     return written[0]
 

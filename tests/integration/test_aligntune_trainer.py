@@ -33,9 +33,8 @@ def stack(tmp_path_factory):
     (root / "cats.jsonl").write_text("".join(json.dumps(row) + "\n" for row in ROWS))
     common = {"home": root / "home", "port": 0, "metrics_port": -1, "host": "127.0.0.1", "log_level": "WARNING"}
 
-    def trl():
-        return TRLService(TRLSettings(**common, grace_seconds=5, allowed_roots=[root], min_dataset_rows=2,
-                                      keep_checkpoints=True))
+    def trl():  # keep_checkpoints off: the facade's TrainOutput.keep_checkpoint keeps what save_checkpoint needs
+        return TRLService(TRLSettings(**common, grace_seconds=5, allowed_roots=[root], min_dataset_rows=2))
 
     def hf():  # serves the base and, from the shared store, what trl trains on it
         return HFService(HFSettings(**common, torch_threads=1, model_roots=[root],
@@ -55,7 +54,7 @@ def _trainer(stack, client, run_name: str, max_steps: int) -> ForgewayTrainer:
     return create_sft_trainer(model_name=str(stack.root / "tiny"), dataset_name=str(stack.root / "cats.jsonl"),
                               backend="trl", max_steps=max_steps, batch_size=2, learning_rate=1e-2,
                               max_seq_length=32, use_peft=True, lora_r=4, lora_alpha=8, lora_dropout=0.0,
-                              save_steps=1, split="train[:75%]", run_name=run_name, client=client,
+                              split="train[:75%]", run_name=run_name, client=client,
                               output_dir=str(stack.root / "out"))
 
 

@@ -195,7 +195,7 @@ def train_request(
     description: str = "", config_name: str | None = None, counterfact: Mapping[str, Any] | None = None,
     gbmpo: Mapping[str, Any] | None = None, pace: Mapping[str, Any] | None = None,
     mirror: Mapping[str, Any] | None = None, meta_es: Mapping[str, Any] | None = None,
-    resume_from: str | tuple[str, str] | None = None,
+    resume_from: str | tuple[str, str] | None = None, keep_checkpoint: bool = False,
 ) -> train_pb2.TrainRequest:
     """A TrainRequest from keyword arguments (names as in the contract; enums by lowercase name).
 
@@ -247,6 +247,7 @@ def train_request(
         request.resume_from.CopyFrom(train_pb2.CheckpointRef(job_id=job_id, checkpoint=checkpoint))
     request.output.model_name = output_name
     request.output.description = description
+    request.output.keep_checkpoint = keep_checkpoint
     request.output.formats.extend(named(EXPORT_FORMAT, f, "output.formats") for f in export)
     request.backend = named(BACKEND, backend, "backend")
     if allow_fallback is not None:

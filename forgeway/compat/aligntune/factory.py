@@ -181,6 +181,7 @@ def _request(client: Client, model_name: str, dataset_name: str, backend: str, m
         "max_completion_length": kwargs.get("max_completion_length"), "output_name": kwargs.get("run_name") or "",
         "backend": backend.lower(), "allow_fallback": kwargs.get("fallback"),
         "eval_dataset": kwargs.get("eval_dataset"),
+        "keep_checkpoint": True,  # AlignTune's trainers leave checkpoints in output_dir: save_checkpoint() needs one
     }
 
 

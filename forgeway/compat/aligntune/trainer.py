@@ -132,8 +132,8 @@ class ForgewayTrainer:
 
     def save_checkpoint(self, path: str | Path) -> str:
         """Download the job's latest checkpoint to `path`, with forgeway_checkpoint.json naming the job and the
-        checkpoint (load_checkpoint reads it). The trainer keeps checkpoints of succeeded jobs only with its
-        keep_checkpoints setting."""
+        checkpoint (load_checkpoint reads it); the factory asks the trainer to keep a succeeded job's last
+        checkpoint (TrainOutput.keep_checkpoint)."""
         if self.result is None:
             raise RuntimeError("save_checkpoint: train() has not run")
         folder = self.client.models.download("", Path(path), checkpoint=(self.result.id, ""))
