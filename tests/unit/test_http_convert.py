@@ -7,6 +7,7 @@ import json
 import pytest
 from pydantic import ValidationError
 
+from forgeway.core.errors import InvalidArgument
 from forgeway.gateway.http import convert, convert_tuning
 from forgeway.gateway.http.schemas import ChatCompletionRequest, CompletionRequest
 from forgeway.gateway.http.schemas_tuning import FineTuningJobRequest
@@ -200,3 +201,21 @@ def test_finish_reasons_are_openais_with_forgeways_own_beside(reason, openai_rea
     assert choice["finish_reason"] == openai_reason and choice["forgeway_finish_reason"] == own
     text = convert.text_completion([response], 1, "cmpl-1", 0)["choices"][0]
     assert text["finish_reason"] == openai_reason and text["forgeway_finish_reason"] == own
+
+
+def test_an_aligntune_algorithm_and_its_knobs_map_onto_method_params():
+    body = FineTuningJobRequest.model_validate({
+        "model": "m", "training_file": "ds-0123456789abcdef",
+        "method": {"type": "gbmpo", "gbmpo": {"hyperparameters": {
+            "gbmpo": {"divergence": "probl2kl", "divergence_coefficient": 0.001}, "beta": 0.02}}}})
+    request = convert_tuning.train_request(body, base_learning_rate=1e-5)
+    assert request.method == train_pb2.TRAINING_METHOD_GBMPO
+    assert request.method_params.gbmpo.divergence == "probl2kl"
+    assert request.method_params.gbmpo.divergence_coefficient == pytest.approx(0.001)
+    assert not request.method_params.HasField("pace")
+    bad = FineTuningJobRequest.model_validate({
+        "model": "m", "training_file": "ds-0123456789abcdef",
+        "method": {"type": "pace", "pace": {"hyperparameters": {"pace": {"rho_minimum": 0.9}}}}})
+    with pytest.raises(InvalidArgument, match="hyperparameters.pace") as error:
+        convert_tuning.train_request(bad, base_learning_rate=1e-5)
+    assert error.value.field == "hyperparameters.pace" and "rho_minimum" in str(error.value)
