@@ -8,7 +8,6 @@ import secrets
 from google.protobuf import json_format
 
 from forgeway.core.enums import BACKEND, EXPORT_FORMAT, FINISHED_STATES, JOB_STATE, METHOD, QUANTIZATION, TASK
-from forgeway.core.errors import InvalidArgument
 from forgeway.v1 import datasets_pb2, jobs_pb2, train_pb2
 
 from .schemas_tuning import FineTuningJobRequest, Hyperparameters
@@ -63,10 +62,7 @@ def train_request(body: FineTuningJobRequest, base_learning_rate: float) -> trai
         m.reward_functions.add(name=fn.name, weight=fn.weight or 0.0)
     for name in ALGORITHM_PARAMS:
         if getattr(hp, name) is not None:
-            try:
-                json_format.ParseDict(getattr(hp, name), getattr(m, name))
-            except json_format.ParseError as exc:
-                raise InvalidArgument(f"hyperparameters.{name}", str(exc).splitlines()[0]) from None
+            json_format.ParseDict(getattr(hp, name), getattr(m, name))  # checked by the schema
             getattr(m, name).SetInParent()
     if body.lora is not None:
         request.lora.CopyFrom(train_pb2.LoraParams(r=body.lora.r, alpha=body.lora.alpha, dropout=body.lora.dropout,

@@ -59,6 +59,26 @@ class Hyperparameters(Strict):
                                              "generations, inner_steps.")
 
     @model_validator(mode="after")
+    def _algorithm_knobs(self):
+        from google.protobuf import json_format
+
+        from forgeway.v1 import train_pb2
+
+        for name in ("counterfact", "gbmpo", "pace", "mirror", "meta_es"):
+            if getattr(self, name) is not None:
+                message = getattr(train_pb2.MethodParams(), name)
+                known = {f.name for f in message.DESCRIPTOR.fields}
+                unknown = [k for k in getattr(self, name) if k not in known]
+                if unknown:
+                    raise invalid(f"hyperparameters.{name}", f"unknown knob {ascii(unknown[0])}; allowed: "
+                                  f"{', '.join(sorted(known))}")
+                try:
+                    json_format.ParseDict(getattr(self, name), message)
+                except json_format.ParseError as exc:
+                    raise invalid(f"hyperparameters.{name}", str(exc).splitlines()[0]) from None
+        return self
+
+    @model_validator(mode="after")
     def _one_rate(self):
         if self.learning_rate is not None and self.learning_rate_multiplier not in (None, "auto"):
             raise invalid("learning_rate", "set learning_rate or learning_rate_multiplier, not both")
