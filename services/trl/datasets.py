@@ -51,6 +51,20 @@ def detect_format(columns: list[str], accepted: tuple[str, ...], where: str, who
                           f"{', '.join(columns) or 'no columns'}; {fix}")
 
 
+def read_dataset(engine, source: DatasetSpec, where: str, accepted: tuple[str, ...], who: str,
+                 min_rows: int | None = None, generate: bool = False) -> LoadedDataset:
+    """Load a source, detect its format among `accepted` (by columns, a sample row, a known hub name), check every
+    row, and return the rows in the trained format with their provenance."""
+    rows, provenance = engine.loader.load(source, where, generate)
+    shape = detect_format(rows.column_names, accepted, where, who, rows[0] if len(rows) else None,
+                          provenance.get("hub_name", ""))
+    rows = validate_rows(rows, shape, where, engine.settings.min_dataset_rows if min_rows is None else min_rows)
+    provenance["format"] = shape.trained
+    if shape.trains_as:  # a shape read as a trained format (ModelForge's input/output as prompt/completion)
+        provenance["source_format"] = shape.name
+    return LoadedDataset(rows, shape.trained, provenance)
+
+
 class DatasetLoader:
     """Loads DatasetSpecs, confined to the allowed roots, caching under FORGEWAY_HOME."""
 

@@ -11,7 +11,7 @@ from forgeway.core.errors import FailedPrecondition, InvalidArgument, NotFound, 
 from forgeway.core.modelstore import entry_name
 from forgeway.services.training.spec import DatasetSpec
 
-from .datasets import detect_format, validate_rows
+from .datasets import read_dataset
 from .loading import BaseModel, load_model, load_tokenizer, precision_for
 
 # Dataset formats each kind of model is evaluated on (the trained formats of core/datasetformats.py).
@@ -50,17 +50,16 @@ def evaluate_entry(engine, name: str, dataset: DatasetSpec, generate_samples: in
         raise Unsupported(f"evaluating a {pipeline} model", "trl", "loss and perplexity are measured for "
                           "text-generation and summarization models")
     seq2seq = model_class == "AutoModelForSeq2SeqLM"
-    rows, _ = engine.loader.load(dataset, "dataset")
     accepted = SEQ2SEQ_FORMATS if seq2seq else CAUSAL_FORMATS
-    shape = detect_format(rows.column_names, accepted, "dataset", f"evaluating {name} ({pipeline})")
-    rows = validate_rows(rows, shape, "dataset", 1)
+    loaded = read_dataset(engine, dataset, "dataset", accepted, f"evaluating {name} ({pipeline})", min_rows=1)
+    rows, trained = loaded.rows, loaded.format
     base = BaseModel.from_store(name, str(entry.path))
     tokenizer = load_tokenizer(base)
     precision = precision_for("auto")
     model = load_model(base, model_class, precision).to(precision.device).eval()
-    examples = [_example(row, shape.trained, tokenizer) for row in rows]
+    examples = [_example(row, trained, tokenizer) for row in rows]
     if generate_samples and not any(e.prompt for e in examples):
-        raise InvalidArgument("generate_samples", f"the {shape.trained} dataset has no prompts to generate for")
+        raise InvalidArgument("generate_samples", f"the {trained} dataset has no prompts to generate for")
     with torch.inference_mode():
         loss = _loss(model, tokenizer, examples, seq2seq, precision.device)
         metrics = {"eval_loss": loss, "perplexity": math.exp(min(loss, 50.0))}

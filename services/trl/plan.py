@@ -14,7 +14,7 @@ from forgeway.core.generation import Task
 from forgeway.core.profiles import advice
 from forgeway.services.training.spec import TrainSpec
 
-from .datasets import LoadedDataset, detect_format, validate_rows
+from .datasets import LoadedDataset, read_dataset
 from .export import gguf_exporter, plan_formats
 from .loading import BaseModel, Precision, check_cached, precision_for
 from .methods import METHODS, Method, check_knobs, method_fields
@@ -85,12 +85,12 @@ def make_plan(engine, spec: TrainSpec, profile: str) -> RunPlan:
     max_seq = spec.max_seq_length or (recommended.max_seq_length if method.max_length or task else None)
     accepted = (task.format,) if task else method.formats
     who = f"task {spec.task.value}" if task else f"method {method.name}"
-    train = _dataset(engine, spec.dataset, "dataset", accepted, who)
-    evaluation = _dataset(engine, spec.eval_dataset, "eval_dataset", (train.format,), who, min_rows=1) \
+    train = read_dataset(engine, spec.dataset, "dataset", accepted, who)
+    evaluation = read_dataset(engine, spec.eval_dataset, "eval_dataset", (train.format,), who, min_rows=1) \
         if spec.eval_dataset else None
     if evaluation and "split_generated" in evaluation.provenance and _same_source(spec.dataset, spec.eval_dataset):
         # the eval split was generated from this very source: train on the generated train part, not on all of it
-        train = _dataset(engine, spec.dataset, "dataset", accepted, who, generate=True)
+        train = read_dataset(engine, spec.dataset, "dataset", accepted, who, generate=True)
     plan = RunPlan(spec, method, task, base, precision, train, evaluation, formats=formats, batch_size=batch,
                    accumulation=accumulation, max_seq_length=max_seq)
     if task is None and method.rewards:
@@ -145,18 +145,6 @@ def common_args(plan: RunPlan, output_dir: str, settings) -> dict:
     if spec.warmup_ratio is not None:
         args["warmup_steps"] = spec.warmup_ratio  # transformers reads a value below 1 as a ratio
     return args
-
-
-def _dataset(engine, source, where: str, accepted: tuple[str, ...], who: str, min_rows: int | None = None,
-             generate: bool = False):
-    rows, provenance = engine.loader.load(source, where, generate)
-    shape = detect_format(rows.column_names, accepted, where, who, rows[0] if len(rows) else None,
-                          provenance.get("hub_name", ""))
-    rows = validate_rows(rows, shape, where, engine.settings.min_dataset_rows if min_rows is None else min_rows)
-    provenance["format"] = shape.trained
-    if shape.trains_as:  # a shape read as a trained format (ModelForge's input/output as prompt/completion)
-        provenance["source_format"] = shape.name
-    return LoadedDataset(rows, shape.trained, provenance)
 
 
 def _same_source(one, other) -> bool:

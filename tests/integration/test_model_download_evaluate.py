@@ -92,6 +92,14 @@ def test_evaluate_measures_loss_perplexity_rouge_and_bleu(client, trained):
     assert "rouge1" not in base and math.isfinite(base["eval_loss"])
 
 
+def test_evaluate_reads_datasets_as_training_does(client, trained):
+    # hh-rlhf dialogues: the prompt is split off as training splits it, so there are prompts to answer
+    dialogues = [{"chosen": f"\n\nHuman: Where did cat {i} sit?\n\nAssistant: On the mat.",
+                  "rejected": f"\n\nHuman: Where did cat {i} sit?\n\nAssistant: Go away."} for i in range(3)]
+    metrics = client.models.evaluate("dl-sft", dialogues, generate_samples=2, max_new_tokens=6)
+    assert metrics["eval_samples"] == 3 and metrics["generated_samples"] == 2 and "rougeL" in metrics
+
+
 def test_evaluate_names_the_bad_field(client, trained):
     with pytest.raises(InvalidArgumentError, match="dataset.columns"):
         client.models.evaluate("dl-sft", [{"question": "q"}])
